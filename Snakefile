@@ -1,0 +1,16 @@
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/protein.smk"
+
+
+rule all:
+    input:
+        protein_outputs(),
+    default_target: True

@@ -1,0 +1,44 @@
+"""C-alpha Anisotropic Network Model: Hessian assembly and its eigenvalues."""
+
+import numpy as np
+import scipy.linalg
+from scipy.spatial import cKDTree
+
+
+def contact_pairs(coords, cutoff):
+    """Index pairs (i < j) of atoms within `cutoff` (inclusive), as two int arrays."""
+    pairs = cKDTree(coords).query_pairs(cutoff, output_type="ndarray")
+    return pairs[:, 0], pairs[:, 1]
+
+
+def anm_hessian(coords, cutoff=9.0, gamma=1.0):
+    """Dense 3N x 3N ANM Hessian, identical in convention to ProDy's ANM.buildHessian.
+
+    Off-diagonal block (i, j) = -gamma * r r^T / |r|^2 for every pair within the cutoff;
+    diagonal block i = minus the sum of its row's off-diagonal blocks.
+    """
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coordinates must have shape (N, 3), got {coords.shape}")
+    if cutoff <= 0:
+        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    n = len(coords)
+    i, j = contact_pairs(coords, cutoff)
+    r = coords[j] - coords[i]
+    blocks = (-gamma / np.einsum("pk,pk->p", r, r))[:, None, None] * (r[:, :, None] * r[:, None, :])
+    hessian = np.zeros((n, 3, n, 3))
+    hessian[i, :, j, :] = blocks
+    hessian[j, :, i, :] = blocks
+    diagonal = np.zeros((n, 3, 3))
+    np.add.at(diagonal, i, -blocks)
+    np.add.at(diagonal, j, -blocks)
+    idx = np.arange(n)
+    hessian[idx, :, idx, :] = diagonal
+    return hessian.reshape(3 * n, 3 * n)
+
+
+def eigenvalues(hessian):
+    """All eigenvalues of a symmetric matrix, ascending (LAPACK divide and conquer, no vectors)."""
+    return scipy.linalg.eigh(
+        hessian, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False
+    )

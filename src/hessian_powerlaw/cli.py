@@ -1,0 +1,273 @@
+"""Command-line interface: one subcommand per pipeline step."""
+
+import argparse
+import datetime
+import glob
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, load_config
+
+
+def _config_settings(config):
+    """Protein settings (protein.DEFAULTS keys) taken from a validated config."""
+    return {
+        "cutoff": config["anm"]["cutoff"],
+        "gamma": config["anm"]["gamma"],
+        "zero_mode_tol": config["anm"]["zero_mode_tol"],
+        "disconnected": config["anm"]["disconnected"],
+        "eigen_backend": config["anm"]["eigen_backend"],
+        "k": config["fit"]["k"],
+        "compare": config["fit"]["compare"],
+        "min_residues": config["pdb"]["min_residues"],
+        "max_residues": config["pdb"]["max_residues"],
+    }
+
+
+def _k_value(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"K must be a number, got {text!r}") from None
+    if value <= 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"K must be a fraction in (0, 1) or an integer count, got {text}")
+    return value
+
+
+def _positive(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------- entries
+
+
+def read_entries(path, batch=None, batch_size=None):
+    """Rows (pdb_id, path) of an entries file, optionally one batch of it."""
+    from .tables import read_tsv
+
+    rows = read_tsv(path)
+    if batch is not None:
+        rows = rows[batch * batch_size : (batch + 1) * batch_size]
+    return [{"pdb_id": str(r["pdb_id"]), "path": str(r["path"])} for r in rows]
+
+
+def local_entries(pattern):
+    """Structure files of a directory or glob, with their entry ids, sorted by id."""
+    from .structure import entry_id
+
+    path = Path(pattern)
+    if path.is_dir():
+        files = [p for p in path.iterdir() if _is_structure(p.name)]
+    else:
+        files = [Path(p) for p in glob.glob(pattern) if _is_structure(Path(p).name)]
+    rows = {}
+    for file in sorted(files):
+        rows.setdefault(entry_id(file), str(file))
+    return [{"pdb_id": k, "path": v} for k, v in sorted(rows.items())]
+
+
+def _is_structure(name):
+    name = name.lower().removesuffix(".gz")
+    return name.endswith((".pdb", ".ent", ".cif", ".mmcif"))
+
+
+def cmd_select(args):
+    from .atomic import write_text
+    from .rcsb import cache_path, search_entries
+    from .tables import to_tsv
+
+    config = load_config(args.config)
+    pdb = config["pdb"]
+    header = [
+        f"# hessian-powerlaw {__version__} entry selection",
+        f"# date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+        f"# source: {pdb['source']}",
+    ]
+    if pdb["source"] == "local":
+        rows = local_entries(pdb["local"])
+        header.append(f"# local: {pdb['local']}")
+    else:
+        from .rcsb import build_query
+
+        query = pdb["query"]
+        ids = search_entries(query, pdb["min_residues"], pdb["max_residues"])
+        if query["max_entries"]:
+            ids = ids[: query["max_entries"]]
+        rows = [{"pdb_id": i, "path": str(cache_path(pdb["cache"], i))} for i in ids]
+        header.append(f"# url: {query['url']}")
+        header.append("# query: " + json.dumps(build_query(query, pdb["min_residues"], pdb["max_residues"])))
+    if not rows:
+        raise ConfigError(f"{args.config}: the entry selection is empty (source {pdb['source']})")
+    write_text(args.out, "\n".join(header) + "\n" + to_tsv(rows, ("pdb_id", "path")))
+    print(f"select: {len(rows)} entries -> {args.out}", file=sys.stderr)
+
+
+def cmd_download(args):
+    from .rcsb import download_entries
+    from .tables import write_tsv
+
+    rows = read_entries(args.entries, args.batch, args.batch_size)
+    result = download_entries(
+        [r["pdb_id"] for r in rows], args.cache, args.base_url, args.workers, args.retries, args.timeout
+    )
+    write_tsv(args.out, result, ("pdb_id", "path", "status", "reason"))
+    failed = sum(r["status"] == "failed" for r in result)
+    print(f"download: {len(result) - failed} present, {failed} failed -> {args.out}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- proteins
+
+
+def cmd_protein(args):
+    from .protein import DEFAULTS, RECORD_KEYS, analyse, analyse_cached, new_record
+    from .tables import read_tsv, write_tsv
+
+    settings = dict(DEFAULTS)
+    if args.config:
+        settings.update(_config_settings(load_config(args.config)))
+    for key in DEFAULTS:
+        if getattr(args, key, None) is not None:
+            settings[key] = getattr(args, key)
+    if args.entries:
+        items = read_entries(args.entries, args.batch, args.batch_size)
+    else:
+        items = [{"pdb_id": None, "path": f} for f in args.files]
+    if not items:
+        raise ConfigError("protein: no structure files given (FILE... or --entries)")
+    failed_downloads = {}
+    if args.downloads:
+        failed_downloads = {
+            str(r["pdb_id"]): r["reason"] for r in read_tsv(args.downloads) if r["status"] == "failed"
+        }
+    source = "rcsb" if args.downloads else "local"
+    records = []
+    for n, item in enumerate(items, 1):
+        if item["pdb_id"] in failed_downloads:
+            record = new_record(item["path"], source)
+            record.update(pdb_id=item["pdb_id"], reason=f"download failed: {failed_downloads[item['pdb_id']]}")
+        elif args.records:
+            record = analyse_cached(item["path"], args.records, settings, source, item["pdb_id"])
+        else:
+            record = analyse(item["path"], settings, source)[0]
+        record["pdb_id"] = record["pdb_id"] or item["pdb_id"] or Path(item["path"]).name
+        records.append(record)
+        verdict = record["reason"] if record["status"] != "ok" else (
+            f"beta {record['beta']:.3f} s {record['s']:.3f} d_ks/d_c {record['d_ks'] / record['d_c']:.2f}"
+        )
+        print(f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {verdict}", file=sys.stderr)
+    write_tsv(args.out, records, RECORD_KEYS)
+
+
+def cmd_tables(args):
+    from .protein import RECORD_KEYS
+    from .tables import SIZE_BIN_COLUMNS, read_tsv, size_bin_rows, size_bins_markdown, write_tsv
+    from .atomic import write_text
+
+    records = [row for path in args.tables for row in read_tsv(path)]
+    write_tsv(args.proteins, records, RECORD_KEYS)
+    failures = [r for r in records if r["status"] != "ok"]
+    if args.failures:
+        write_tsv(args.failures, failures, ("pdb_id", "file", "status", "reason"))
+    rows = size_bin_rows(records)
+    write_tsv(args.bins, rows, SIZE_BIN_COLUMNS)
+    if args.markdown:
+        ks = sorted({r["k"] for r in records if r["status"] == "ok"})
+        label = args.k_label or (str(ks[0]) if len(ks) == 1 else "per entry")
+        write_text(args.markdown, size_bins_markdown(rows, label))
+    print(f"tables: {len(records) - len(failures)} fitted, {len(failures)} skipped or failed", file=sys.stderr)
+
+
+def cmd_check_config(args):
+    load_config(args.config)
+    print(f"{args.config}: valid")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="hessian-powerlaw",
+        description="Power-law Hessian spectra of protein elastic networks and neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate a config file against the schema")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("select", help="list the PDB entries to analyse (local files or RCSB query)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="entries TSV (pdb_id, path) with provenance header")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("download", help="download entries (mmCIF.gz) into a verified cache")
+    p.add_argument("--entries", required=True)
+    _batch_args(p)
+    p.add_argument("--cache", default="pdb_cache")
+    p.add_argument("--base-url", default="https://files.rcsb.org/download")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--timeout", type=_positive, default=60.0)
+    p.add_argument("--out", required=True, help="status TSV (pdb_id, path, status, reason)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("protein", help="ANM spectra and power-law fits of structure files")
+    p.add_argument("files", nargs="*", metavar="FILE", help=".pdb/.ent/.cif, optionally .gz")
+    p.add_argument("--entries", help="entries TSV instead of FILE arguments")
+    _batch_args(p)
+    p.add_argument("--downloads", help="download status TSV; failed entries are reported as such")
+    p.add_argument("--config", help="take defaults from this config file")
+    p.add_argument("--cutoff", type=_positive, help="ANM cutoff in Angstrom (9)")
+    p.add_argument("--gamma", type=_positive, help="ANM spring constant (1)")
+    p.add_argument("--k", type=_k_value, help="fraction of non-zero modes (0.1) or a count (1000)")
+    p.add_argument("--zero-mode-tol", type=_positive, help="relative zero-mode threshold (1e-12)")
+    p.add_argument("--disconnected", choices=("exclude", "flag"), help="more than 6 zero modes")
+    p.add_argument("--min-residues", type=int)
+    p.add_argument("--max-residues", type=int)
+    p.add_argument("--eigen-backend", choices=("auto", "scipy", "torch"))
+    p.add_argument("--no-compare", dest="compare", action="store_false", default=None,
+                   help="skip the likelihood-ratio tests")
+    p.add_argument("--records", help="directory for per-entry JSON records and .npy spectra (resumable)")
+    p.add_argument("--out", required=True, help="per-protein TSV")
+    p.set_defaults(func=cmd_protein)
+
+    p = sub.add_parser("tables", help="join per-batch protein tables; size-bin summary")
+    p.add_argument("tables", nargs="+", metavar="TSV")
+    p.add_argument("--proteins", required=True, help="joined per-protein TSV")
+    p.add_argument("--bins", required=True, help="size-bin TSV")
+    p.add_argument("--markdown", help="size-bin Markdown table")
+    p.add_argument("--failures", help="TSV of skipped and failed entries")
+    p.add_argument("--k-label", help="how K is described in the Markdown title")
+    p.set_defaults(func=cmd_tables)
+    return parser
+
+
+def _batch_args(p):
+    p.add_argument("--batch", type=int, help="batch index (with --batch-size)")
+    p.add_argument("--batch-size", type=int, default=50)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch", None) is not None and args.batch < 0:
+        print("hessian-powerlaw: error: --batch must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"hessian-powerlaw {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Configuration: one JSON schema for the workflow and the command line."""
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, with a message naming the offending key."""
+
+
+def load_schema():
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = _copy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _copy(value):
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def validate(config, source="config"):
+    """Validate `config` in place (filling defaults); raise ConfigError naming the key."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    validator = _with_defaults(jsonschema.Draft7Validator)(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: {where}: {err.message}")
+    _check_consistency(config, source)
+    return config
+
+
+def _check_consistency(config, source):
+    pdb = config["pdb"]
+    if pdb["min_residues"] > pdb["max_residues"]:
+        raise ConfigError(f"{source}: pdb.min_residues is larger than pdb.max_residues")
+    k = config["fit"]["k"]
+    if k >= 1 and k != int(k):
+        raise ConfigError(f"{source}: fit.k: a count must be an integer, got {k}")
+
+
+def load_config(path):
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    return validate(config, source=str(path))

@@ -1,0 +1,147 @@
+"""Per-entry protein analysis: structure -> ANM eigenvalues -> inverted spectrum -> fit."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import anm
+from .atomic import save_npy, write_json
+from .fit import FIT_KEYS, FitError, power_law_fit, resolve_k
+from .spectrum import RIGID_BODY_MODES, inverted_spectrum
+from .structure import StructureError, entry_id, read_calpha
+
+DEFAULTS = {
+    "cutoff": 9.0,
+    "gamma": 1.0,
+    "k": 0.1,
+    "zero_mode_tol": 1e-12,
+    "disconnected": "exclude",
+    "min_residues": 100,
+    "max_residues": 2000,
+    "eigen_backend": "auto",
+    "compare": True,
+}
+RECORD_KEYS = (
+    "pdb_id",
+    "file",
+    "source",
+    "method",
+    "resolution",
+    "n_models",
+    "n_chains",
+    "n_residues",
+    "chain_breaks",
+    "n_modes",
+    "n_zero_modes",
+    *FIT_KEYS,
+    "status",
+    "reason",
+    "seconds",
+)
+TORCH_MIN_SIZE = 1500  # matrix order from which torch's LAPACK beats scipy's here
+
+
+def eigenvalues(hessian, backend="auto"):
+    """All eigenvalues of the Hessian; torch (MKL) is faster for large matrices when present."""
+    if backend == "torch" or (backend == "auto" and len(hessian) >= TORCH_MIN_SIZE):
+        try:
+            import torch
+        except ImportError:
+            if backend == "torch":
+                raise
+        else:
+            return torch.linalg.eigvalsh(torch.from_numpy(hessian)).numpy()
+    return anm.eigenvalues(hessian)
+
+
+def new_record(path, source="local"):
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(file=str(path), source=source, status="failed")
+    return record
+
+
+def analyse(path, settings=None, source="local"):
+    """Analyse one structure file; returns (record, sigma spectrum or None). Never raises
+    for a bad input: the record's status ('ok', 'skipped', 'failed') and reason say why."""
+    cfg = {**DEFAULTS, **(settings or {})}
+    record = new_record(path, source)
+    start = time.perf_counter()
+    sigma = None
+    try:
+        sigma = _analyse(path, cfg, record)
+        record["status"] = "ok"
+    except _Skip as skip:
+        record.update(status="skipped", reason=str(skip))
+    except (StructureError, FitError) as err:
+        record.update(status="failed" if isinstance(err, StructureError) else "skipped")
+        record["reason"] = err.args[0]
+    except MemoryError:
+        record["reason"] = "out of memory building the Hessian"
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record, sigma
+
+
+class _Skip(Exception):
+    """A valid structure outside the study's selection."""
+
+
+def _analyse(path, cfg, record):
+    try:
+        info = read_calpha(path)
+    except StructureError as err:
+        if len(err.args) > 1:
+            record.update({k: v for k, v in err.args[1].items() if k in record})
+        raise
+    coords = info.pop("coords")
+    record.update({k: v for k, v in info.items() if k in record})
+    n = len(coords)
+    if n < cfg["min_residues"]:
+        raise _Skip(f"{n} residues, fewer than the minimum {cfg['min_residues']}")
+    if n > cfg["max_residues"]:
+        raise _Skip(f"{n} residues, more than the maximum {cfg['max_residues']}")
+    hessian = anm.anm_hessian(coords, cfg["cutoff"], cfg["gamma"])
+    ev = eigenvalues(hessian, cfg["eigen_backend"])
+    n_zero, sigma = inverted_spectrum(ev, cfg["zero_mode_tol"])
+    record.update(n_zero_modes=n_zero, n_modes=len(sigma))
+    if n_zero < RIGID_BODY_MODES:
+        raise StructureError(f"only {n_zero} zero modes (expected 6): coordinates degenerate?")
+    if n_zero > RIGID_BODY_MODES:
+        message = f"disconnected network: {n_zero} zero modes (expected 6) at cutoff {cfg['cutoff']}"
+        if cfg["disconnected"] == "exclude":
+            raise _Skip(message)
+        record["reason"] = message + "; fitted on the non-zero modes"
+    k = resolve_k(cfg["k"], len(sigma))
+    record.update(power_law_fit(sigma, k, compare=cfg["compare"]))
+    return sigma
+
+
+def settings_key(cfg):
+    """The settings that determine a record, stored with it to decide reuse on resume."""
+    return {key: cfg[key] for key in sorted(DEFAULTS)}
+
+
+def analyse_cached(path, records_dir, settings=None, source="local", pdb_id=None):
+    """Like analyse(), but reuse `records_dir/{id}.json` when it was made with the same
+    settings from the same file, and write the record and spectrum atomically otherwise."""
+    cfg = {**DEFAULTS, **(settings or {})}
+    pdb_id = pdb_id or entry_id(path)
+    records_dir = Path(records_dir)
+    record_path = records_dir / f"{pdb_id}.json"
+    if record_path.is_file():
+        try:
+            saved = json.loads(record_path.read_text())
+            if saved.get("settings") == settings_key(cfg) and saved["record"]["file"] == str(path):
+                return saved["record"]
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable or old record: recompute
+    record, sigma = analyse(path, cfg, source)
+    if sigma is not None:
+        save_npy(records_dir / f"{pdb_id}.npy", sigma)
+    write_json(record_path, {"settings": settings_key(cfg), "record": _jsonable(record)})
+    return record
+
+
+def _jsonable(record):
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}

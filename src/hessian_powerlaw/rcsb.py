@@ -1,0 +1,217 @@
+"""RCSB PDB: the study's filtered entry list (Search API v2) and mmCIF downloads."""
+
+import datetime
+import email.utils
+import gzip
+import io
+import json
+import random
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from . import __version__
+from .atomic import write_bytes
+from .structure import PDB_ID
+
+USER_AGENT = f"hessian-powerlaw/{__version__} (+https://github.com/hessian-powerlaw/hessian-powerlaw)"
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+ENTITY_ID = re.compile(r"^([0-9][A-Za-z0-9]{3})_\d+$")
+
+
+class DownloadError(RuntimeError):
+    """A request that failed for good (after retries, or not retryable)."""
+
+
+def validate_id(pdb_id):
+    """Return the upper-case id, or raise ValueError before it reaches a URL or a path."""
+    if not isinstance(pdb_id, str) or not PDB_ID.match(pdb_id):
+        raise ValueError(f"invalid PDB id {pdb_id!r} (expected 4 characters, digit first)")
+    return pdb_id.upper()
+
+
+def terminal(attribute, operator, value):
+    return {
+        "type": "terminal",
+        "service": "text",
+        "parameters": {"attribute": attribute, "operator": operator, "value": value},
+    }
+
+
+def build_query(query, min_residues, max_residues, start=0):
+    """The Search API v2 request for the study's selection, one page from `start`."""
+    return {
+        "query": {
+            "type": "group",
+            "logical_operator": "and",
+            "nodes": [
+                terminal("exptl.method", "exact_match", query["method"]),
+                terminal(
+                    "rcsb_entry_info.resolution_combined", "less_or_equal", query["max_resolution"]
+                ),
+                terminal(
+                    "rcsb_entry_info.selected_polymer_entity_types",
+                    "exact_match",
+                    query["polymer_types"],
+                ),
+                terminal(
+                    "rcsb_entry_info.deposited_polymer_monomer_count",
+                    "range",
+                    {
+                        "from": min_residues,
+                        "to": max_residues,
+                        "include_lower": True,
+                        "include_upper": True,
+                    },
+                ),
+            ],
+        },
+        "return_type": "polymer_entity",
+        "request_options": {
+            "group_by": {
+                "aggregation_method": "sequence_identity",
+                "similarity_cutoff": query["identity_cutoff"],
+                "ranking_criteria_type": {
+                    "sort_by": "rcsb_entry_info.resolution_combined",
+                    "direction": "asc",
+                },
+            },
+            "group_by_return_type": "representatives",
+            "paginate": {"start": start, "rows": query["rows_per_page"]},
+            "results_content_type": ["experimental"],
+        },
+    }
+
+
+def request(url, data=None, retries=5, timeout=60, backoff=1.0):
+    """GET (or POST JSON `data`) with retries on 429/5xx/timeouts; returns (status, body)."""
+    body = None if data is None else json.dumps(data).encode()
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    last = "no attempt"
+    for attempt in range(retries + 1):
+        req = urllib.request.Request(url, data=body, headers=headers)
+        wait = backoff * 2**attempt * (1 + 0.25 * random.random())
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            if err.code not in RETRY_STATUS:
+                raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from None
+            last = f"HTTP {err.code}"
+            wait = max(wait, _retry_after(err.headers.get("Retry-After")))
+        except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as err:
+            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+        if attempt < retries:
+            time.sleep(min(wait, 300))
+    raise DownloadError(f"{last} for {url} after {retries + 1} attempts")
+
+
+def _retry_after(value):
+    if not value:
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def search_entries(query, min_residues, max_residues, retries=5, timeout=60, backoff=1.0):
+    """Unique entry ids (search order) of the study's selection, all pages."""
+    ids, start = [], 0
+    while True:
+        payload = build_query(query, min_residues, max_residues, start)
+        status, body = request(query["url"], payload, retries, timeout, backoff)
+        if status == 204 or not body:
+            break
+        result = json.loads(body)
+        page = result.get("result_set", [])
+        for item in page:
+            match = ENTITY_ID.match(item.get("identifier", ""))
+            if match:
+                ids.append(match.group(1).upper())
+        start += len(page)
+        total = result.get("group_by_count", result.get("total_count", 0))
+        print(f"query: {start} of {total} representatives", file=sys.stderr)
+        if len(page) < query["rows_per_page"] or start >= total:
+            break
+    return list(dict.fromkeys(ids))
+
+
+def verify_mmcif_gz(data):
+    """Raise ValueError unless `data` is a complete gzip of a parseable mmCIF with atoms."""
+    from Bio.PDB import MMCIFParser
+
+    try:
+        text = gzip.decompress(data).decode("latin-1")
+    except (OSError, EOFError) as err:
+        raise ValueError(f"corrupt gzip ({err})") from None
+    if not text.lstrip().startswith("data_") or "_atom_site." not in text:
+        raise ValueError("not an mmCIF file with atom records")
+    try:
+        MMCIFParser(QUIET=True).get_structure("check", io.StringIO(text))
+    except Exception as err:
+        raise ValueError(f"mmCIF does not parse ({type(err).__name__}: {err})") from None
+
+
+def cache_path(cache, pdb_id):
+    return Path(cache) / f"{validate_id(pdb_id)}.cif.gz"
+
+
+def fetch_entry(pdb_id, cache, base_url, retries=5, timeout=60, backoff=1.0):
+    """Download one entry into the cache (verified, atomic); returns a status row."""
+    row = {"pdb_id": pdb_id, "path": "", "status": "failed", "reason": ""}
+    try:
+        path = cache_path(cache, pdb_id)
+    except ValueError as err:
+        row["reason"] = str(err)
+        return row
+    row["path"] = str(path)
+    if path.is_file():
+        try:
+            verify_mmcif_gz(path.read_bytes())
+            row["status"] = "cached"
+            return row
+        except ValueError:
+            path.unlink()  # a bad cached file is never trusted
+    url = f"{base_url.rstrip('/')}/{path.name}"
+    attempts = max(1, retries + 1)
+    for attempt in range(attempts):
+        try:
+            _, data = request(url, None, retries, timeout, backoff)
+            verify_mmcif_gz(data)
+        except DownloadError as err:
+            row["reason"] = str(err)
+            return row
+        except ValueError as err:
+            row["reason"] = f"{url}: {err}"
+            if attempt + 1 < attempts:
+                time.sleep(backoff * 2**attempt)
+            continue
+        write_bytes(path, data)
+        row.update(status="downloaded", reason="")
+        return row
+    return row
+
+
+def download_entries(ids, cache, base_url, workers=4, retries=5, timeout=60, backoff=1.0):
+    """Fetch entries with bounded parallelism; rows in input order, progress on stderr."""
+    ids = list(ids)
+    rows = [None] * len(ids)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(fetch_entry, pdb_id, cache, base_url, retries, timeout, backoff): i
+            for i, pdb_id in enumerate(ids)
+        }
+        for done, future in enumerate(as_completed(futures), 1):
+            rows[futures[future]] = future.result()
+            if done % 10 == 0 or done == len(ids):
+                print(f"download: {done}/{len(ids)}", file=sys.stderr)
+    return rows

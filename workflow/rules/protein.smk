@@ -1,0 +1,92 @@
+checkpoint select_entries:
+    output:
+        entries=f"{RESULTS}/pdb/entries.tsv",
+    log:
+        f"logs/select_entries.log",
+    conda:
+        "../../envs/protein.yaml"
+    params:
+        configfile=workflow.configfiles[0] if workflow.configfiles else "config.yaml",
+    shell:
+        "hessian-powerlaw select --config {params.configfile} --out {output.entries} 2> {log}"
+
+
+rule download_batch:
+    input:
+        entries=rules.select_entries.output.entries,
+    output:
+        status=f"{RESULTS}/pdb/downloads/batch_{{batch}}.tsv",
+    log:
+        f"logs/download/batch_{{batch}}.log",
+    conda:
+        "../../envs/protein.yaml"
+    params:
+        dl=PDB["download"],
+        cache=PDB["cache"],
+        size=BATCH_SIZE,
+    shell:
+        "hessian-powerlaw download --entries {input.entries} --batch {wildcards.batch} "
+        "--batch-size {params.size} --cache {params.cache} --base-url {params.dl[base_url]} "
+        "--workers {params.dl[workers]} --retries {params.dl[retries]} "
+        "--timeout {params.dl[timeout]} --out {output.status} 2> {log}"
+
+
+def protein_batch_inputs(wildcards):
+    inputs = {"entries": checkpoints.select_entries.get().output.entries}
+    if PDB["source"] == "rcsb":
+        inputs["downloads"] = rules.download_batch.output.status.format(batch=wildcards.batch)
+    return inputs
+
+
+rule protein_batch:
+    input:
+        unpack(protein_batch_inputs),
+    output:
+        table=f"{RESULTS}/protein/batches/batch_{{batch}}.tsv",
+    log:
+        f"logs/protein/batch_{{batch}}.log",
+    conda:
+        "../../envs/protein.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        settings=protein_settings(),
+        downloads=lambda wildcards, input: (
+            f"--downloads {input.downloads}" if "downloads" in input.keys() else ""
+        ),
+        records=f"{RESULTS}/protein/records",
+        size=BATCH_SIZE,
+    shell:
+        "OMP_NUM_THREADS={threads} hessian-powerlaw protein --entries {input.entries} "
+        "--batch {wildcards.batch} --batch-size {params.size} {params.downloads} "
+        "{params.settings} --records {params.records} --out {output.table} 2> {log}"
+
+
+rule protein_tables:
+    input:
+        lambda wildcards: expand(rules.protein_batch.output.table, batch=batches()),
+    output:
+        proteins=report(
+            f"{RESULTS}/protein/proteins.tsv",
+            caption="../report/proteins.rst",
+            category="Proteins",
+        ),
+        bins=f"{RESULTS}/protein/size_bins.tsv",
+        markdown=report(
+            f"{RESULTS}/protein/size_bins.md",
+            caption="../report/size_bins.rst",
+            category="Proteins",
+        ),
+        failures=f"{RESULTS}/protein/failures.tsv",
+    log:
+        "logs/protein_tables.log",
+    conda:
+        "../../envs/protein.yaml"
+    params:
+        k_label=k_label(),
+    shell:
+        "hessian-powerlaw tables {input} --proteins {output.proteins} --bins {output.bins} "
+        "--markdown {output.markdown} --failures {output.failures} "
+        "--k-label '{params.k_label}' 2> {log}"
