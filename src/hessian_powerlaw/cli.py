@@ -1,4 +1,8 @@
-"""Command-line interface: one subcommand per pipeline step."""
+"""Command-line interface: one subcommand per pipeline step.
+
+Options left unset take their value from `--config FILE` when given, else from the
+config schema's defaults, so a step behaves the same inside and outside Snakemake.
+"""
 
 import argparse
 import datetime
@@ -8,22 +12,17 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import ConfigError, defaults, load_config, settings
 
 
-def _config_settings(config):
-    """Protein settings (protein.DEFAULTS keys) taken from a validated config."""
-    return {
-        "cutoff": config["anm"]["cutoff"],
-        "gamma": config["anm"]["gamma"],
-        "zero_mode_tol": config["anm"]["zero_mode_tol"],
-        "disconnected": config["anm"]["disconnected"],
-        "eigen_backend": config["anm"]["eigen_backend"],
-        "k": config["fit"]["k"],
-        "compare": config["fit"]["compare"],
-        "min_residues": config["pdb"]["min_residues"],
-        "max_residues": config["pdb"]["max_residues"],
-    }
+def resolve(args, names):
+    """Settings for `names`: explicit options, then --config, then schema defaults."""
+    base = load_config(args.config) if getattr(args, "config", None) else defaults()
+    values = settings(base, names)
+    for name in names:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    return values
 
 
 def _k_value(text):
@@ -37,9 +36,19 @@ def _k_value(text):
 
 
 def _positive(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -76,45 +85,57 @@ def _is_structure(name):
     return name.endswith((".pdb", ".ent", ".cif", ".mmcif"))
 
 
+SELECT = ("source", "local", "cache", "min_residues", "max_residues", "query_url", "method",
+          "max_resolution", "polymer_types", "identity_cutoff", "rows_per_page", "max_entries")
+
+
 def cmd_select(args):
     from .atomic import write_text
-    from .rcsb import cache_path, search_entries
+    from .rcsb import build_query, cache_path, search_entries
     from .tables import to_tsv
 
-    config = load_config(args.config)
-    pdb = config["pdb"]
+    opts = resolve(args, SELECT)
     header = [
         f"# hessian-powerlaw {__version__} entry selection",
         f"# date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"# source: {pdb['source']}",
+        f"# source: {opts['source']}",
     ]
-    if pdb["source"] == "local":
-        rows = local_entries(pdb["local"])
-        header.append(f"# local: {pdb['local']}")
+    if opts["source"] == "local":
+        rows = local_entries(opts["local"])
+        header.append(f"# local: {opts['local']}")
     else:
-        from .rcsb import build_query
-
-        query = pdb["query"]
-        ids = search_entries(query, pdb["min_residues"], pdb["max_residues"])
-        if query["max_entries"]:
-            ids = ids[: query["max_entries"]]
-        rows = [{"pdb_id": i, "path": str(cache_path(pdb["cache"], i))} for i in ids]
+        query = {
+            "url": opts["query_url"],
+            "method": opts["method"],
+            "max_resolution": opts["max_resolution"],
+            "polymer_types": opts["polymer_types"],
+            "identity_cutoff": opts["identity_cutoff"],
+            "rows_per_page": opts["rows_per_page"],
+        }
+        ids = search_entries(query, opts["min_residues"], opts["max_residues"])
+        if opts["max_entries"]:
+            ids = ids[: opts["max_entries"]]
+        rows = [{"pdb_id": i, "path": str(cache_path(opts["cache"], i))} for i in ids]
         header.append(f"# url: {query['url']}")
-        header.append("# query: " + json.dumps(build_query(query, pdb["min_residues"], pdb["max_residues"])))
+        payload = build_query(query, opts["min_residues"], opts["max_residues"])
+        header.append("# query: " + json.dumps(payload))
     if not rows:
-        raise ConfigError(f"{args.config}: the entry selection is empty (source {pdb['source']})")
+        where = opts["local"] if opts["source"] == "local" else opts["query_url"]
+        raise ConfigError(f"select: no entries found ({opts['source']}: {where})")
     write_text(args.out, "\n".join(header) + "\n" + to_tsv(rows, ("pdb_id", "path")))
     print(f"select: {len(rows)} entries -> {args.out}", file=sys.stderr)
+
+
+DOWNLOAD = ("cache", "base_url", "workers", "retries", "timeout")
 
 
 def cmd_download(args):
     from .rcsb import download_entries
     from .tables import write_tsv
 
+    opts = resolve(args, DOWNLOAD)
     rows = read_entries(args.entries, args.batch, args.batch_size)
-    result = download_entries(
-        [r["pdb_id"] for r in rows], args.cache, args.base_url, args.workers, args.retries, args.timeout
-    )
+    result = download_entries([r["pdb_id"] for r in rows], **opts)
     write_tsv(args.out, result, ("pdb_id", "path", "status", "reason"))
     failed = sum(r["status"] == "failed" for r in result)
     print(f"download: {len(result) - failed} present, {failed} failed -> {args.out}", file=sys.stderr)
@@ -124,15 +145,10 @@ def cmd_download(args):
 
 
 def cmd_protein(args):
-    from .protein import DEFAULTS, RECORD_KEYS, analyse, analyse_cached, new_record
+    from .protein import RECORD_KEYS, SETTINGS, analyse, analyse_cached, new_record
     from .tables import read_tsv, write_tsv
 
-    settings = dict(DEFAULTS)
-    if args.config:
-        settings.update(_config_settings(load_config(args.config)))
-    for key in DEFAULTS:
-        if getattr(args, key, None) is not None:
-            settings[key] = getattr(args, key)
+    opts = resolve(args, SETTINGS)
     if args.entries:
         items = read_entries(args.entries, args.batch, args.batch_size)
     else:
@@ -151,22 +167,23 @@ def cmd_protein(args):
             record = new_record(item["path"], source)
             record.update(pdb_id=item["pdb_id"], reason=f"download failed: {failed_downloads[item['pdb_id']]}")
         elif args.records:
-            record = analyse_cached(item["path"], args.records, settings, source, item["pdb_id"])
+            record = analyse_cached(item["path"], args.records, opts, source, item["pdb_id"])
         else:
-            record = analyse(item["path"], settings, source)[0]
+            record = analyse(item["path"], opts, source)[0]
         record["pdb_id"] = record["pdb_id"] or item["pdb_id"] or Path(item["path"]).name
         records.append(record)
-        verdict = record["reason"] if record["status"] != "ok" else (
-            f"beta {record['beta']:.3f} s {record['s']:.3f} d_ks/d_c {record['d_ks'] / record['d_c']:.2f}"
-        )
-        print(f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {verdict}", file=sys.stderr)
+        if record["status"] == "ok":
+            what = f"beta {record['beta']:.3f} s {record['s']:.3f} d_ks/d_c {record['d_ks'] / record['d_c']:.2f}"
+        else:
+            what = f"{record['file']}: {record['reason']}"
+        print(f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {what}", file=sys.stderr)
     write_tsv(args.out, records, RECORD_KEYS)
 
 
 def cmd_tables(args):
+    from .atomic import write_text
     from .protein import RECORD_KEYS
     from .tables import SIZE_BIN_COLUMNS, read_tsv, size_bin_rows, size_bins_markdown, write_tsv
-    from .atomic import write_text
 
     records = [row for path in args.tables for row in read_tsv(path)]
     write_tsv(args.proteins, records, RECORD_KEYS)
@@ -193,7 +210,8 @@ def cmd_check_config(args):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="hessian-powerlaw",
-        description="Power-law Hessian spectra of protein elastic networks and neural networks.",
+        description="Power-law Hessian spectra of protein elastic networks and neural networks. "
+        "Unset options come from --config FILE, else from the schema defaults.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -203,27 +221,40 @@ def build_parser():
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("select", help="list the PDB entries to analyse (local files or RCSB query)")
-    p.add_argument("--config", required=True)
+    _config_arg(p)
+    p.add_argument("--source", choices=("local", "rcsb"))
+    p.add_argument("--local", help="directory or glob of structure files (source local)")
+    p.add_argument("--cache", help="download cache; entries' paths point into it (source rcsb)")
+    p.add_argument("--min-residues", type=int)
+    p.add_argument("--max-residues", type=int)
+    p.add_argument("--query-url")
+    p.add_argument("--method", help="experimental method (X-RAY DIFFRACTION)")
+    p.add_argument("--max-resolution", type=_positive)
+    p.add_argument("--polymer-types", help="selected polymer entity types (Protein (only))")
+    p.add_argument("--identity-cutoff", type=int, choices=(30, 40, 50, 70, 90, 95, 100))
+    p.add_argument("--rows-per-page", type=int)
+    p.add_argument("--max-entries", type=_count, help="keep the first N entries (0: all)")
     p.add_argument("--out", required=True, help="entries TSV (pdb_id, path) with provenance header")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("download", help="download entries (mmCIF.gz) into a verified cache")
+    _config_arg(p)
     p.add_argument("--entries", required=True)
     _batch_args(p)
-    p.add_argument("--cache", default="pdb_cache")
-    p.add_argument("--base-url", default="https://files.rcsb.org/download")
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--retries", type=int, default=5)
-    p.add_argument("--timeout", type=_positive, default=60.0)
+    p.add_argument("--cache")
+    p.add_argument("--base-url", help="https://files.rcsb.org/download or a mirror")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--retries", type=_count)
+    p.add_argument("--timeout", type=_positive)
     p.add_argument("--out", required=True, help="status TSV (pdb_id, path, status, reason)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("protein", help="ANM spectra and power-law fits of structure files")
+    _config_arg(p)
     p.add_argument("files", nargs="*", metavar="FILE", help=".pdb/.ent/.cif, optionally .gz")
     p.add_argument("--entries", help="entries TSV instead of FILE arguments")
     _batch_args(p)
     p.add_argument("--downloads", help="download status TSV; failed entries are reported as such")
-    p.add_argument("--config", help="take defaults from this config file")
     p.add_argument("--cutoff", type=_positive, help="ANM cutoff in Angstrom (9)")
     p.add_argument("--gamma", type=_positive, help="ANM spring constant (1)")
     p.add_argument("--k", type=_k_value, help="fraction of non-zero modes (0.1) or a count (1000)")
@@ -249,19 +280,20 @@ def build_parser():
     return parser
 
 
+def _config_arg(p):
+    p.add_argument("--config", help="config YAML providing unset options")
+
+
 def _batch_args(p):
-    p.add_argument("--batch", type=int, help="batch index (with --batch-size)")
+    p.add_argument("--batch", type=_count, help="batch index (with --batch-size)")
     p.add_argument("--batch-size", type=int, default=50)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "batch", None) is not None and args.batch < 0:
-        print("hessian-powerlaw: error: --batch must be >= 0", file=sys.stderr)
-        return 2
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"hessian-powerlaw {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -66,3 +66,47 @@ def load_config(path):
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     return validate(config, source=str(path))
+
+
+# Command-line option name -> path of the config key that provides its default.
+SETTING_PATHS = {
+    "source": ("pdb", "source"),
+    "local": ("pdb", "local"),
+    "cache": ("pdb", "cache"),
+    "min_residues": ("pdb", "min_residues"),
+    "max_residues": ("pdb", "max_residues"),
+    "query_url": ("pdb", "query", "url"),
+    "method": ("pdb", "query", "method"),
+    "max_resolution": ("pdb", "query", "max_resolution"),
+    "polymer_types": ("pdb", "query", "polymer_types"),
+    "identity_cutoff": ("pdb", "query", "identity_cutoff"),
+    "rows_per_page": ("pdb", "query", "rows_per_page"),
+    "max_entries": ("pdb", "query", "max_entries"),
+    "base_url": ("pdb", "download", "base_url"),
+    "workers": ("pdb", "download", "workers"),
+    "retries": ("pdb", "download", "retries"),
+    "timeout": ("pdb", "download", "timeout"),
+    "cutoff": ("anm", "cutoff"),
+    "gamma": ("anm", "gamma"),
+    "zero_mode_tol": ("anm", "zero_mode_tol"),
+    "disconnected": ("anm", "disconnected"),
+    "eigen_backend": ("anm", "eigen_backend"),
+    "k": ("fit", "k"),
+    "compare": ("fit", "compare"),
+}
+
+
+def settings(config, names):
+    """Flat settings {name: value} for the given option names from a validated config."""
+    out = {}
+    for name in names:
+        value = config
+        for key in SETTING_PATHS[name]:
+            value = value[key]
+        out[name] = value
+    return out
+
+
+def defaults():
+    """The configuration with every default filled in."""
+    return validate({}, source="defaults")

@@ -7,22 +7,23 @@ from pathlib import Path
 import numpy as np
 
 from . import anm
+from .config import defaults, settings
 from .atomic import save_npy, write_json
 from .fit import FIT_KEYS, FitError, power_law_fit, resolve_k
 from .spectrum import RIGID_BODY_MODES, inverted_spectrum
 from .structure import StructureError, entry_id, read_calpha
 
-DEFAULTS = {
-    "cutoff": 9.0,
-    "gamma": 1.0,
-    "k": 0.1,
-    "zero_mode_tol": 1e-12,
-    "disconnected": "exclude",
-    "min_residues": 100,
-    "max_residues": 2000,
-    "eigen_backend": "auto",
-    "compare": True,
-}
+SETTINGS = (
+    "cutoff",
+    "gamma",
+    "k",
+    "zero_mode_tol",
+    "disconnected",
+    "min_residues",
+    "max_residues",
+    "eigen_backend",
+    "compare",
+)
 RECORD_KEYS = (
     "pdb_id",
     "file",
@@ -62,10 +63,15 @@ def new_record(path, source="local"):
     return record
 
 
-def analyse(path, settings=None, source="local"):
+def default_settings():
+    return settings(defaults(), SETTINGS)
+
+
+def analyse(path, cfg=None, source="local"):
     """Analyse one structure file; returns (record, sigma spectrum or None). Never raises
-    for a bad input: the record's status ('ok', 'skipped', 'failed') and reason say why."""
-    cfg = {**DEFAULTS, **(settings or {})}
+    for a bad input: the record's status ('ok', 'skipped', 'failed') and reason say why.
+    `cfg` holds the SETTINGS; missing ones take the config schema's defaults."""
+    cfg = {**default_settings(), **(cfg or {})}
     record = new_record(path, source)
     start = time.perf_counter()
     sigma = None
@@ -119,13 +125,13 @@ def _analyse(path, cfg, record):
 
 def settings_key(cfg):
     """The settings that determine a record, stored with it to decide reuse on resume."""
-    return {key: cfg[key] for key in sorted(DEFAULTS)}
+    return {key: cfg[key] for key in sorted(SETTINGS)}
 
 
-def analyse_cached(path, records_dir, settings=None, source="local", pdb_id=None):
+def analyse_cached(path, records_dir, cfg=None, source="local", pdb_id=None):
     """Like analyse(), but reuse `records_dir/{id}.json` when it was made with the same
     settings from the same file, and write the record and spectrum atomically otherwise."""
-    cfg = {**DEFAULTS, **(settings or {})}
+    cfg = {**default_settings(), **(cfg or {})}
     pdb_id = pdb_id or entry_id(path)
     records_dir = Path(records_dir)
     record_path = records_dir / f"{pdb_id}.json"

@@ -19,4 +19,4 @@ def inverted_spectrum(eigvals, tol):
     """
     ev = np.sort(np.asarray(eigvals, dtype=float))
     n_zero = count_zero_modes(ev, tol)
-    return n_zero, 1.0 / ev[n_zero:][::-1]
+    return n_zero, 1.0 / ev[n_zero:]

@@ -12,6 +12,7 @@ from Bio.PDB.Polypeptide import is_aa
 
 PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 NUCLEIC = {"A", "C", "G", "U", "T", "I", "DA", "DC", "DG", "DT", "DU", "DI", "N", "DN"}
+END_RECORD = re.compile(r"^END\s*$", re.MULTILINE)
 CHAIN_BREAK = 4.5  # Angstrom between consecutive C-alpha atoms of one chain
 
 
@@ -52,6 +53,8 @@ def _is_mmcif(path, text):
 
 def _parse(path, text):
     mmcif = _is_mmcif(path, text)
+    if not mmcif and not END_RECORD.search(text):
+        raise StructureError("truncated PDB file (no END record)")
     parser = MMCIFParser(QUIET=True) if mmcif else PDBParser(QUIET=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -44,6 +44,26 @@ def protein_settings():
     return " ".join(opts)
 
 
+def select_options():
+    """Command-line options of the entry selection, from the (validated) config."""
+    q = PDB["query"]
+    opts = [
+        f"--source {PDB['source']}",
+        f"--local '{PDB['local']}'",
+        f"--cache {PDB['cache']}",
+        f"--min-residues {PDB['min_residues']}",
+        f"--max-residues {PDB['max_residues']}",
+        f"--query-url {q['url']}",
+        f"--method '{q['method']}'",
+        f"--max-resolution {q['max_resolution']}",
+        f"--polymer-types '{q['polymer_types']}'",
+        f"--identity-cutoff {q['identity_cutoff']}",
+        f"--rows-per-page {q['rows_per_page']}",
+        f"--max-entries {q['max_entries']}",
+    ]
+    return " ".join(opts)
+
+
 def k_label():
     k = config["fit"]["k"]
     return f"{k:.0%} of the non-zero modes" if k < 1 else f"{int(k)}"

@@ -6,9 +6,9 @@ checkpoint select_entries:
     conda:
         "../../envs/protein.yaml"
     params:
-        configfile=workflow.configfiles[0] if workflow.configfiles else "config.yaml",
+        options=select_options(),
     shell:
-        "hessian-powerlaw select --config {params.configfile} --out {output.entries} 2> {log}"
+        "hessian-powerlaw select {params.options} --out {output.entries} 2> {log}"
 
 
 rule download_batch:
