@@ -11,6 +11,6 @@ include: "workflow/rules/protein.smk"
 
 
 rule all:
+    default_target: True
     input:
         protein_outputs(),
-    default_target: True

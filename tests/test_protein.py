@@ -57,8 +57,9 @@ def bad_inputs(tmp_path):
     """(file, expected status, expected reason fragment) for the bad-input matrix."""
     raw = gzip.compress(pdb_text("1aki").encode())
     nan_text = "".join(
-        (line[:30] + "     nan" + line[38:] + "\n") if line.startswith("ATOM") and " CA " in line[12:16]
-        and line[22:26].strip() == "5" else line + "\n"
+        (line[:30] + "     nan" + line[38:] + "\n")
+        if line.startswith("ATOM") and " CA " in line[12:16] and line[22:26].strip() == "5"
+        else line + "\n"
         for line in pdb_text("1aki").splitlines()
     )
     return [
@@ -67,10 +68,16 @@ def bad_inputs(tmp_path):
         (_write(tmp_path, "trunc.pdb", pdb_text("1aki")[:40000]), "failed", "truncated PDB"),
         (_write(tmp_path, "trunc.pdb.gz", raw[: len(raw) // 2]), "failed", "corrupt gzip"),
         (_write(tmp_path, "notgz.pdb.gz", b"\x1f\x8b" + b"garbage" * 50), "failed", "corrupt gzip"),
-        (_write(tmp_path, "dna.pdb", _lines("5ugo", lambda l: l[:4] == "ATOM" and l[21] in "DPT")),
-         "failed", "nucleic-acid only"),
-        (_write(tmp_path, "ligand.pdb", _lines("4hhb", lambda l: l.startswith("HETATM"))),
-         "failed", "no protein C-alpha"),
+        (
+            _write(tmp_path, "dna.pdb", _lines("5ugo", lambda s: s[:4] == "ATOM" and s[21] in "DPT")),
+            "failed",
+            "nucleic-acid only",
+        ),
+        (
+            _write(tmp_path, "ligand.pdb", _lines("4hhb", lambda s: s.startswith("HETATM"))),
+            "failed",
+            "no protein C-alpha",
+        ),
         (_write(tmp_path, "nan.pdb", nan_text), "failed", "NaN"),
         (_write(tmp_path, "html.cif", "<html><body>502 Bad Gateway</body></html>\n"), "failed", ""),
         (_write(tmp_path, "broken.cif", (EDGE / "4i39.cif").read_text()[:30000]), "failed", ""),
@@ -117,15 +124,18 @@ def test_nmr_uses_first_model():
 
 def test_mse_residues_are_kept():
     info = read_calpha(EDGE / "1a8o.pdb.gz")
-    n_mse = sum(1 for l in pdb_text("1a8o").splitlines() if l.startswith("HETATM") and l[17:20] == "MSE"
-                and l[12:16] == " CA ")
+    n_mse = sum(
+        1
+        for s in pdb_text("1a8o").splitlines()
+        if s.startswith("HETATM") and s[17:20] == "MSE" and s[12:16] == " CA "
+    )
     assert n_mse == 4 and info["n_residues"] == 70
 
 
 def test_altloc_keeps_highest_occupancy(tmp_path):
     """Rewrite one altloc pair so that B has the higher occupancy: B must be chosen."""
     lines = pdb_text("2pvb").splitlines()
-    idx = [i for i, l in enumerate(lines) if l.startswith("ATOM") and l[12:16] == " CA " and l[16] in "AB"]
+    idx = [i for i, s in enumerate(lines) if s.startswith("ATOM") and s[12:16] == " CA " and s[16] in "AB"]
     a, b = idx[0], idx[1]
     assert lines[a][16] == "A" and lines[b][16] == "B"
     lines[a] = lines[a][:54] + "  0.30" + lines[a][60:]
@@ -133,7 +143,7 @@ def test_altloc_keeps_highest_occupancy(tmp_path):
     path = _write(tmp_path, "alt.pdb", "\n".join(lines) + "\n")
     info = read_calpha(path)
     residue = int(lines[b][22:26])
-    first = int(next(l for l in lines if l.startswith("ATOM"))[22:26])
+    first = int(next(s for s in lines if s.startswith("ATOM"))[22:26])
     chosen = info["coords"][residue - first]
     expected = [float(lines[b][30:38]), float(lines[b][38:46]), float(lines[b][46:54])]
     np.testing.assert_allclose(chosen, expected, atol=1e-3)

@@ -39,6 +39,4 @@ def anm_hessian(coords, cutoff=9.0, gamma=1.0):
 
 def eigenvalues(hessian):
     """All eigenvalues of a symmetric matrix, ascending (LAPACK divide and conquer, no vectors)."""
-    return scipy.linalg.eigh(
-        hessian, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False
-    )
+    return scipy.linalg.eigh(hessian, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)

@@ -85,8 +85,20 @@ def _is_structure(name):
     return name.endswith((".pdb", ".ent", ".cif", ".mmcif"))
 
 
-SELECT = ("source", "local", "cache", "min_residues", "max_residues", "query_url", "method",
-          "max_resolution", "polymer_types", "identity_cutoff", "rows_per_page", "max_entries")
+SELECT = (
+    "source",
+    "local",
+    "cache",
+    "min_residues",
+    "max_residues",
+    "query_url",
+    "method",
+    "max_resolution",
+    "polymer_types",
+    "identity_cutoff",
+    "rows_per_page",
+    "max_entries",
+)
 
 
 def cmd_select(args):
@@ -165,7 +177,8 @@ def cmd_protein(args):
     for n, item in enumerate(items, 1):
         if item["pdb_id"] in failed_downloads:
             record = new_record(item["path"], source)
-            record.update(pdb_id=item["pdb_id"], reason=f"download failed: {failed_downloads[item['pdb_id']]}")
+            reason = f"download failed: {failed_downloads[item['pdb_id']]}"
+            record.update(pdb_id=item["pdb_id"], reason=reason)
         elif args.records:
             record = analyse_cached(item["path"], args.records, opts, source, item["pdb_id"])
         else:
@@ -173,7 +186,8 @@ def cmd_protein(args):
         record["pdb_id"] = record["pdb_id"] or item["pdb_id"] or Path(item["path"]).name
         records.append(record)
         if record["status"] == "ok":
-            what = f"beta {record['beta']:.3f} s {record['s']:.3f} d_ks/d_c {record['d_ks'] / record['d_c']:.2f}"
+            ratio = record["d_ks"] / record["d_c"]
+            what = f"beta {record['beta']:.3f} s {record['s']:.3f} d_ks/d_c {ratio:.2f}"
         else:
             what = f"{record['file']}: {record['reason']}"
         print(f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {what}", file=sys.stderr)
@@ -196,7 +210,8 @@ def cmd_tables(args):
         ks = sorted({r["k"] for r in records if r["status"] == "ok"})
         label = args.k_label or (str(ks[0]) if len(ks) == 1 else "per entry")
         write_text(args.markdown, size_bins_markdown(rows, label))
-    print(f"tables: {len(records) - len(failures)} fitted, {len(failures)} skipped or failed", file=sys.stderr)
+    fitted = len(records) - len(failures)
+    print(f"tables: {fitted} fitted, {len(failures)} skipped or failed", file=sys.stderr)
 
 
 def cmd_check_config(args):
@@ -263,8 +278,13 @@ def build_parser():
     p.add_argument("--min-residues", type=int)
     p.add_argument("--max-residues", type=int)
     p.add_argument("--eigen-backend", choices=("auto", "scipy", "torch"))
-    p.add_argument("--no-compare", dest="compare", action="store_false", default=None,
-                   help="skip the likelihood-ratio tests")
+    p.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        default=None,
+        help="skip the likelihood-ratio tests",
+    )
     p.add_argument("--records", help="directory for per-entry JSON records and .npy spectra (resumable)")
     p.add_argument("--out", required=True, help="per-protein TSV")
     p.set_defaults(func=cmd_protein)

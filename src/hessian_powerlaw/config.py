@@ -37,7 +37,7 @@ def validate(config, source="config"):
     """Validate `config` in place (filling defaults); raise ConfigError naming the key."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
-    validator = _with_defaults(jsonschema.Draft7Validator)(load_schema())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -7,7 +7,6 @@ import io
 import json
 import random
 import re
-import socket
 import sys
 import time
 import urllib.error
@@ -51,9 +50,7 @@ def build_query(query, min_residues, max_residues, start=0):
             "logical_operator": "and",
             "nodes": [
                 terminal("exptl.method", "exact_match", query["method"]),
-                terminal(
-                    "rcsb_entry_info.resolution_combined", "less_or_equal", query["max_resolution"]
-                ),
+                terminal("rcsb_entry_info.resolution_combined", "less_or_equal", query["max_resolution"]),
                 terminal(
                     "rcsb_entry_info.selected_polymer_entity_types",
                     "exact_match",
@@ -106,7 +103,7 @@ def request(url, data=None, retries=5, timeout=60, backoff=1.0):
                 raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from None
             last = f"HTTP {err.code}"
             wait = max(wait, _retry_after(err.headers.get("Retry-After")))
-        except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as err:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
             last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
         if attempt < retries:
             time.sleep(min(wait, 300))

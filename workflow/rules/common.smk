@@ -2,7 +2,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
@@ -67,6 +66,15 @@ def select_options():
 def k_label():
     k = config["fit"]["k"]
     return f"{k:.0%} of the non-zero modes" if k < 1 else f"{int(k)}"
+
+
+def protein_batch_inputs(wildcards):
+    inputs = {"entries": checkpoints.select_entries.get().output.entries}
+    if PDB["source"] == "rcsb":
+        inputs["downloads"] = rules.download_batch.output.status.format(
+            batch=wildcards.batch
+        )
+    return inputs
 
 
 def protein_outputs():

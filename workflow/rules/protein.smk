@@ -31,13 +31,6 @@ rule download_batch:
         "--timeout {params.dl[timeout]} --out {output.status} 2> {log}"
 
 
-def protein_batch_inputs(wildcards):
-    inputs = {"entries": checkpoints.select_entries.get().output.entries}
-    if PDB["source"] == "rcsb":
-        inputs["downloads"] = rules.download_batch.output.status.format(batch=wildcards.batch)
-    return inputs
-
-
 rule protein_batch:
     input:
         unpack(protein_batch_inputs),

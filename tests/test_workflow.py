@@ -1,0 +1,74 @@
+"""The Snakemake workflow end to end on three bundled entries in a temporary directory."""
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import BUNDLED, EDGE, ROOT
+from hessian_powerlaw.tables import read_tsv
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir, *args):
+    return subprocess.run(
+        [
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    data = tmp_path / "pdb"
+    data.mkdir()
+    for name in ("1aki.pdb.gz", "4hhb.pdb.gz", "3ptb.pdb.gz"):
+        shutil.copy(BUNDLED / name, data)
+    shutil.copy(EDGE / "3tah.pdb.gz", data)
+    (data / "junk.pdb").write_text("HEADER    NOT A STRUCTURE\n")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["pdb"].update(local=str(data), batch_size=2)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def test_workflow_end_to_end(workdir):
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = workdir / "results" / "protein"
+    proteins = {r["pdb_id"]: r for r in read_tsv(out / "proteins.tsv")}
+    assert set(proteins) == {"1AKI", "3PTB", "3TAH", "4HHB", "junk"}
+    assert proteins["4HHB"]["status"] == "ok" and proteins["4HHB"]["k"] == 171
+    assert proteins["4HHB"]["beta"] == pytest.approx(1.9948, abs=1e-4)  # MANIFEST reference (ProDy)
+    assert proteins["3TAH"]["status"] == "skipped" and "12 zero modes" in proteins["3TAH"]["reason"]
+    assert proteins["junk"]["status"] == "failed"
+    bins = {r["bin_3n"]: r for r in read_tsv(out / "size_bins.tsv")}
+    assert bins["300-1000"]["count"] == 2 and bins["1000-3000"]["count"] == 1 and bins["all"]["count"] == 3
+    assert {r["pdb_id"] for r in read_tsv(out / "failures.tsv")} == {"3TAH", "junk"}
+    assert len(list((workdir / "results" / "protein" / "batches").glob("*.tsv"))) == 3
+    assert (workdir / "logs" / "protein" / "batch_0.log").exists()
+    assert (out / "records" / "4HHB.npy").exists()
+    # a rerun has nothing to do
+    again = snakemake(workdir, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_workflow_rejects_bad_config(workdir):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["anm"]["cutof"] = 9
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "-n")
+    assert proc.returncode != 0 and "'cutof' was unexpected" in proc.stdout + proc.stderr
