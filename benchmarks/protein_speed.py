@@ -24,7 +24,9 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "hessian_powerlaw" / "data"
 def cases():
     """Real entries near 200, 600, 1000 and 1400 residues, and a ~2000-residue network made of
     4F7I with 5CNA's first 600 C-alpha atoms placed in contact (no bundled entry is that large)."""
-    coords = {name: read_calpha(DATA / f"{name}.pdb.gz")["coords"] for name in ("3ptb", "4hhb", "5cna", "4f7i")}
+    coords = {
+        name: read_calpha(DATA / f"{name}.pdb.gz")["coords"] for name in ("3ptb", "4hhb", "5cna", "4f7i")
+    }
     yield "3PTB", coords["3ptb"]
     yield "4HHB", coords["4hhb"]
     yield "5CNA", coords["5cna"]
@@ -62,16 +64,20 @@ def main():
     prody.confProDy(verbosity="none")
     import torch  # noqa: F401  (import cost excluded from the timings)
 
-    print("| structure | C-alpha | ProDy s | ours scipy s | ours torch s | speed-up scipy | speed-up torch "
-          "| max rel. diff |")
+    print(
+        "| structure | C-alpha | ProDy s | ours scipy s | ours torch s | speed-up scipy | speed-up torch "
+        "| max rel. diff |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, coords in cases():
         t_ref, ref = best(lambda c=coords: prody_path(c), args.repeat)
         t_scipy, ev_scipy = best(lambda c=coords: ours(c, "scipy"), args.repeat)
         t_torch, ev_torch = best(lambda c=coords: ours(c, "torch"), args.repeat)
         diff = max(np.max(np.abs(ev_scipy - ref)), np.max(np.abs(ev_torch - ref))) / ref.max()
-        print(f"| {name} | {len(coords)} | {t_ref:.3f} | {t_scipy:.3f} | {t_torch:.3f} | "
-              f"{t_ref / t_scipy:.1f}x | {t_ref / t_torch:.1f}x | {diff:.1e} |")
+        print(
+            f"| {name} | {len(coords)} | {t_ref:.3f} | {t_scipy:.3f} | {t_torch:.3f} | "
+            f"{t_ref / t_scipy:.1f}x | {t_ref / t_torch:.1f}x | {diff:.1e} |"
+        )
 
 
 if __name__ == "__main__":
