@@ -8,9 +8,11 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/protein.smk"
+include: "workflow/rules/dnn.smk"
 
 
 rule all:
     default_target: True
     input:
         protein_outputs(),
+        dnn_outputs(),

@@ -11,14 +11,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
-from .config import ConfigError, defaults, load_config, settings
+from .config import DNN_SETTING_PATHS, ConfigError, defaults, load_config, settings
 
 
-def resolve(args, names):
+def resolve(args, names, paths=None):
     """Settings for `names`: explicit options, then --config, then schema defaults."""
     base = load_config(args.config) if getattr(args, "config", None) else defaults()
-    values = settings(base, names)
+    values = settings(base, names, paths)
     for name in names:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
@@ -214,6 +216,94 @@ def cmd_tables(args):
     print(f"tables: {fitted} fitted, {len(failures)} skipped or failed", file=sys.stderr)
 
 
+# ---------------------------------------------------------------- networks
+
+TRAIN = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
+SPECTRUM = ("device", "k", "n_eval", "solver", "tol", "dtype", "verify")
+
+
+def cmd_train(args):
+    from .training import train
+
+    opts = resolve(args, TRAIN, DNN_SETTING_PATHS)
+    spec = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "data_root": opts["data_root"] or "",
+        "n_train": args.n_train,
+        "normalization": opts["normalization"],
+        "label_noise": opts["label_noise"],
+        "optimizer": args.optimizer,
+        "lr": opts["lr"],
+        "weight_decay": opts["weight_decay"],
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "depth": args.depth,
+        "width": args.width,
+    }
+    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    _, meta = train(spec, args.out, checkpoint, args.metrics, opts["device"], progress=not args.quiet)
+    Path(checkpoint).unlink(missing_ok=True)
+    print(
+        f"train: {meta['model']} on {meta['n_train_used']} {meta['dataset']} images, "
+        f"{meta['epochs']} epochs: "
+        f"train loss {meta['train_loss']:.4g}, test accuracy {meta['test_acc']:.4f} -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+def cmd_dnn_spectrum(args):
+    from .atomic import save_npy, write_json
+    from .dnn import spectrum
+
+    opts = resolve(args, SPECTRUM, DNN_SETTING_PATHS)
+    record, values, residuals = spectrum(
+        args.model_file,
+        k=opts["k"],
+        n_eval=opts["n_eval"],
+        solver=opts["solver"],
+        tol=opts["tol"],
+        dtype=opts["dtype"],
+        device=opts["device"],
+        verify=opts["verify"],
+        data_root=args.data_root,
+        steps_per_k=args.steps_per_k,
+        progress=not args.quiet,
+    )
+    record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
+    if args.spectrum:
+        save_npy(args.spectrum, np.stack([values, residuals]))
+    write_json(args.out, record)
+    if record["status"] == "ok":
+        law = "power law" if record["power_law"] else "not a power law"
+        verdict = (
+            f"beta {record['beta']:.3f} ± {record['beta_sigma']:.3f}, s {record['s']:.3f}, "
+            f"d_ks {record['d_ks']:.4f} (d_c {record['d_c']:.4f}): {law}"
+        )
+    else:
+        verdict = record["reason"]
+    print(
+        f"dnn-spectrum: {record['run']} top-{record['k'] or opts['k']}, {record['hvp_count']} HVPs, "
+        f"{record['seconds']:.0f} s: {verdict}",
+        file=sys.stderr,
+    )
+
+
+def cmd_dnn_table(args):
+    import json
+
+    from .atomic import write_text
+    from .dnn import RECORD_KEYS
+    from .tables import dnn_markdown, write_tsv
+
+    records = [json.loads(Path(p).read_text()) for p in args.records]
+    write_tsv(args.out, records, RECORD_KEYS)
+    if args.markdown:
+        write_text(args.markdown, dnn_markdown(records))
+    print(f"dnn-table: {len(records)} runs -> {args.out}", file=sys.stderr)
+
+
 def cmd_check_config(args):
     load_config(args.config)
     print(f"{args.config}: valid")
@@ -297,7 +387,65 @@ def build_parser():
     p.add_argument("--failures", help="TSV of skipped and failed entries")
     p.add_argument("--k-label", help="how K is described in the Markdown title")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("train", help="train a reference network (or save its initialisation)")
+    _config_arg(p)
+    p.add_argument("--model", default="lenet", choices=_sweep_enum("model"))
+    p.add_argument("--dataset", default="mnist", choices=_sweep_enum("dataset"))
+    p.add_argument(
+        "--data-root", help="torchvision data root (downloaded when absent); default: bundled MNIST subset"
+    )
+    p.add_argument("--n-train", type=_count, default=0, help="seeded training subset (0: all)")
+    p.add_argument("--epochs", type=_count, default=50, help="0 saves the random initialisation")
+    p.add_argument("--optimizer", default="sgd", choices=_sweep_enum("optimizer"))
+    p.add_argument("--lr", type=_positive, help="learning rate (default: the study's for the optimizer)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=_count, default=0)
+    p.add_argument("--depth", type=int, default=2, help="hidden layers (fcn, lnn)")
+    p.add_argument("--width", type=int, default=100, help="hidden width (fcn, lnn)")
+    p.add_argument("--normalization", choices=("pixel", "global", "none"))
+    p.add_argument("--label-noise", type=float, help="fraction of random training labels")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--checkpoint", help="per-epoch checkpoint for resuming (default OUT.ckpt)")
+    p.add_argument("--metrics", help="per-epoch metrics JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="model file (state dict + settings)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("dnn-spectrum", help="top-K loss-Hessian eigenvalues of a model and their fit")
+    _config_arg(p)
+    p.add_argument("model_file", metavar="MODEL")
+    p.add_argument("--k", type=int, help="number of top eigenvalues (1000)")
+    p.add_argument("--n-eval", type=_count, help="Hessian over the first N training images (0: all)")
+    p.add_argument("--solver", choices=("lanczos", "arpack"))
+    p.add_argument("--tol", type=_positive)
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--steps-per-k", type=_positive, help="step limit / K (lanczos 3, arpack: ncv/K 2)")
+    p.add_argument("--verify", action="store_true", default=None, help="explicit residuals (K more HVPs)")
+    p.add_argument("--device")
+    p.add_argument("--data-root", help="where the model's data set lives, if moved")
+    p.add_argument("--run", help="run name in the record (default: the model file's name)")
+    p.add_argument("--spectrum", help=".npy with eigenvalues (row 0) and residuals (row 1)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="record JSON")
+    p.set_defaults(func=cmd_dnn_spectrum)
+
+    p = sub.add_parser("dnn-table", help="join network records into a table")
+    p.add_argument("records", nargs="+", metavar="JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--markdown")
+    p.set_defaults(func=cmd_dnn_table)
     return parser
+
+
+def _sweep_enum(key):
+    """Allowed values of a sweep dimension, from the config schema (no torch import)."""
+    from .config import load_schema
+
+    return load_schema()["properties"]["dnn"]["properties"]["sweeps"]["items"]["properties"][key]["items"][
+        "enum"
+    ]
 
 
 def _config_arg(p):

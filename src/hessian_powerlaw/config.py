@@ -96,12 +96,30 @@ SETTING_PATHS = {
 }
 
 
-def settings(config, names):
+# The same for the network commands (train, dnn-spectrum).
+DNN_SETTING_PATHS = {
+    "data_root": ("dnn", "data_root"),
+    "device": ("dnn", "device"),
+    "lr": ("dnn", "training", "lr"),
+    "weight_decay": ("dnn", "training", "weight_decay"),
+    "normalization": ("dnn", "training", "normalization"),
+    "label_noise": ("dnn", "training", "label_noise"),
+    "k": ("dnn", "spectrum", "k"),
+    "n_eval": ("dnn", "spectrum", "n_eval"),
+    "solver": ("dnn", "spectrum", "solver"),
+    "tol": ("dnn", "spectrum", "tol"),
+    "dtype": ("dnn", "spectrum", "dtype"),
+    "verify": ("dnn", "spectrum", "verify"),
+}
+
+
+def settings(config, names, paths=None):
     """Flat settings {name: value} for the given option names from a validated config."""
+    paths = paths or SETTING_PATHS
     out = {}
     for name in names:
         value = config
-        for key in SETTING_PATHS[name]:
+        for key in paths[name]:
             value = value[key]
         out[name] = value
     return out

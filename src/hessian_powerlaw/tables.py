@@ -135,3 +135,26 @@ def size_bins_markdown(rows, k_label):
     if skipped:
         lines += ["", f"{skipped} entries skipped or failed; see failures.tsv."]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value, spec):
+    return "–" if value is None else format(value, spec)
+
+
+def dnn_markdown(records):
+    """Networks in the layout of the source study's Table 1, with the eigengap fit beside."""
+    lines = [
+        "| run | dataset | model | optimizer | batch | epochs | test acc | K | d_ks | d_c | power law "
+        "| beta | s | gap beta | gap s | HVPs | status |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(records, key=lambda r: r["run"]):
+        verdict = "–" if r["power_law"] is None else ("yes" if r["power_law"] else "no")
+        beta = "–" if r["beta"] is None else f"{r['beta']:.3f} ± {r['beta_sigma']:.3f}"
+        lines.append(
+            f"| {r['run']} | {r['dataset']} | {r['model']} | {r['optimizer']} | {r['batch_size']} "
+            f"| {r['epochs']} | {_fmt(r['test_acc'], '.4f')} | {r['n_modes']} | {_fmt(r['d_ks'], '.4f')} "
+            f"| {_fmt(r['d_c'], '.4f')} | {verdict} | {beta} | {_fmt(r['s'], '.3f')} "
+            f"| {_fmt(r['gap_beta'], '.3f')} | {_fmt(r['gap_s'], '.3f')} | {r['hvp_count']} | {r['status']} |"
+        )
+    return "\n".join(lines) + "\n"

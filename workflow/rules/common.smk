@@ -1,4 +1,4 @@
-from pathlib import Path
+import itertools
 
 from snakemake.utils import validate
 
@@ -84,3 +84,64 @@ def protein_outputs():
         f"{RESULTS}/protein/size_bins.md",
         f"{RESULTS}/protein/failures.tsv",
     ]
+
+
+# ---------------------------------------------------------------- networks
+
+DNN = config["dnn"]
+RUN_DIMS = ("model", "dataset", "optimizer", "batch_size", "n_train", "width", "depth", "seed", "epochs")
+RUN_PATTERN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
+
+
+def dnn_runs():
+    """Run name -> top-K, for every sweep combination and (optionally) its initialisation."""
+    runs = {}
+    for sweep in DNN["sweeps"]:
+        k = sweep.get("k", DNN["spectrum"]["k"])
+        for combo in itertools.product(*(sweep[d] for d in RUN_DIMS)):
+            spec = dict(zip(RUN_DIMS, combo))
+            runs[RUN_PATTERN.format(**spec)] = k
+            if DNN["random_init_control"]:
+                runs[RUN_PATTERN.format(**{**spec, "epochs": 0})] = k
+    return runs
+
+
+DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
+
+
+def train_options():
+    t = DNN["training"]
+    opts = [
+        f"--device {DNN['device']}",
+        f"--weight-decay {t['weight_decay']}",
+        f"--normalization {t['normalization']}",
+        f"--label-noise {t['label_noise']}",
+    ]
+    if DNN["data_root"]:
+        opts.append(f"--data-root '{DNN['data_root']}'")
+    if t["lr"] is not None:
+        opts.append(f"--lr {t['lr']}")
+    return " ".join(opts)
+
+
+def spectrum_options(wildcards):
+    s = DNN["spectrum"]
+    run = RUN_PATTERN.format(**wildcards)
+    opts = [
+        f"--k {DNN_RUNS[run]}",
+        f"--n-eval {s['n_eval']}",
+        f"--solver {s['solver']}",
+        f"--tol {s['tol']}",
+        f"--dtype {s['dtype']}",
+        f"--device {DNN['device']}",
+        f"--run {run}",
+    ]
+    if s["verify"]:
+        opts.append("--verify")
+    return " ".join(opts)
+
+
+def dnn_outputs():
+    if not DNN_RUNS:
+        return []
+    return [f"{RESULTS}/dnn/dnn.tsv", f"{RESULTS}/dnn/dnn.md"]

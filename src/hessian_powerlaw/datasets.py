@@ -1,0 +1,110 @@
+"""Image classification data through torchvision, as in-memory tensors.
+
+MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 from a data root in torchvision's layout
+(downloaded there when absent), or the bundled 6000/1000-image MNIST subset when no root is
+given. Options: a seeded training subset, per-pixel or global normalisation computed on the
+training set, and label noise.
+"""
+
+import gzip
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = {
+    "mnist": ("MNIST", 10),
+    "fashion-mnist": ("FashionMNIST", 10),
+    "cifar10": ("CIFAR10", 10),
+    "cifar100": ("CIFAR100", 100),
+}
+NORMALIZATIONS = ("pixel", "global", "none")
+
+
+class DataError(ValueError):
+    """Missing or unusable data, with a one-line reason."""
+
+
+def bundled_root():
+    return resources.files("hessian_powerlaw") / "data" / "mnist"
+
+
+def _torchvision(name, root, train, download):
+    import torchvision
+
+    cls = getattr(torchvision.datasets, DATASETS[name][0])
+    try:
+        return cls(str(root), train=train, download=download)
+    except RuntimeError as err:
+        raise DataError(f"{name} under {root}: {err}") from None
+
+
+def _raw(name, root, train):
+    """(images uint8 N x C x H x W, labels int64 N) of one split."""
+    if root is None:
+        if name != "mnist":
+            raise DataError(f"no data root given and only MNIST is bundled (asked for {name})")
+        with tempfile.TemporaryDirectory() as tmp:  # the bundled IDX files, extracted
+            raw = Path(tmp) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            for item in (bundled_root() / "MNIST" / "raw").iterdir():
+                if item.name.endswith(".gz"):
+                    with gzip.open(item) as src, open(raw / item.name[:-3], "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+            ds = _torchvision(name, tmp, train, download=False)
+            return _arrays(ds)
+    return _arrays(_torchvision(name, root, train, download=True))
+
+
+def _arrays(ds):
+    data = ds.data if torch.is_tensor(ds.data) else torch.from_numpy(np.asarray(ds.data))
+    if data.ndim == 3:
+        data = data.unsqueeze(1)  # N x 1 x H x W
+    else:
+        data = data.permute(0, 3, 1, 2)  # CIFAR: N x H x W x C
+    targets = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return data.contiguous(), targets
+
+
+def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0):
+    """Training and test sets as float tensors: {'train': (x, y), 'test': (x, y), 'classes': n}.
+
+    n_train: a seeded random subset of the training split (None or 0: all of it).
+    label_noise: the fraction of training labels replaced by uniformly random ones (1.0: all).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"unknown normalization {normalization!r}")
+    if not 0.0 <= label_noise <= 1.0:
+        raise DataError(f"label_noise must be in [0, 1], got {label_noise}")
+    x_train, y_train = _raw(name, root, train=True)
+    x_test, y_test = _raw(name, root, train=False)
+    generator = torch.Generator().manual_seed(seed)
+    if n_train:
+        if n_train > len(x_train):
+            raise DataError(f"n_train={n_train} but {name} has {len(x_train)} training images")
+        if n_train < len(x_train):
+            keep = torch.randperm(len(x_train), generator=generator)[:n_train].sort().values
+            x_train, y_train = x_train[keep], y_train[keep]
+    n_classes = DATASETS[name][1]
+    if label_noise > 0:
+        y_train = y_train.clone()
+        flip = torch.rand(len(y_train), generator=generator) < label_noise
+        y_train[flip] = torch.randint(0, n_classes, (int(flip.sum()),), generator=generator)
+    x_train, x_test = x_train.float() / 255.0, x_test.float() / 255.0
+    if normalization == "pixel":
+        mean, std = x_train.mean(0, keepdim=True), x_train.std(0, keepdim=True)
+    elif normalization == "global":
+        mean, std = x_train.mean(), x_train.std()
+    else:
+        mean, std = torch.tensor(0.0), torch.tensor(1.0)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # as StandardScaler: constant pixels unscaled
+    return {
+        "train": ((x_train - mean) / std, y_train),
+        "test": ((x_test - mean) / std, y_test),
+        "classes": n_classes,
+    }

@@ -1,0 +1,143 @@
+"""Per-network analysis: top-K loss-Hessian eigenvalues, the shared power-law fit, eigengaps."""
+
+import time
+
+import numpy as np
+import torch
+
+from .eigensolvers import top_eigenpairs
+from .fit import FIT_KEYS, FitError, power_law_fit
+from .training import data_for, load_model, pick_device
+
+RUN_KEYS = (
+    "run",
+    "model",
+    "dataset",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "n_train",
+    "seed",
+    "width",
+    "depth",
+    "label_noise",
+    "n_params",
+    "train_loss",
+    "test_acc",
+)
+SPECTRUM_KEYS = (
+    "n_eval",
+    "hessian",
+    "solver",
+    "tol",
+    "dtype",
+    "device",
+    "n_modes",
+    "lambda_max",
+    "converged",
+    "max_residual",
+    "residual_kind",
+    "steps",
+    "hvp_count",
+    "data_passes",
+    "seconds",
+)
+GAP_KEYS = tuple(f"gap_{key}" for key in ("k", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law"))
+RECORD_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def eval_data(meta, n_eval=0, data_root=None):
+    """The training images the model was trained on (first n_eval of them; 0 = all)."""
+    x, y = data_for(meta, data_root)["train"]
+    if n_eval:
+        if n_eval > len(x):
+            raise ValueError(f"n_eval={n_eval} but the model was trained on {len(x)} images")
+        x, y = x[:n_eval], y[:n_eval]
+    return x, y
+
+
+def spectrum(
+    model_path,
+    k=1000,
+    n_eval=0,
+    solver="lanczos",
+    tol=1e-3,
+    dtype="float32",
+    device="auto",
+    verify=False,
+    data_root=None,
+    steps_per_k=None,
+    seed=0,
+    chunk_size=2000,
+    progress=True,
+    memory_limit=None,
+):
+    """Record (RECORD_KEYS) and eigenvalues (descending) of a saved model's loss Hessian."""
+    from .hessian import HessianOperator
+
+    start = time.perf_counter()
+    device = pick_device(device)
+    model, meta = load_model(model_path, device)
+    x, y = eval_data(meta, n_eval, data_root)
+    op = HessianOperator(model, x, y, chunk_size=chunk_size, dtype=DTYPES[dtype])
+    result = top_eigenpairs(
+        op,
+        k,
+        solver=solver,
+        tol=tol,
+        steps_per_k=steps_per_k,
+        seed=seed,
+        verify=verify,
+        memory_limit=memory_limit,
+        progress=progress,
+    )
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update({key: meta.get(key) for key in RUN_KEYS})
+    record["n_train"] = meta["n_train_used"]
+    values = np.asarray(result.eigenvalues, dtype=float)
+    record.update(
+        n_eval=len(x),
+        hessian=f"mean cross-entropy over {len(x)} training images; weight decay excluded; eval mode",
+        solver=solver,
+        tol=tol,
+        dtype=dtype,
+        device=device,
+        n_modes=len(values),
+        lambda_max=float(values[0]),
+        converged=bool(result.converged),
+        max_residual=float(np.max(result.residuals)),
+        residual_kind=result.residual_kind,
+        steps=result.steps,
+        hvp_count=result.hvp_count,
+        data_passes=result.data_passes,
+    )
+    fit_record(record, values, k)
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    return record, values, result.residuals
+
+
+def fit_record(record, values, k):
+    """Fill the fit and eigengap-fit keys; no verdict unless the solver converged."""
+    if not record["converged"]:
+        record.update(
+            status="not_converged", reason=f"{record['solver']} did not converge to tol {record['tol']}"
+        )
+        return
+    try:
+        record.update(power_law_fit(values, k))
+    except FitError as err:
+        record.update(status="skipped", reason=str(err))
+        return
+    gaps = -np.diff(values)
+    try:
+        gap = power_law_fit(gaps, int(np.count_nonzero(gaps > 0)), compare=False)
+        record.update({f"gap_{key}": gap[key] for key in GAP_KEYS_SHORT})
+    except FitError as err:
+        record["reason"] = f"eigengap fit: {err}"
+    record["status"] = "ok"
+
+
+GAP_KEYS_SHORT = tuple(key[4:] for key in GAP_KEYS)

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from hessian_powerlaw.dnn import fit_record
+from hessian_powerlaw.eigensolvers import SolverError, check_memory, top_eigenpairs
+from hessian_powerlaw.hessian import HessianOperator
+from hessian_powerlaw.models import LeNet, mlp
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A trained 1-hidden-layer net with 483 parameters on a synthetic 3-class problem (float64)."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 12, dtype=torch.float64)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    model = mlp(12, 3, 1, 30).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    op = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64)
+    dense = op.dense()
+    return op, dense, np.sort(torch.linalg.eigvalsh(dense).numpy())[::-1]
+
+
+def test_hvp_equals_dense_hessian_times_v(tiny):
+    op, dense, _ = tiny
+    v = torch.randn(op.n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(
+        op.matmat(v).numpy(), (dense @ v).numpy(), rtol=0, atol=1e-12 * dense.abs().max()
+    )
+    np.testing.assert_allclose(op.matvec(v[:, 0]).numpy(), (dense @ v[:, 0]).numpy(), atol=1e-12)
+    assert torch.allclose(dense, dense.T, atol=1e-12)
+
+
+def test_hvp_of_conv_net_equals_double_backward():
+    torch.manual_seed(0)
+    model = LeNet((1, 12, 12), 4).double()
+    x, y = torch.randn(40, 1, 12, 12, dtype=torch.float64), torch.randint(0, 4, (40,))
+    op = HessianOperator(model, x, y, chunk_size=16, dtype=torch.float64)
+    v = torch.randn(op.n, dtype=torch.float64)
+    params = list(model.parameters())
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    parts = torch.split(v, [p.numel() for p in params])
+    dot = sum((g * p.view_as(g)).sum() for g, p in zip(grads, parts, strict=True))
+    ref = torch.cat([h.reshape(-1) for h in torch.autograd.grad(dot, params)])
+    torch.testing.assert_close(op.matvec(v), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["lanczos", "arpack"])
+def test_top_eigenvalues_equal_dense_eigvalsh(tiny, solver):
+    op, _, exact = tiny
+    result = top_eigenpairs(op, 25, solver=solver, tol=1e-10, verify=True, progress=False)
+    assert result.converged
+    np.testing.assert_allclose(result.eigenvalues, exact[:25], rtol=1e-6)
+    assert result.residuals.max() < 1e-6 and result.residual_kind == "explicit"
+    assert result.hvp_count >= 25 and result.data_passes > 0
+
+
+def test_lanczos_estimate_matches_explicit_residual(tiny):
+    op, _, _ = tiny
+    result = top_eigenpairs(op, 10, solver="lanczos", tol=1e-4, progress=False)
+    estimate = result.residuals.copy()
+    verified = top_eigenpairs(op, 10, solver="lanczos", tol=1e-4, verify=True, progress=False)
+    np.testing.assert_allclose(verified.residuals, estimate, rtol=0.05, atol=1e-9)
+
+
+def test_non_converged_run_gives_no_verdict(tiny):
+    op, _, _ = tiny
+    result = top_eigenpairs(op, 40, solver="lanczos", tol=1e-12, steps_per_k=0.01, progress=False)
+    assert not result.converged
+    record = {"converged": False, "solver": "lanczos", "tol": 1e-12, "steps": 50, "max_residual": 0.1}
+    fit_record(record, result.eigenvalues, 40)
+    assert record["status"] == "not_converged" and "power_law" not in record
+
+
+def test_memory_refusal_names_the_k_that_fits():
+    with pytest.raises(SolverError) as err:
+        check_memory(n=10_000_000, k=1000, steps_per_k=3.0, element_size=4, device="cpu", limit=4 * 2**30)
+    message = str(err.value)
+    assert "top-1000 needs about" in message and "K <= " in message
+    fits = int(message.rsplit("K <= ", 1)[1].split()[0])
+    check_memory(n=10_000_000, k=fits, steps_per_k=3.0, element_size=4, device="cpu", limit=4 * 2**30)
+
+
+def test_k_must_be_below_parameter_count(tiny):
+    op, _, _ = tiny
+    with pytest.raises(SolverError, match="between 1 and"):
+        top_eigenpairs(op, op.n, progress=False)

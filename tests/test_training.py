@@ -1,0 +1,212 @@
+import json
+import subprocess
+
+import pytest
+import torch
+
+from hessian_powerlaw import datasets, training
+from hessian_powerlaw.training import OPTIMIZERS, TrainingError, load_model, make_optimizer, train
+
+SPEC = {
+    "model": "lenet",
+    "dataset": "mnist",
+    "data_root": "",
+    "n_train": 1024,
+    "normalization": "pixel",
+    "label_noise": 0.0,
+    "optimizer": "sgd",
+    "lr": None,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+    "epochs": 6,
+    "seed": 0,
+    "depth": 2,
+    "width": 100,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return training.data_for(SPEC)
+
+
+def test_bundled_mnist_subset():
+    d = datasets.load("mnist")
+    assert d["train"][0].shape == (6000, 1, 28, 28) and d["test"][0].shape == (1000, 1, 28, 28)
+    assert d["classes"] == 10 and sorted(d["train"][1].unique().tolist()) == list(range(10))
+    assert abs(float(d["train"][0].mean())) < 1e-4  # per-pixel normalised on the training set
+
+
+def test_subset_label_noise_and_errors():
+    a = datasets.load("mnist", n_train=1000, seed=3)
+    b = datasets.load("mnist", n_train=1000, seed=3)
+    assert torch.equal(a["train"][0], b["train"][0]) and len(a["train"][1]) == 1000
+    clean = datasets.load("mnist", normalization="none")["train"][1]
+    noisy = datasets.load("mnist", normalization="none", label_noise=0.5, seed=1)["train"][1]
+    changed = float((clean != noisy).float().mean())
+    assert 0.4 < changed < 0.5  # half relabelled uniformly: 9/10 of those change
+    with pytest.raises(datasets.DataError, match="unknown dataset"):
+        datasets.load("imagenet")
+    with pytest.raises(datasets.DataError, match="n_train=7000"):
+        datasets.load("mnist", n_train=7000)
+    with pytest.raises(datasets.DataError, match="only MNIST is bundled"):
+        datasets.load("cifar10")
+
+
+def test_data_root_in_torchvision_layout(tmp_path):
+    import gzip
+    import shutil
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for item in (datasets.bundled_root() / "MNIST" / "raw").iterdir():
+        if item.name.endswith(".gz"):
+            with gzip.open(item) as src, open(raw / item.name[:-3], "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    d = datasets.load("mnist", root=str(tmp_path), n_train=100)
+    assert d["train"][0].shape == (100, 1, 28, 28)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_steps(name):
+    model = torch.nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    opt = make_optimizer(name, model.parameters())
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, model.weight)
+
+
+def test_unknown_optimizer():
+    with pytest.raises(TrainingError, match="unknown optimizer"):
+        make_optimizer("sgdd", torch.nn.Linear(2, 2).parameters())
+
+
+def test_training_learns_and_saves_safely(tmp_path, data):
+    model, meta = train(SPEC, tmp_path / "m.pt", metrics=tmp_path / "m.json", progress=False, data=data)
+    assert meta["n_params"] == 61706 and meta["lr"] == 0.1 and meta["device"] == "cpu"
+    history = json.loads((tmp_path / "m.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert meta["test_acc"] > 0.5
+    loaded, _ = load_model(tmp_path / "m.pt")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_interrupted_training_resumes_bit_identically(tmp_path, data, monkeypatch):
+    reference, _ = train(SPEC, tmp_path / "ref.pt", progress=False, data=data)
+    calls = {"n": 0}
+    real = training.evaluate
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
+    assert not (tmp_path / "run.pt").exists()
+    assert torch.load(tmp_path / "run.ckpt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(training, "evaluate", real)
+    resumed, _ = train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path, data):
+    with pytest.raises(TrainingError, match="loss became nan"):
+        train({**SPEC, "lr": 1e6}, tmp_path / "m.pt", progress=False, data=data)
+
+
+def test_model_file_is_not_unpickled(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"state_dict": Evil(), "meta": {}}, tmp_path / "evil.pt")
+    with pytest.raises(TrainingError, match="not a model file"):
+        load_model(tmp_path / "evil.pt")
+
+
+def test_cli_train_and_spectrum_contract(tmp_path):
+    model = tmp_path / "m.pt"
+    subprocess.run(
+        [
+            "hessian-powerlaw",
+            "train",
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--n-train",
+            "300",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--batch-size",
+            "64",
+            "--seed",
+            "1",
+            "--quiet",
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--out",
+            str(model),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    record_path = tmp_path / "r.json"
+    proc = subprocess.run(
+        [
+            "hessian-powerlaw",
+            "dnn-spectrum",
+            str(model),
+            "--k",
+            "20",
+            "--n-eval",
+            "100",
+            "--quiet",
+            "--spectrum",
+            str(tmp_path / "s.npy"),
+            "--out",
+            str(record_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(record_path.read_text())
+    for key in (
+        "beta",
+        "beta_sigma",
+        "s",
+        "d_ks",
+        "d_c",
+        "power_law",
+        "k",
+        "n_params",
+        "hvp_count",
+        "model",
+        "dataset",
+        "optimizer",
+        "batch_size",
+        "epochs",
+        "n_train",
+        "test_acc",
+        "device",
+        "status",
+        "max_residual",
+        "hessian",
+    ):
+        assert key in record, key
+    assert record["n_train"] == 300 and record["n_eval"] == 100 and record["k"] == 20
+    assert record["converged"] and record["max_residual"] < 1e-3
+    assert "weight decay excluded" in record["hessian"]
+    assert not (tmp_path / "m.pt.ckpt").exists()

@@ -1,0 +1,65 @@
+RUN = (
+    "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
+)
+
+
+rule train:
+    output:
+        model=f"{RESULTS}/dnn/models/{RUN}.pt",
+        metrics=f"{RESULTS}/dnn/metrics/{RUN}.json",
+    log:
+        f"logs/train/{RUN}.log",
+    conda:
+        "../../envs/dnn.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        options=train_options(),
+        checkpoint=f"{RESULTS}/dnn/checkpoints/{RUN}.ckpt",
+    shell:
+        "hessian-powerlaw train --model {wildcards.model} --dataset {wildcards.dataset} "
+        "--optimizer {wildcards.optimizer} --batch-size {wildcards.batch_size} "
+        "--n-train {wildcards.n_train} --width {wildcards.width} --depth {wildcards.depth} "
+        "--seed {wildcards.seed} --epochs {wildcards.epochs} {params.options} "
+        "--checkpoint {params.checkpoint} --metrics {output.metrics} --out {output.model} 2> {log}"
+
+
+rule dnn_spectrum:
+    input:
+        model=rules.train.output.model,
+    output:
+        record=f"{RESULTS}/dnn/spectra/{RUN}.json",
+        spectrum=f"{RESULTS}/dnn/spectra/{RUN}.npy",
+    log:
+        f"logs/dnn_spectrum/{RUN}.log",
+    conda:
+        "../../envs/dnn.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=600,
+    params:
+        options=spectrum_options,
+    shell:
+        "hessian-powerlaw dnn-spectrum {input.model} {params.options} "
+        "--spectrum {output.spectrum} --out {output.record} 2> {log}"
+
+
+rule dnn_table:
+    input:
+        [f"{RESULTS}/dnn/spectra/{run}.json" for run in DNN_RUNS],
+    output:
+        table=f"{RESULTS}/dnn/dnn.tsv",
+        markdown=report(
+            f"{RESULTS}/dnn/dnn.md", caption="../report/dnn.rst", category="Networks"
+        ),
+    log:
+        "logs/dnn_table.log",
+    conda:
+        "../../envs/dnn.yaml"
+    shell:
+        "hessian-powerlaw dnn-table {input} --out {output.table} --markdown {output.markdown} 2> {log}"
