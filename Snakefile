@@ -11,6 +11,14 @@ include: "workflow/rules/protein.smk"
 include: "workflow/rules/dnn.smk"
 
 
+localrules:
+    all,
+    select_entries,
+    download_batch,
+    protein_tables,
+    dnn_table,
+
+
 rule all:
     default_target: True
     input:

@@ -71,20 +71,20 @@ def test_lanczos_estimate_matches_explicit_residual(tiny):
 
 def test_non_converged_run_gives_no_verdict(tiny):
     op, _, _ = tiny
-    result = top_eigenpairs(op, 40, solver="lanczos", tol=1e-12, steps_per_k=0.01, progress=False)
-    assert not result.converged
+    result = top_eigenpairs(op, 200, solver="lanczos", tol=1e-3, steps_per_k=0.01, progress=False)
+    assert not result.converged and result.steps == 102
     record = {"converged": False, "solver": "lanczos", "tol": 1e-12, "steps": 50, "max_residual": 0.1}
-    fit_record(record, result.eigenvalues, 40)
+    fit_record(record, result.eigenvalues, 200)
     assert record["status"] == "not_converged" and "power_law" not in record
 
 
 def test_memory_refusal_names_the_k_that_fits():
     with pytest.raises(SolverError) as err:
-        check_memory(n=10_000_000, k=1000, steps_per_k=3.0, element_size=4, device="cpu", limit=4 * 2**30)
+        check_memory(n=10_000_000, k=1000, steps_per_k=3.0, element_size=4, device="cpu", limit=16 * 2**30)
     message = str(err.value)
     assert "top-1000 needs about" in message and "K <= " in message
     fits = int(message.rsplit("K <= ", 1)[1].split()[0])
-    check_memory(n=10_000_000, k=fits, steps_per_k=3.0, element_size=4, device="cpu", limit=4 * 2**30)
+    check_memory(n=10_000_000, k=fits, steps_per_k=3.0, element_size=4, device="cpu", limit=16 * 2**30)
 
 
 def test_k_must_be_below_parameter_count(tiny):

@@ -41,6 +41,8 @@ def workdir(tmp_path):
     (data / "junk.pdb").write_text("HEADER    NOT A STRUCTURE\n")
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["pdb"].update(local=str(data), batch_size=2)
+    config["dnn"]["spectrum"].update(k=10, n_eval=100)
+    config["dnn"]["sweeps"] = [{"model": ["lenet"], "dataset": ["mnist"], "n_train": [300], "epochs": [2]}]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
 
@@ -61,6 +63,13 @@ def test_workflow_end_to_end(workdir):
     assert len(list((workdir / "results" / "protein" / "batches").glob("*.tsv"))) == 3
     assert (workdir / "logs" / "protein" / "batch_0.log").exists()
     assert (out / "records" / "4HHB.npy").exists()
+    runs = {r["run"]: r for r in read_tsv(workdir / "results" / "dnn" / "dnn.tsv")}
+    trained, control = "lenet_mnist_sgd_b128_n300_w100_d2_s0_e2", "lenet_mnist_sgd_b128_n300_w100_d2_s0_e0"
+    assert set(runs) == {trained, control}
+    assert runs[trained]["epochs"] == 2 and runs[control]["epochs"] == 0
+    assert all(r["status"] == "ok" and r["k"] == 10 and r["n_eval"] == 100 for r in runs.values())
+    assert (workdir / "results" / "dnn" / "metrics" / f"{trained}.json").exists()
+    assert not list((workdir / "results" / "dnn").rglob("*.ckpt"))
     # a rerun has nothing to do
     again = snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

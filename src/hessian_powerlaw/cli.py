@@ -421,7 +421,7 @@ def build_parser():
     p.add_argument("--solver", choices=("lanczos", "arpack"))
     p.add_argument("--tol", type=_positive)
     p.add_argument("--dtype", choices=("float32", "float64"))
-    p.add_argument("--steps-per-k", type=_positive, help="step limit / K (lanczos 3, arpack: ncv/K 2)")
+    p.add_argument("--steps-per-k", type=_positive, help="step limit / K (lanczos 6; arpack: ncv/K, 2)")
     p.add_argument("--verify", action="store_true", default=None, help="explicit residuals (K more HVPs)")
     p.add_argument("--device")
     p.add_argument("--data-root", help="where the model's data set lives, if moved")

@@ -66,7 +66,7 @@ def check_memory(n, k, steps_per_k, element_size, device, limit=None):
         raise SolverError(
             f"top-{k} needs about {need / 2**30:.1f} GiB for its Krylov basis ({n} parameters x "
             f"{steps_for(k, steps_per_k)} vectors) but {budget / 2**30:.1f} GiB is usable on {device}; "
-            f"K <= {max(fits, 0)} would fit"
+            + (f"K <= {fits} would fit" if fits > 0 else "no K fits on this device")
         )
 
 
@@ -207,7 +207,7 @@ def top_eigenpairs(
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
     if not 1 <= k < op.n:
         raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
-    steps_per_k = steps_per_k or (3.0 if solver == "lanczos" else 2.0)
+    steps_per_k = steps_per_k or (6.0 if solver == "lanczos" else 2.0)
     element = torch.tensor([], dtype=op.dtype).element_size()
     check_memory(op.n, k, steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes

@@ -89,7 +89,17 @@ def protein_outputs():
 # ---------------------------------------------------------------- networks
 
 DNN = config["dnn"]
-RUN_DIMS = ("model", "dataset", "optimizer", "batch_size", "n_train", "width", "depth", "seed", "epochs")
+RUN_DIMS = (
+    "model",
+    "dataset",
+    "optimizer",
+    "batch_size",
+    "n_train",
+    "width",
+    "depth",
+    "seed",
+    "epochs",
+)
 RUN_PATTERN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
 
 

@@ -1,6 +1,4 @@
-RUN = (
-    "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
-)
+RUN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
 
 
 rule train:
