@@ -9,6 +9,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/dnn.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
@@ -17,6 +18,8 @@ localrules:
     download_batch,
     protein_tables,
     dnn_table,
+    compare,
+    plots,
 
 
 rule all:
@@ -24,3 +27,4 @@ rule all:
     input:
         protein_outputs(),
         dnn_outputs(),
+        comparison_outputs(),

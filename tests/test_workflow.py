@@ -70,6 +70,21 @@ def test_workflow_end_to_end(workdir):
     assert all(r["status"] == "ok" and r["k"] == 10 and r["n_eval"] == 100 for r in runs.values())
     assert (workdir / "results" / "dnn" / "metrics" / f"{trained}.json").exists()
     assert not list((workdir / "results" / "dnn").rglob("*.ckpt"))
+    comparison = read_tsv(workdir / "results" / "comparison" / "comparison.tsv")
+    assert [r["side"] for r in comparison] == ["protein"] * 4 + ["network"] * 2
+    assert "Trained networks: mean s" in (workdir / "results" / "comparison" / "comparison.md").read_text()
+    for name in (
+        "overlay",
+        "protein_spectra",
+        "protein_size_bins",
+        "dnn_spectra",
+        "dnn_eigengaps",
+        "dnn_sweeps",
+    ):
+        for ext in ("png", "pdf"):
+            assert (workdir / "results" / "plots" / f"{name}.{ext}").stat().st_size > 1000
+    report = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert report.returncode == 0 and (workdir / "report.html").stat().st_size > 100_000
     # a rerun has nothing to do
     again = snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -304,6 +304,88 @@ def cmd_dnn_table(args):
     print(f"dnn-table: {len(records)} runs -> {args.out}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------- comparison
+
+
+def _dnn_items(paths):
+    """(run, eigenvalues, record) for network records whose spectrum file sits beside them."""
+    from .atomic import load_npy
+
+    items = []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        spectrum = Path(path).with_suffix(".npy")
+        if spectrum.is_file():
+            items.append((record["run"], load_npy(spectrum)[0], record))
+    return items
+
+
+def _protein_items(records, records_dir, per_bin):
+    """(title, sigma, record) of fitted proteins: per size bin, those closest to the median s."""
+    from .atomic import load_npy
+    from .tables import SIZE_BINS
+
+    ok = [r for r in records if r["status"] == "ok" and (Path(records_dir) / f"{r['pdb_id']}.npy").is_file()]
+    chosen = []
+    for _, low, high in SIZE_BINS:
+        members = [r for r in ok if low <= 3 * r["n_residues"] < high]
+        if members:
+            median = float(np.median([r["s"] for r in members]))
+            chosen += sorted(members, key=lambda r: abs(r["s"] - median))[:per_bin]
+    load = lambda r: load_npy(Path(records_dir) / f"{r['pdb_id']}.npy")  # noqa: E731
+    title = lambda r: f"{r['pdb_id']} ({r['n_residues']} Cα, 3N={3 * r['n_residues']})"  # noqa: E731
+    return [(title(r), load(r), r) for r in chosen], [(r["pdb_id"], load(r), r) for r in ok[:300]]
+
+
+def cmd_compare(args):
+    from .atomic import write_text
+    from .tables import (
+        COMPARISON_COLUMNS,
+        comparison_html,
+        comparison_markdown,
+        comparison_rows,
+        read_tsv,
+        side_summaries,
+        size_bin_rows,
+        write_tsv,
+    )
+
+    proteins = read_tsv(args.proteins)
+    dnn = [json.loads(Path(p).read_text()) for p in args.dnn_records]
+    rows = comparison_rows(size_bin_rows(proteins), dnn)
+    write_tsv(args.out, rows, COMPARISON_COLUMNS)
+    markdown = comparison_markdown(rows, side_summaries(proteins, dnn))
+    if args.markdown:
+        write_text(args.markdown, markdown)
+    if args.html:
+        write_text(args.html, comparison_html(markdown))
+    print(f"compare: {len(proteins)} proteins, {len(dnn)} networks -> {args.out}", file=sys.stderr)
+
+
+def cmd_plots(args):
+    from . import plots
+    from .tables import read_tsv
+
+    out = Path(args.out_dir)
+    proteins = read_tsv(args.proteins) if args.proteins else []
+    shown, overlay = _protein_items(proteins, args.protein_records, args.per_bin) if proteins else ([], [])
+    networks = _dnn_items(args.dnn_records)
+    written = []
+    if shown:
+        fig = plots.spectra_figure(
+            shown, "σ = 1/λ", "Inverted ANM spectra (proteins closest to their bin's median s)"
+        )
+        written += plots.save(fig, out, "protein_spectra")
+        written += plots.save(plots.size_bin_histograms(proteins), out, "protein_size_bins")
+    if networks:
+        fig = plots.spectra_figure(networks, "Hessian eigenvalue λ", "Top-K loss-Hessian eigenvalues")
+        written += plots.save(fig, out, "dnn_spectra")
+        written += plots.save(plots.gaps_figure(networks), out, "dnn_eigengaps")
+        written += plots.save(plots.sweep_figure([r for _, _, r in networks]), out, "dnn_sweeps")
+    written += plots.save(plots.overlay_figure(overlay, networks), out, "overlay")
+    print(f"plots: {len(written)} files in {out}", file=sys.stderr)
+
+
 def cmd_check_config(args):
     load_config(args.config)
     print(f"{args.config}: valid")
@@ -436,6 +518,22 @@ def build_parser():
     p.add_argument("--out", required=True)
     p.add_argument("--markdown")
     p.set_defaults(func=cmd_dnn_table)
+
+    p = sub.add_parser("compare", help="proteins' size bins beside the networks (TSV, Markdown, HTML)")
+    p.add_argument("--proteins", required=True, help="per-protein TSV")
+    p.add_argument("--dnn-records", nargs="*", default=[], metavar="JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--markdown")
+    p.add_argument("--html")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plots", help="rank-size, overlay, histogram, sweep and eigengap figures")
+    p.add_argument("--proteins", help="per-protein TSV")
+    p.add_argument("--protein-records", default="results/protein/records", help="directory of {ID}.npy")
+    p.add_argument("--per-bin", type=int, default=2, help="protein panels per size bin")
+    p.add_argument("--dnn-records", nargs="*", default=[], metavar="JSON", help="with .npy beside them")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_plots)
     return parser
 
 

@@ -43,7 +43,7 @@ SPECTRUM_KEYS = (
     "data_passes",
     "seconds",
 )
-GAP_KEYS = tuple(f"gap_{key}" for key in ("k", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law"))
+GAP_KEYS = tuple(f"gap_{key}" for key in ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law"))
 RECORD_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -158,3 +158,92 @@ def dnn_markdown(records):
             f"| {_fmt(r['gap_beta'], '.3f')} | {_fmt(r['gap_s'], '.3f')} | {r['hvp_count']} | {r['status']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+COMPARISON_COLUMNS = ("side", "name", "count", "k", "beta", "beta_err", "s", "s_err", "dks_dc", "power_law")
+
+
+def comparison_rows(bin_rows, dnn_records):
+    """Protein size bins (mean ± std over entries) beside networks (estimate ± sigma)."""
+    rows = []
+    for b in bin_rows:
+        rows.append(
+            {
+                "side": "protein",
+                "name": f"3N {b['bin_3n']}",
+                "count": b["count"],
+                "k": "10%" if b["count"] else None,
+                "beta": b["beta_mean"],
+                "beta_err": b["beta_std"],
+                "s": b["s_mean"],
+                "s_err": b["s_std"],
+                "dks_dc": b["dks_dc_mean"],
+                "power_law": b["frac_power_law"],
+            }
+        )
+    for r in sorted(dnn_records, key=lambda r: r["run"]):
+        fitted = r.get("beta") is not None
+        rows.append(
+            {
+                "side": "network",
+                "name": r["run"],
+                "count": 1,
+                "k": r.get("k"),
+                "beta": r.get("beta"),
+                "beta_err": r.get("beta_sigma"),
+                "s": r.get("s"),
+                "s_err": r["beta_sigma"] / (r["beta"] - 1) ** 2 if fitted else None,
+                "dks_dc": r["d_ks"] / r["d_c"] if fitted else None,
+                "power_law": (1.0 if r["power_law"] else 0.0) if fitted else None,
+            }
+        )
+    return rows
+
+
+def side_summaries(protein_records, dnn_records):
+    """One line per side: mean s over fitted entries (trained networks only) and its distance from 1."""
+    lines = []
+    proteins = [r["s"] for r in protein_records if r.get("status") == "ok"]
+    trained = [r["s"] for r in dnn_records if r.get("epochs") and r.get("s") is not None]
+    for side, values in (("Proteins", proteins), ("Trained networks", trained)):
+        if values:
+            mean = float(np.mean(values))
+            lines.append(f"{side}: mean s = {mean:.3f} over {len(values)}, |s - 1| = {abs(mean - 1):.3f}")
+        else:
+            lines.append(f"{side}: none fitted")
+    return lines
+
+
+def comparison_markdown(rows, summaries):
+    lines = [
+        "| side | group | n | K | beta | s | d_ks/d_c | power law |",
+        "|---|---|---:|---:|---|---|---:|---:|",
+    ]
+    for r in rows:
+        if r["side"] == "protein":
+            law = "–" if r["power_law"] is None else f"{100 * r['power_law']:.0f}%"
+        else:
+            law = "–" if r["power_law"] is None else ("yes" if r["power_law"] else "no")
+        lines.append(
+            f"| {r['side']} | {r['name']} | {r['count']} | {r['k'] or '–'} | {_pm(r['beta'], r['beta_err'])} "
+            f"| {_pm(r['s'], r['s_err'])} | {_fmt(r['dks_dc'], '.2f')} | {law} |"
+        )
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summaries) + "\n"
+
+
+def comparison_html(markdown):
+    """A self-contained HTML page of the comparison Markdown (table + summary lines)."""
+    import html
+
+    table, _, notes = markdown.partition("\n\n")
+    lines = [line.strip("|").split("|") for line in table.splitlines()]
+    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in lines[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line) + "</tr>" for line in lines[2:]
+    )
+    items = "".join(f"<li>{html.escape(n[2:])}</li>" for n in notes.splitlines() if n.startswith("- "))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Proteins and networks</title>"
+        "<style>table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:2px 6px}</style>"
+        f"</head><body><table><tr>{head}</tr>{body}</table><ul>{items}</ul></body></html>\n"
+    )

@@ -151,6 +151,46 @@ def spectrum_options(wildcards):
     return " ".join(opts)
 
 
+def dnn_records(wildcards=None):
+    return [f"{RESULTS}/dnn/spectra/{run}.json" for run in DNN_RUNS]
+
+
+def dnn_spectra(wildcards=None):
+    return [f"{RESULTS}/dnn/spectra/{run}.npy" for run in DNN_RUNS]
+
+
+FIGURES = {
+    "overlay": "Comparison",
+    "protein_spectra": "Proteins",
+    "protein_size_bins": "Proteins",
+    "dnn_spectra": "Networks",
+    "dnn_eigengaps": "Networks",
+    "dnn_sweeps": "Networks",
+}
+
+
+def plot_outputs():
+    """PNG (in the report, with its caption) and PDF of every figure."""
+    outputs = []
+    for name, category in FIGURES.items():
+        if category == "Networks" and not DNN_RUNS:
+            continue
+        png = f"{RESULTS}/plots/{name}.png"
+        caption = f"../report/{name}.rst"
+        in_report = report(png, caption=caption, category=category)
+        outputs += [in_report, f"{RESULTS}/plots/{name}.pdf"]
+    return outputs
+
+
+def comparison_outputs():
+    return [
+        f"{RESULTS}/comparison/comparison.tsv",
+        f"{RESULTS}/comparison/comparison.md",
+        f"{RESULTS}/comparison/comparison.html",
+        f"{RESULTS}/plots/overlay.png",
+    ]
+
+
 def dnn_outputs():
     if not DNN_RUNS:
         return []

@@ -49,7 +49,7 @@ rule dnn_spectrum:
 
 rule dnn_table:
     input:
-        [f"{RESULTS}/dnn/spectra/{run}.json" for run in DNN_RUNS],
+        dnn_records,
     output:
         table=f"{RESULTS}/dnn/dnn.tsv",
         markdown=report(

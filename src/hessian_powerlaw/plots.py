@@ -1,0 +1,160 @@
+"""Figures: rank-size plots with the fitted law, protein/network overlay, size-bin histograms,
+sweep plots and eigengaps. Each legend states K, the fit and the KS verdict."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+from .tables import SIZE_BINS  # noqa: E402
+
+SWEEP_DIMS = ("model", "optimizer", "batch_size", "n_train", "width", "depth")
+
+
+def fit_label(rec, prefix=""):
+    get = lambda key: rec.get(prefix + key)  # noqa: E731
+    if get("beta") is None:
+        return "no fit"
+    verdict = "power law" if get("power_law") else "not a power law"
+    return (
+        f"fit K={get('k')}: β={get('beta'):.3f}±{get('beta_sigma'):.3f}, s={get('s'):.3f}\n"
+        f"d_ks={get('d_ks'):.4f} {'<' if get('power_law') else '≥'} d_c={get('d_c'):.4f}: {verdict}"
+    )
+
+
+def fitted_rank_size(rec, prefix=""):
+    """(rank, value) of the fitted law through xmin: x_k = xmin (K/k)^s, k = 1..K."""
+    k = rec[prefix + "k"]
+    ranks = np.arange(1, k + 1)
+    return ranks, rec[prefix + "xmin"] * (k / ranks) ** rec[prefix + "s"]
+
+
+def rank_size(ax, values, rec, title, prefix=""):
+    values = np.sort(np.asarray(values, dtype=float))[::-1]
+    values = values[values > 0]
+    ax.loglog(np.arange(1, len(values) + 1), values, ".", ms=2.5, color="0.35", label="spectrum")
+    if rec.get(prefix + "beta") is not None and rec.get(prefix + "xmin") is not None:
+        ranks, line = fitted_rank_size(rec, prefix)
+        color = "tab:blue" if rec.get(prefix + "power_law") else "tab:red"
+        ax.loglog(ranks, line, "-", color=color, lw=1.5, label=fit_label(rec, prefix))
+        ax.axvline(rec[prefix + "k"], color="0.7", lw=0.8, ls=":")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("rank k")
+    ax.legend(fontsize=6.5, loc="upper right")
+
+
+def save(fig, out_dir, name):
+    """Write name.png and name.pdf atomically; returns their paths."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = Path(out_dir) / f"{name}.{ext}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _grid(n, width=4.2, height=3.3):
+    cols = min(3, max(n, 1))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)
+
+
+def spectra_figure(items, ylabel, suptitle):
+    """items: (title, values, record); one rank-size panel each (study Fig 1/9)."""
+    fig, axes = _grid(len(items))
+    if not items:
+        axes[0].text(0.5, 0.5, "nothing fitted", ha="center", va="center")
+    for ax, (title, values, rec) in zip(axes, items, strict=False):
+        rank_size(ax, values, rec, title)
+        ax.set_ylabel(ylabel)
+    fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def gaps_figure(items):
+    """Eigengaps delta_k = lambda_k - lambda_(k+1) of each network with their fit (Fig 2)."""
+    fig, axes = _grid(len(items))
+    for ax, (title, values, rec) in zip(axes, items, strict=False):
+        gaps = -np.diff(np.sort(values)[::-1])
+        rank_size(ax, gaps, rec, title, prefix="gap_")
+        ax.set_ylabel("eigengap δ_k")
+    fig.suptitle("Eigengaps of the loss Hessian (fit: same estimator)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_figure(protein_items, dnn_items):
+    """Every spectrum's top K, normalised (rank/K, value/xmin), proteins and networks together."""
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for items, color, side in ((protein_items, "tab:green", "protein"), (dnn_items, "tab:purple", "network")):
+        for i, (_title, values, rec) in enumerate(items):
+            k = rec.get("k") or len(values)
+            top = np.sort(values)[::-1][:k]
+            label = f"{side}s ({len(items)})" if i == 0 else None
+            ax.loglog(np.arange(1, k + 1) / k, top / top[-1], "-", color=color, alpha=0.5, lw=1, label=label)
+    ranks = np.logspace(-3, 0, 50)
+    ax.loglog(ranks, ranks**-1.0, "k--", lw=1, label="s = 1 (β = 2)")
+    ax.set_xlabel("k / K")
+    ax.set_ylabel("λ_k / λ_K (proteins: σ = 1/λ)")
+    ax.set_title("Normalised rank-size spectra: proteins and networks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def size_bin_histograms(records):
+    """Histograms of s and d_ks/d_c per protein size bin (Fig 10)."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    fig, axes = plt.subplots(2, len(SIZE_BINS), figsize=(4 * len(SIZE_BINS), 6), squeeze=False)
+    for col, (name, low, high) in enumerate(SIZE_BINS):
+        members = [r for r in ok if low <= 3 * r["n_residues"] < high]
+        s = [r["s"] for r in members]
+        ratio = [r["d_ks"] / r["d_c"] for r in members]
+        axes[0][col].hist(s, bins=15, color="tab:green")
+        axes[0][col].axvline(1.0, color="k", ls="--", lw=1)
+        axes[0][col].set_title(f"3N {name}: {len(members)} entries" + (f", s̄={np.mean(s):.3f}" if s else ""))
+        axes[0][col].set_xlabel("s")
+        axes[1][col].hist(ratio, bins=15, color="tab:olive")
+        axes[1][col].axvline(1.0, color="tab:red", ls="--", lw=1, label="d_ks = d_c")
+        axes[1][col].set_xlabel("d_ks / d_c (power law if < 1)")
+        axes[1][col].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(records):
+    """s and d_ks/d_c against every swept dimension of the trained runs (Fig 6/7)."""
+    trained = [r for r in records if r.get("epochs") and r.get("beta") is not None]
+    dims = [d for d in SWEEP_DIMS if len({r.get(d) for r in trained}) > 1]
+    fig, axes = plt.subplots(2, max(len(dims), 1), figsize=(4.2 * max(len(dims), 1), 6), squeeze=False)
+    if not dims:
+        for ax in axes.flat:
+            ax.axis("off")
+        axes[0][0].text(0.5, 0.5, "no swept dimension in this configuration", ha="center", va="center")
+        return fig
+    for col, dim in enumerate(dims):
+        values = sorted({r[dim] for r in trained}, key=lambda v: (isinstance(v, str), v))
+        pos = {v: i for i, v in enumerate(values)}
+        for row, (key, label) in enumerate((("s", "s"), (None, "d_ks / d_c"))):
+            ax = axes[row][col]
+            ys = [r["s"] if key else r["d_ks"] / r["d_c"] for r in trained]
+            colors = ["tab:blue" if r["power_law"] else "tab:red" for r in trained]
+            ax.scatter([pos[r[dim]] for r in trained], ys, c=colors, s=18)
+            ax.axhline(1.0, color="k", ls="--", lw=0.8)
+            ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=45, fontsize=7)
+            ax.set_xlabel(dim)
+            ax.set_ylabel(label)
+        axes[0][col].set_title(f"{dim} (blue: power law, red: not)", fontsize=9)
+    fig.tight_layout()
+    return fig
