@@ -31,6 +31,14 @@ def test_schema_fills_defaults():
         ({"fit": {"k": 12.5}}, "fit.k: a count must be an integer"),
         ({"pdb": {"min_residues": 500, "max_residues": 200}}, "pdb.min_residues is larger"),
         ({"bogus": 1}, "(top level): Additional properties"),
+        ({"results": "out; rm -rf ~"}, "results: 'out; rm -rf ~' does not match"),
+        (
+            {"dnn": {"sweeps": [{"model": ["vgg"], "dataset": ["mnist"]}]}},
+            "dnn.sweeps.0.model.0: 'vgg' is not one of",
+        ),
+        ({"dnn": {"sweeps": [{"model": ["lenet"], "dataset": ["imagenet"]}]}}, "'imagenet' is not one of"),
+        ({"dnn": {"sweeps": [{"model": ["lenet"], "dataset": ["mnist"], "optimizer": ["sgdd"]}]}}, "'sgdd'"),
+        ({"dnn": {"spectrum": {"k": 1}}}, "dnn.spectrum.k: 1 is less than the minimum of 2"),
     ],
 )
 def test_bad_config_names_the_key(config, fragment):

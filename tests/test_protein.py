@@ -97,6 +97,50 @@ def test_bad_inputs_give_reasons_and_never_raise(tmp_path):
         assert sigma is None
 
 
+def _drop_cif_column(text, column):
+    """mmCIF text without one _atom_site column (header line and the field in every row)."""
+    lines = text.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("_atom_site.")]
+    drop = [lines[i].strip() for i in header].index(column)
+    out = []
+    for i, line in enumerate(lines):
+        if i == header[drop]:
+            continue
+        if line.startswith(("ATOM", "HETATM")):
+            fields = line.split()
+            line = " ".join(fields[:drop] + fields[drop + 1 :])
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_more_bad_inputs(tmp_path):
+    text = pdb_text("1aki")
+    inf = text.replace(text[text.index("ATOM      2  CA ") :][30:38], "     inf", 1)
+    lines = text.splitlines()
+    first_ca = next(i for i, line in enumerate(lines) if line.startswith("ATOM") and line[12:16] == " CA ")
+    duplicated = "\n".join(lines[: first_ca + 1] + lines[first_ca : first_ca + 1] + lines[first_ca + 1 :])
+    single = "".join(line + "\n" for line in lines if line.startswith("ATOM") and line[22:26] == "   1")
+    cif = _drop_cif_column((EDGE / "4i39.cif").read_text(), "_atom_site.Cartn_z")
+    cases = [
+        (_write(tmp_path, "inf.pdb", inf), {}, "failed", "NaN or infinite"),
+        (
+            _write(tmp_path, "single.pdb", single + "END\n"),
+            {},
+            "skipped",
+            "1 residues, fewer than the minimum",
+        ),
+        (tmp_path / "single.pdb", {"min_residues": 1}, "failed", "only 3 zero modes"),
+        (_write(tmp_path, "nocol.cif", cif), {}, "failed", "missing column _atom_site.Cartn_z"),
+        (_write(tmp_path, "dup.pdb", duplicated), {}, "ok", "1 duplicated atom records ignored"),
+    ]
+    for path, cfg, status, fragment in cases:
+        record, _ = analyse(path, {"compare": False, **cfg})
+        assert record["status"] == status and fragment in record["reason"], (path.name, record["reason"])
+    record, _ = analyse(tmp_path / "dup.pdb", {"compare": False})
+    reference, _ = analyse(BUNDLED / "1aki.pdb.gz", {"compare": False})
+    assert record["beta"] == reference["beta"]
+
+
 def test_more_than_max_residues_is_skipped():
     record, _ = analyse(BUNDLED / "4f7i.pdb.gz", {"max_residues": 1000})
     assert record["status"] == "skipped" and "more than the maximum 1000" in record["reason"]

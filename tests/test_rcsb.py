@@ -2,6 +2,8 @@
 
 import gzip
 import json
+import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +26,7 @@ class Server:
         self.page_size = 3
         self.search_status = 200
         self.flaky = {"2REG": 1}  # id -> number of 429 answers before success
+        self.broken = {"8RST": 1, "9TRC": 1}  # id -> number of reset / cut-short answers before success
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +63,20 @@ class Server:
                     if owner.flaky[entry] > 0:
                         owner.flaky[entry] -= 1
                         return self._send(429, b"slow down", [("Retry-After", "0")])
+                    return self._send(200, CIF_GZ)
+                if owner.broken.get(entry, 0) > 0:
+                    owner.broken[entry] -= 1
+                    if entry == "8RST":  # connection reset without an answer
+                        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.close_connection = True
+                        return self.request.close()
+                    self.send_response(200)  # announces the whole file, sends a third of it
+                    self.send_header("Content-Length", str(len(CIF_GZ)))
+                    self.end_headers()
+                    self.wfile.write(CIF_GZ[: len(CIF_GZ) // 3])
+                    self.close_connection = True
+                    return None
+                if entry in owner.broken:
                     return self._send(200, CIF_GZ)
                 if entry == "5ERR":
                     return self._send(500, b"internal error")
@@ -117,7 +134,7 @@ def test_search_204_means_empty(server):
 
 
 def test_downloads_retry_verify_and_never_cache_bad_files(server, tmp_path):
-    ids = ["4HHB", "2REG", "5ERR", "6TRN", "7HTM", "9ZZZ", "../etc"]
+    ids = ["4HHB", "2REG", "5ERR", "6TRN", "7HTM", "9ZZZ", "../etc", "8RST", "9TRC"]
     rows = rcsb.download_entries(
         ids, tmp_path, f"{server.url}/download", workers=3, retries=2, timeout=5, backoff=0.01
     )
@@ -130,7 +147,15 @@ def test_downloads_retry_verify_and_never_cache_bad_files(server, tmp_path):
     assert status["7HTM"]["status"] == "failed" and "not an mmCIF" in status["7HTM"]["reason"]
     assert status["9ZZZ"]["status"] == "failed" and "HTTP 404" in status["9ZZZ"]["reason"]
     assert status["../etc"]["status"] == "failed" and "invalid PDB id" in status["../etc"]["reason"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["2REG.cif.gz", "4HHB.cif.gz"]
+    assert status["8RST"]["status"] == "downloaded"  # after a connection reset
+    assert status["9TRC"]["status"] == "downloaded"  # after a transfer cut short
+    assert server.requests.count("/download/8RST.cif.gz") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2REG.cif.gz",
+        "4HHB.cif.gz",
+        "8RST.cif.gz",
+        "9TRC.cif.gz",
+    ]
     assert server.requests.count("/download/5ERR.cif.gz") == 3  # 1 + 2 retries
     assert server.requests.count("/download/9ZZZ.cif.gz") == 1  # 404 is not retried
     assert not any("etc" in r for r in server.requests)

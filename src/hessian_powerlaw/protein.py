@@ -102,6 +102,8 @@ def _analyse(path, cfg, record):
         raise
     coords = info.pop("coords")
     record.update({k: v for k, v in info.items() if k in record})
+    if info["duplicate_atoms"]:
+        record["reason"] = f"{info['duplicate_atoms']} duplicated atom records ignored (first kept)"
     n = len(coords)
     if n < cfg["min_residues"]:
         raise _Skip(f"{n} residues, fewer than the minimum {cfg['min_residues']}")
@@ -117,7 +119,9 @@ def _analyse(path, cfg, record):
         message = f"disconnected network: {n_zero} zero modes (expected 6) at cutoff {cfg['cutoff']}"
         if cfg["disconnected"] == "exclude":
             raise _Skip(message)
-        record["reason"] = message + "; fitted on the non-zero modes"
+        record["reason"] = "; ".join(
+            filter(None, (record["reason"], message + "; fitted on the non-zero modes"))
+        )
     k = resolve_k(cfg["k"], len(sigma))
     record.update(power_law_fit(sigma, k, compare=cfg["compare"]))
     return sigma

@@ -3,6 +3,7 @@
 import datetime
 import email.utils
 import gzip
+import http.client
 import io
 import json
 import random
@@ -103,7 +104,7 @@ def request(url, data=None, retries=5, timeout=60, backoff=1.0):
                 raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from None
             last = f"HTTP {err.code}"
             wait = max(wait, _retry_after(err.headers.get("Retry-After")))
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
             last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
         if attempt < retries:
             time.sleep(min(wait, 300))

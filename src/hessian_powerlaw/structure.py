@@ -55,14 +55,18 @@ def _parse(path, text):
     mmcif = _is_mmcif(path, text)
     if not mmcif and not END_RECORD.search(text):
         raise StructureError("truncated PDB file (no END record)")
-    parser = MMCIFParser(QUIET=True) if mmcif else PDBParser(QUIET=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    parser = MMCIFParser(QUIET=False) if mmcif else PDBParser(QUIET=False)  # warnings are captured
+    kind = "mmCIF" if mmcif else "PDB"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            return parser.get_structure(entry_id(path), io.StringIO(text))
+            structure = parser.get_structure(entry_id(path), io.StringIO(text))
+        except KeyError as err:
+            raise StructureError(f"unreadable {kind} file: missing column {err.args[0]}") from None
         except Exception as err:  # Biopython raises many types on malformed input
-            kind = "mmCIF" if mmcif else "PDB"
             raise StructureError(f"unreadable {kind} file ({type(err).__name__}: {err})") from None
+    duplicates = sum("defined twice" in str(w.message) for w in caught)
+    return structure, duplicates
 
 
 def _calpha(residue):
@@ -77,13 +81,14 @@ def read_calpha(path):
     """C-alpha coordinates and metadata of the first model of a structure file.
 
     Returns a dict: pdb_id, coords (N x 3 float array), n_chains, n_residues, chain_breaks,
-    n_nucleic, resolution, method, n_models. Raises StructureError with a one-line reason.
+    n_nucleic, duplicate_atoms (repeated atom records, ignored: the first is kept), resolution,
+    method, n_models. Raises StructureError with a one-line reason.
     """
     path = Path(path)
     if not path.is_file():
         raise StructureError("file not found")
     text = _read_text(path)
-    structure = _parse(path, text)
+    structure, duplicates = _parse(path, text)
     models = list(structure.get_models())
     if not models:
         raise StructureError("no atoms found (not a PDB or mmCIF file, or truncated)")
@@ -109,6 +114,7 @@ def read_calpha(path):
         "n_residues": int(sum(len(c) for c in coords)),
         "chain_breaks": breaks,
         "n_nucleic": n_nucleic,
+        "duplicate_atoms": duplicates,
         "resolution": _float_or_none(header.get("resolution")),
         "method": (header.get("structure_method") or "").upper() or None,
     }

@@ -1,4 +1,5 @@
 import itertools
+from shlex import quote
 
 from snakemake.utils import validate
 
@@ -11,6 +12,15 @@ BATCH_SIZE = PDB["batch_size"]
 
 wildcard_constraints:
     batch=r"\d+",
+    model=r"[a-z0-9-]+",
+    dataset=r"[a-z0-9-]+",
+    optimizer=r"[a-z0-9-]+",
+    batch_size=r"\d+",
+    n_train=r"\d+",
+    width=r"\d+",
+    depth=r"\d+",
+    seed=r"\d+",
+    epochs=r"\d+",
 
 
 def count_entries(path):
@@ -48,14 +58,14 @@ def select_options():
     q = PDB["query"]
     opts = [
         f"--source {PDB['source']}",
-        f"--local '{PDB['local']}'",
-        f"--cache {PDB['cache']}",
+        f"--local {quote(PDB['local'])}",
+        f"--cache {quote(PDB['cache'])}",
         f"--min-residues {PDB['min_residues']}",
         f"--max-residues {PDB['max_residues']}",
-        f"--query-url {q['url']}",
-        f"--method '{q['method']}'",
+        f"--query-url {quote(q['url'])}",
+        f"--method {quote(q['method'])}",
         f"--max-resolution {q['max_resolution']}",
-        f"--polymer-types '{q['polymer_types']}'",
+        f"--polymer-types {quote(q['polymer_types'])}",
         f"--identity-cutoff {q['identity_cutoff']}",
         f"--rows-per-page {q['rows_per_page']}",
         f"--max-entries {q['max_entries']}",
@@ -122,13 +132,13 @@ DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
 def train_options():
     t = DNN["training"]
     opts = [
-        f"--device {DNN['device']}",
+        f"--device {quote(DNN['device'])}",
         f"--weight-decay {t['weight_decay']}",
         f"--normalization {t['normalization']}",
         f"--label-noise {t['label_noise']}",
     ]
     if DNN["data_root"]:
-        opts.append(f"--data-root '{DNN['data_root']}'")
+        opts.append(f"--data-root {quote(DNN['data_root'])}")
     if t["lr"] is not None:
         opts.append(f"--lr {t['lr']}")
     return " ".join(opts)

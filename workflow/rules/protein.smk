@@ -82,4 +82,4 @@ rule protein_tables:
     shell:
         "hessian-powerlaw tables {input} --proteins {output.proteins} --bins {output.bins} "
         "--markdown {output.markdown} --failures {output.failures} "
-        "--k-label '{params.k_label}' 2> {log}"
+        "--k-label {params.k_label:q} 2> {log}"
