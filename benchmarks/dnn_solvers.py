@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.eigensolvers import top_eigenpairs
-from hessian_powerlaw.fit import power_law_fit
+from hessian_powerlaw.fit import FitError, power_law_fit
 from hessian_powerlaw.hessian import HessianOperator
 from hessian_powerlaw.training import data_for, load_model, pick_device, train
 
@@ -102,7 +102,11 @@ def main():
             seconds = time.perf_counter() - start
             values = out[0] if isinstance(out, tuple) else out.eigenvalues
             dev = float(np.max(np.abs(values - ref.eigenvalues) / np.abs(ref.eigenvalues)))
-            fit = power_law_fit(values, k, compare=False)
+            try:
+                fit = power_law_fit(values, k, compare=False)
+                beta, d_ks = f"{fit['beta']:.3f}", f"{fit['d_ks']:.4f}"
+            except FitError as err:  # power iteration finds the largest |lambda|, negative ones too
+                beta, d_ks = "–", f"no fit: {err}"
             row = {
                 "k": k,
                 "method": name,
@@ -110,18 +114,19 @@ def main():
                 "passes": op.data_passes - pass0,
                 "seconds": seconds,
                 "max_rel_dev": dev,
-                "beta": fit["beta"],
-                "d_ks": fit["d_ks"],
+                "beta": beta,
+                "d_ks": d_ks,
+                "non_positive": int(np.count_nonzero(values <= 0)),
             }
             rows.append(row)
             print(
                 f"| {k} | {name} | {row['hvps']} | {row['passes']} | {seconds:.1f} | {dev:.1e} "
-                f"| {fit['beta']:.3f} | {fit['d_ks']:.4f} |",
+                f"| {beta} | {d_ks} |",
                 flush=True,
             )
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows}, handle, indent=1)
+            if args.json:  # after every row, so an interrupted run keeps what it measured
+                with open(args.json, "w") as handle:
+                    json.dump({"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows}, handle)
 
 
 if __name__ == "__main__":
