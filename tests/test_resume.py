@@ -47,17 +47,7 @@ def snakemake(work, *extra):
 
 
 def unlock(work):
-    cmd = [
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-        "--unlock",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(snakemake(work, "--unlock"), check=True, capture_output=True)
 
 
 def run_until(work, target, ready, timeout=240):

@@ -1,4 +1,5 @@
 import itertools
+from pathlib import Path
 from shlex import quote
 
 from snakemake.utils import validate

@@ -39,7 +39,7 @@ rule plots:
         dnn=lambda wildcards, input: (
             f"--dnn-records {' '.join(input.records)}" if input.records else ""
         ),
-        out_dir=f"{RESULTS}/plots",
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "hessian-powerlaw plots --proteins {input.proteins} --protein-records {params.records_dir} "
         "{params.dnn} --out-dir {params.out_dir} 2> {log}"
