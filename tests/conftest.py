@@ -1,5 +1,7 @@
 import csv
 import gzip
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "src" / "hessian_powerlaw" / "data" / "pdb"
 EDGE = ROOT / "tests" / "data" / "pdb"
+
+# The tests run `hessian-powerlaw` and `snakemake` from the environment running pytest,
+# activated or not (`.venv/bin/python -m pytest`).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def manifest(path):

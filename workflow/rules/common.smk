@@ -1,10 +1,18 @@
 import itertools
+import os
+import sys
 from pathlib import Path
 from shlex import quote
 
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Jobs find `hessian-powerlaw` next to the Python running Snakemake (e.g. .venv/bin) even when
+# that environment is not activated; a conda job environment still comes first.
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
 
 RESULTS = config["results"]
 PDB = config["pdb"]
