@@ -8,6 +8,11 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+envvars:
+    "PATH",
+
+
 # Jobs find `hessian-powerlaw` next to the Python running Snakemake (e.g. .venv/bin) even when
 # that environment is not activated; a conda job environment still comes first.
 os.environ["PATH"] = os.pathsep.join(
