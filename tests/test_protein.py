@@ -220,4 +220,5 @@ def test_records_are_reused_on_resume(tmp_path):
     changed = analyse_cached(path, tmp_path, {"compare": False, "cutoff": 10.0})
     assert changed["beta"] != first["beta"]
     assert (tmp_path / "1AKI.npy").exists()
+    assert record_file.stat().st_mode & 0o044  # readable by others as with a plain open(), not 0600
     assert not list(tmp_path.glob(".*.tmp"))
