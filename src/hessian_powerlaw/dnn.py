@@ -43,7 +43,8 @@ SPECTRUM_KEYS = (
     "data_passes",
     "seconds",
 )
-GAP_KEYS = tuple(f"gap_{key}" for key in ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law"))
+GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")
+GAP_KEYS = tuple(f"gap_{key}" for key in GAP_FIT_KEYS)
 RECORD_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -134,10 +135,7 @@ def fit_record(record, values, k):
     gaps = -np.diff(values)
     try:
         gap = power_law_fit(gaps, int(np.count_nonzero(gaps > 0)), compare=False)
-        record.update({f"gap_{key}": gap[key] for key in GAP_KEYS_SHORT})
+        record.update({f"gap_{key}": gap[key] for key in GAP_FIT_KEYS})
     except FitError as err:
         record["reason"] = f"eigengap fit: {err}"
     record["status"] = "ok"
-
-
-GAP_KEYS_SHORT = tuple(key[4:] for key in GAP_KEYS)
