@@ -97,12 +97,19 @@ def gaps_figure(items):
 def overlay_figure(protein_items, dnn_items):
     """Every spectrum's top K, normalised (rank/K, value/xmin), proteins and networks together."""
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    for items, color, side in ((protein_items, "tab:green", "protein"), (dnn_items, "tab:purple", "network")):
+    groups = (
+        (protein_items, "tab:green", "-", "proteins"),
+        ([item for item in dnn_items if item[2].get("epochs")], "tab:purple", "-", "trained networks"),
+        ([item for item in dnn_items if not item[2].get("epochs")], "tab:orange", "--", "networks at init."),
+    )
+    for items, color, style, side in groups:
         for i, (_title, values, rec) in enumerate(items):
             k = rec.get("k") or len(values)
             top = np.sort(values)[::-1][:k]
-            label = f"{side}s ({len(items)})" if i == 0 else None
-            ax.loglog(np.arange(1, k + 1) / k, top / top[-1], "-", color=color, alpha=0.5, lw=1, label=label)
+            label = f"{side} ({len(items)})" if i == 0 else None
+            ax.loglog(
+                np.arange(1, k + 1) / k, top / top[-1], style, color=color, alpha=0.6, lw=1.2, label=label
+            )
     ranks = np.logspace(-3, 0, 50)
     ax.loglog(ranks, ranks**-1.0, "k--", lw=1, label="s = 1 (β = 2)")
     ax.set_xlabel("k / K")
