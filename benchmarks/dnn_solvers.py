@@ -18,24 +18,7 @@ import torch
 from hessian_powerlaw.eigensolvers import top_eigenpairs
 from hessian_powerlaw.fit import FitError, power_law_fit
 from hessian_powerlaw.hessian import HessianOperator
-from hessian_powerlaw.training import data_for, load_model, pick_device, train
-
-SPEC = {
-    "model": "lenet",
-    "dataset": "mnist",
-    "data_root": "",
-    "n_train": 0,
-    "normalization": "pixel",
-    "label_noise": 0.0,
-    "optimizer": "sgd",
-    "lr": None,
-    "weight_decay": 5e-4,
-    "batch_size": 128,
-    "epochs": 50,
-    "seed": 0,
-    "depth": 2,
-    "width": 100,
-}
+from hessian_powerlaw.training import STUDY_SPEC, data_for, load_model, pick_device, train
 
 
 def power_iteration(op, k, tol=1e-3, max_iter=100, seed=0):
@@ -78,7 +61,7 @@ def main():
         model, meta = load_model(args.model, device)
     else:
         t0 = time.perf_counter()
-        model, meta = train(SPEC, "/tmp/hessian-powerlaw-bench-lenet.pt", device=device, progress=False)
+        model, meta = train(STUDY_SPEC, "/tmp/hessian-powerlaw-bench-lenet.pt", device=device, progress=False)
         print(f"trained LeNet in {time.perf_counter() - t0:.0f} s, test acc {meta['test_acc']:.4f}")
     x, y = data_for(meta)["train"]
     if args.n_eval:

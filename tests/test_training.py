@@ -5,24 +5,9 @@ import pytest
 import torch
 
 from hessian_powerlaw import datasets, training
-from hessian_powerlaw.training import OPTIMIZERS, TrainingError, load_model, make_optimizer, train
+from hessian_powerlaw.training import OPTIMIZERS, STUDY_SPEC, TrainingError, load_model, make_optimizer, train
 
-SPEC = {
-    "model": "lenet",
-    "dataset": "mnist",
-    "data_root": "",
-    "n_train": 1024,
-    "normalization": "pixel",
-    "label_noise": 0.0,
-    "optimizer": "sgd",
-    "lr": None,
-    "weight_decay": 5e-4,
-    "batch_size": 128,
-    "epochs": 6,
-    "seed": 0,
-    "depth": 2,
-    "width": 100,
-}
+SPEC = {**STUDY_SPEC, "n_train": 1024, "epochs": 6}
 
 
 @pytest.fixture(scope="module")

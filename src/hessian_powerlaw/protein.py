@@ -1,5 +1,6 @@
 """Per-entry protein analysis: structure -> ANM eigenvalues -> inverted spectrum -> fit."""
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -63,8 +64,14 @@ def new_record(path, source="local"):
     return record
 
 
-def default_settings():
+@functools.cache
+def _default_settings():
     return settings(defaults(), SETTINGS)
+
+
+def default_settings():
+    """The SETTINGS' schema defaults (validated once per process)."""
+    return dict(_default_settings())
 
 
 def analyse(path, cfg=None, source="local"):

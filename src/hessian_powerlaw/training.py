@@ -92,6 +92,25 @@ SPEC_KEYS = (
 )
 
 
+# The study's LeNet/MNIST recipe on the bundled subset (lr None = the optimizer's study rate).
+STUDY_SPEC = {
+    "model": "lenet",
+    "dataset": "mnist",
+    "data_root": "",
+    "n_train": 0,
+    "normalization": "pixel",
+    "label_noise": 0.0,
+    "optimizer": "sgd",
+    "lr": None,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+    "epochs": 50,
+    "seed": 0,
+    "depth": 2,
+    "width": 100,
+}
+
+
 def data_for(spec, data_root=None):
     """The data set of a run: its training subset is seeded with the run's seed."""
     root = data_root if data_root is not None else spec["data_root"]
