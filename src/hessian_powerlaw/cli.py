@@ -219,6 +219,7 @@ def cmd_tables(args):
 # ---------------------------------------------------------------- networks
 
 TRAIN = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
+CURVATURE = ("n_eval", "estimator", "n_hvps", "top_k", "bottom_k", "tol")
 SPECTRUM = ("device", "k", "n_eval", "solver", "tol", "dtype", "verify")
 
 
@@ -238,12 +239,20 @@ def cmd_train(args):
         "weight_decay": opts["weight_decay"],
         "batch_size": args.batch_size,
         "epochs": args.epochs,
+        "schedule": args.schedule,
         "seed": args.seed,
         "depth": args.depth,
         "width": args.width,
     }
+    curvature = None
+    if args.curvature_every:
+        names = {f"curvature_{name}": name for name in CURVATURE}
+        values = resolve(args, tuple(names), {k: ("dnn", "curvature", v) for k, v in names.items()})
+        curvature = {"every": args.curvature_every, **{names[k]: v for k, v in values.items()}}
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
-    _, meta = train(spec, args.out, checkpoint, args.metrics, opts["device"], progress=not args.quiet)
+    _, meta = train(
+        spec, args.out, checkpoint, args.metrics, opts["device"], progress=not args.quiet, curvature=curvature
+    )
     Path(checkpoint).unlink(missing_ok=True)
     print(
         f"train: {meta['model']} on {meta['n_train_used']} {meta['dataset']} images, "
@@ -302,6 +311,48 @@ def cmd_dnn_table(args):
     if args.markdown:
         write_text(args.markdown, dnn_markdown(records))
     print(f"dnn-table: {len(records)} runs -> {args.out}", file=sys.stderr)
+
+
+def _metrics_files(paths):
+    """(run name, metrics) of training runs that recorded curvature."""
+    runs = []
+    for path in paths:
+        metrics = json.loads(Path(path).read_text())
+        if "final" not in metrics:
+            raise ValueError(f"{path}: training did not finish (no final record)")
+        runs.append((Path(path).stem, metrics))
+    return runs
+
+
+def cmd_curvature_table(args):
+    from . import curvature
+    from .atomic import write_text
+    from .tables import curvature_markdown, write_tsv
+
+    runs = _metrics_files(args.metrics)
+    rows = [curvature.run_row(name, metrics, args.rate_from_epoch) for name, metrics in runs]
+    lr_fits = curvature.lr_fits(rows)
+    negative = curvature.negative_fits(runs)
+    write_tsv(args.out, rows, curvature.RUN_COLUMNS)
+    write_tsv(args.lr_fits, lr_fits, curvature.FIT_COLUMNS)
+    write_tsv(args.negative_fits, negative, curvature.FIT_COLUMNS)
+    if args.markdown:
+        write_text(args.markdown, curvature_markdown(rows, lr_fits, negative))
+    print(
+        f"curvature-table: {len(rows)} runs, {len(lr_fits)} learning-rate fits -> {args.out}", file=sys.stderr
+    )
+
+
+def cmd_curvature_plots(args):
+    from . import plots
+
+    runs = _metrics_files(args.metrics)
+    out = Path(args.out_dir)
+    written = plots.save(plots.trace_figure(runs), out, "curvature_trace")
+    written += plots.save(plots.lr_figure(runs, args.rate_from_epoch), out, "curvature_lr")
+    written += plots.save(plots.negative_figure(runs), out, "curvature_negative")
+    written += plots.save(plots.noise_figure(runs), out, "curvature_noise")
+    print(f"curvature-plots: {len(written)} files in {out}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- comparison
@@ -489,8 +540,17 @@ def build_parser():
     p.add_argument("--normalization", choices=("pixel", "global", "none"))
     p.add_argument("--label-noise", type=float, help="fraction of random training labels")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--schedule", default="step", choices=("step", "constant"), help="learning-rate schedule")
     p.add_argument("--checkpoint", help="per-epoch checkpoint for resuming (default OUT.ckpt)")
     p.add_argument("--metrics", help="per-epoch metrics JSON")
+    g = p.add_argument_group("curvature along training (into the metrics JSON)")
+    g.add_argument("--curvature-every", type=_count, default=0, help="epochs between measurements (0: none)")
+    g.add_argument("--curvature-n-eval", type=_count, help="Hessian over the first N training images")
+    g.add_argument("--curvature-estimator", choices=("hutchpp", "hutchinson"), help="trace estimator")
+    g.add_argument("--curvature-n-hvps", type=int, help="products per trace estimate")
+    g.add_argument("--curvature-top-k", type=int, help="top eigenvalues per measurement")
+    g.add_argument("--curvature-bottom-k", type=int, help="bottom eigenvalues per measurement")
+    g.add_argument("--curvature-tol", type=_positive, help="Lanczos tolerance of the extreme eigenvalues")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="model file (state dict + settings)")
     p.set_defaults(func=cmd_train)
@@ -512,6 +572,25 @@ def build_parser():
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_dnn_spectrum)
+
+    p = sub.add_parser(
+        "curvature-table", help="trace change rates, learning-rate and negative-eigenvalue fits"
+    )
+    p.add_argument(
+        "metrics", nargs="+", metavar="JSON", help="metrics of runs trained with --curvature-every"
+    )
+    p.add_argument("--rate-from-epoch", type=_count, default=0, help="fit the trace rate from this epoch on")
+    p.add_argument("--out", required=True, help="per-run TSV")
+    p.add_argument("--lr-fits", required=True, help="TSV: trace rate against lr^2 per group")
+    p.add_argument("--negative-fits", required=True, help="TSV: negative-eigenvalue sum against loss")
+    p.add_argument("--markdown")
+    p.set_defaults(func=cmd_curvature_table)
+
+    p = sub.add_parser("curvature-plots", help="figures of curvature along training")
+    p.add_argument("metrics", nargs="+", metavar="JSON")
+    p.add_argument("--rate-from-epoch", type=_count, default=0)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_curvature_plots)
 
     p = sub.add_parser("dnn-table", help="join network records into a table")
     p.add_argument("records", nargs="+", metavar="JSON")

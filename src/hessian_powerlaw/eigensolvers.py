@@ -2,11 +2,14 @@
 
 - 'lanczos': Lanczos with full reorthogonalisation (two Gram-Schmidt passes per step), the
   basis kept on the operator's device, run until the top-K Ritz pairs converge.
-- 'arpack': scipy.sparse.linalg.eigsh(which='LA') on a LinearOperator (the baseline).
+- 'arpack': scipy.sparse.linalg.eigsh(which='LA') on a LinearOperator (the baseline; top only).
 
 Both return a SolverResult with eigenvalues (descending), Ritz vectors, residuals
-||H v - lambda v|| / |lambda| and a convergence flag. Without full reorthogonalisation a
-Lanczos run repeats converged eigenvalues ("ghosts"), so none is offered.
+||H v - lambda v|| / |lambda| and a convergence flag. With which='SA', Lanczos returns the
+bottom-k (ascending) from the top of -H, with residuals relative to ||H|| (the smallest
+eigenvalues of a network Hessian crowd around zero, where a relative residual means nothing).
+Without full reorthogonalisation a Lanczos run repeats converged eigenvalues ("ghosts"), so none
+is offered.
 """
 
 import math
@@ -37,6 +40,7 @@ class SolverResult:
     data_passes: int = 0
     seconds: float = 0.0
     residual_kind: str = "explicit"
+    norm: float = 0.0  # max |Ritz value| seen: an estimate of ||H|| (lanczos)
 
 
 def basis_bytes(n, k, steps_per_k, element_size):
@@ -70,14 +74,15 @@ def check_memory(n, k, steps_per_k, element_size, device, limit=None):
         )
 
 
-def explicit_residuals(matmat, vectors, values, block=32):
-    """||H v_i - lambda_i v_i|| / |lambda_i| with products in blocks of `block` vectors."""
+def explicit_residuals(matmat, vectors, values, block=32, scale=None):
+    """||H v_i - lambda_i v_i|| / |lambda_i| (or / `scale`) with products in blocks of `block`."""
     out = []
     for i in range(0, vectors.shape[1], block):
         v = vectors[:, i : i + block]
         lam = torch.as_tensor(values[i : i + block], dtype=v.dtype, device=v.device)
         r = matmat(v) - v * lam
-        out.append((torch.linalg.vector_norm(r, dim=0) / lam.abs()).cpu().numpy())
+        norm = lam.abs() if scale is None else scale
+        out.append((torch.linalg.vector_norm(r, dim=0) / norm).cpu().numpy())
     return np.concatenate(out).astype(float)
 
 
@@ -92,12 +97,14 @@ def lanczos(
     dtype=torch.float32,
     device="cpu",
     progress=True,
+    relative_to="value",
 ):
     """Top-k eigenpairs by Lanczos with full reorthogonalisation.
 
     Stops when every top-k Ritz pair has residual estimate |beta_m s_mi| / |theta_i| < tol
-    (equal to ||H y - theta y|| / |theta| for a fully reorthogonalised basis), or after
-    steps_per_k * k + 100 steps (then converged=False).
+    (equal to ||H y - theta y|| / |theta| for a fully reorthogonalised basis; with
+    relative_to='norm' divided by max |theta| instead), or after steps_per_k * k + 100 steps
+    (then converged=False).
     """
     max_steps = min(n, steps_for(k, steps_per_k))
     check_every = check_every or max(10, k // 20)
@@ -127,7 +134,8 @@ def lanczos(
         if (j + 1 >= k and (j + 1) % check_every == 0) or invariant or j + 1 == max_steps:
             theta, s = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas[:-1]))
             top = np.argsort(theta)[::-1][:k]
-            estimates = np.abs(beta * s[-1, top]) / np.abs(theta[top])
+            norm = np.abs(theta[top]) if relative_to == "value" else np.abs(theta).max()
+            estimates = np.abs(beta * s[-1, top]) / norm
             converged = len(top) == k and bool(np.all(estimates < tol))
             if bar:
                 bar.set_postfix(worst=f"{estimates.max():.1e}")
@@ -146,6 +154,7 @@ def lanczos(
         steps=m,
         seconds=time.perf_counter() - start,
         residual_kind="lanczos estimate",
+        norm=float(np.abs(theta).max()),
     )
 
 
@@ -201,8 +210,14 @@ def top_eigenpairs(
     verify=False,
     memory_limit=None,
     progress=True,
+    which="LA",
 ):
-    """Top-k eigenpairs of a HessianOperator-like `op` (matmat, n, dtype, device, counters)."""
+    """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
+    (matmat, n, dtype, device, counters)."""
+    if which not in ("LA", "SA"):
+        raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
+    if which == "SA" and solver != "lanczos":
+        raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos solver only")
     if solver not in SOLVERS:
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
     if not 1 <= k < op.n:
@@ -212,8 +227,10 @@ def top_eigenpairs(
     check_memory(op.n, k, steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes
     run = lanczos if solver == "lanczos" else arpack
+    matmat = op.matmat if which == "LA" else (lambda v: -op.matmat(v))
+    extra = {"relative_to": "norm"} if which == "SA" else {}
     result = run(
-        op.matmat,
+        matmat,
         op.n,
         k,
         tol=tol,
@@ -222,9 +239,15 @@ def top_eigenpairs(
         dtype=op.dtype,
         device=op.device,
         progress=progress,
+        **extra,
     )
+    scale = None
+    if which == "SA":
+        result.eigenvalues = -result.eigenvalues
+        result.residual_kind = "lanczos estimate, relative to ||H||"
+        scale = result.norm
     if verify and result.residual_kind != "explicit":
-        result.residuals = explicit_residuals(op.matmat, result.vectors, result.eigenvalues)
+        result.residuals = explicit_residuals(op.matmat, result.vectors, result.eigenvalues, scale=scale)
         result.residual_kind = "explicit"
     result.hvp_count = op.hvp_count - hvp0
     result.data_passes = op.data_passes - passes0

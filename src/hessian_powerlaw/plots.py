@@ -165,3 +165,149 @@ def sweep_figure(records):
         axes[0][col].set_title(f"{dim} (blue: power law, red: not)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- curvature along training
+
+
+def _curvature_groups(runs):
+    """label -> list of metrics, runs that differ only in seed grouped together."""
+    groups = {}
+    for _, metrics in sorted(runs, key=lambda item: item[0]):
+        spec = metrics["spec"]
+        label = (
+            f"{spec['model']} {spec['optimizer']} lr={spec['lr']:g} {spec['schedule']} "
+            f"b={spec['batch_size']} n={metrics['final']['n_train_used']}"
+        )
+        groups.setdefault(label, []).append(metrics)
+    return groups
+
+
+def _mean_std(members, key):
+    """(epochs, mean, std) over seeds of a curvature quantity, at the epochs all seeds share."""
+    series = [
+        {m["epoch"]: m[key] for m in metrics.get("curvature", []) if m.get(key) is not None}
+        for metrics in members
+    ]
+    epochs = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    values = np.array([[s[e] for e in epochs] for s in series], dtype=float).reshape(len(series), len(epochs))
+    return np.array(epochs), values.mean(0), values.std(0)
+
+
+def _band(ax, members, key, label, color):
+    epochs, mean, std = _mean_std(members, key)
+    if not len(epochs):
+        return
+    ax.plot(epochs, mean, "o-", ms=3, color=color, label=f"{label} ({len(members)} seeds)")
+    ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+
+
+def _colors(n):
+    return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
+
+
+def trace_figure(runs):
+    """Hessian trace, top eigenvalue and training loss against epoch, mean ± std over seeds."""
+    groups = _curvature_groups(runs)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = (
+        ("trace", "Hessian trace (Hutch++/Hutchinson)"),
+        ("lambda_max", "top eigenvalue λ_max"),
+        ("train_loss", "training loss"),
+    )
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+            _band(ax, members, key, label, color)
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=10)
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=6.5)
+    fig.suptitle("Curvature along training (mean ± std over seeds)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _fit_line(ax, x, fit, color):
+    if fit["n_points"] < 3 or not np.isfinite(fit["slope"]):
+        return
+    xs = np.linspace(0, max(x), 50)
+    ax.plot(
+        xs,
+        fit["intercept"] + fit["slope"] * xs,
+        "--",
+        color=color,
+        lw=1,
+        label=f"fit: slope {fit['slope']:.3g}, intercept {fit['intercept']:.3g} "
+        f"± {fit['intercept_se']:.2g}, R² {fit['r2']:.3f}",
+    )
+
+
+def lr_figure(runs, from_epoch=0):
+    """Trace change per optimizer step against lr² with a linear fit per group (study Fig 2b)."""
+    from .curvature import linear_fit, run_row
+
+    rows = [run_row(name, metrics, from_epoch) for name, metrics in runs]
+    groups = {}
+    for row in rows:
+        key = f"{row['model']} {row['optimizer']} {row['schedule']} b={row['batch_size']} n={row['n_train']}"
+        groups.setdefault(key, []).append(row)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    swept = {k: v for k, v in groups.items() if len({r["lr"] for r in v}) > 1}
+    if not swept:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no learning-rate sweep in this configuration", ha="center", va="center")
+        return fig
+    for color, (label, members) in zip(_colors(len(swept)), swept.items(), strict=True):
+        x = [r["lr"] ** 2 for r in members]
+        y = [r["trace_rate"] for r in members]
+        ax.scatter(x, y, color=color, s=18, label=label)
+        _fit_line(ax, x, linear_fit(x, y), color)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("learning rate² η²")
+    ax.set_ylabel("trace change per step")
+    ax.set_title(f"Trace change rate against η² (from epoch {from_epoch})", fontsize=10)
+    ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig
+
+
+def negative_figure(runs):
+    """Sum of the negative bottom-K eigenvalues against training loss, every measurement,
+    with a linear fit per group (study Fig 2a: the intercept is near zero)."""
+    from .curvature import linear_fit
+
+    groups = _curvature_groups(runs)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+        pts = [m for metrics in members for m in metrics.get("curvature", [])]
+        x = [p["train_loss"] for p in pts]
+        y = [p["neg_sum"] for p in pts]
+        ax.scatter(x, y, color=color, s=14, label=label)
+        _fit_line(ax, x, linear_fit(x, y), color)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("training loss (Hessian's evaluation set)")
+    ax.set_ylabel("sum of negative bottom-K eigenvalues")
+    ax.set_title("Negative curvature against loss", fontsize=10)
+    ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig
+
+
+def noise_figure(runs):
+    """Trace and log-determinant of the top-K block over training per optimizer: SGD against
+    full-batch GD with isotropic noise of matched magnitude (study Fig 2c-d)."""
+    groups = _curvature_groups(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+        _band(axes[0], members, "trace", label, color)
+        _band(axes[1], members, "logdet_top", label, color)
+    optimizers = {m["spec"]["optimizer"] for _, m in runs}
+    note = "" if {"sgd", "gd-noise"} <= optimizers else " (no SGD / GD+noise pair in this configuration)"
+    axes[0].set_title("Hessian trace" + note, fontsize=9)
+    axes[1].set_title("log det of the top-K block", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig

@@ -247,3 +247,37 @@ def comparison_html(markdown):
         "<style>table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:2px 6px}</style>"
         f"</head><body><table><tr>{head}</tr>{body}</table><ul>{items}</ul></body></html>\n"
     )
+
+
+def curvature_markdown(rows, lr_fits, negative_fits):
+    """Per-run trace change rates, then the learning-rate and negative-eigenvalue fits."""
+    lines = [
+        "| run | optimizer | lr | seed | epochs measured | trace first | trace last | trace change / step "
+        "| λ_max last | neg. sum last | loss last | HVPs |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["run"]):
+        lines.append(
+            f"| {r['run']} | {r['optimizer']} | {r['lr']:g} | {r['seed']} "
+            f"| {r['first_epoch']}–{r['last_epoch']} "
+            f"| {r['trace_first']:.4g} | {r['trace_last']:.4g} "
+            f"| {_fmt(r['trace_rate'], '.3g')} ± {_fmt(r['trace_rate_se'], '.2g')} "
+            f"| {r['lambda_max_last']:.4g} | {r['neg_sum_last']:.3g} | {r['train_loss_last']:.4g} "
+            f"| {r['hvps']} |"
+        )
+    for title, fits in (
+        ("Trace change rate against lr²", lr_fits),
+        ("Negative eigenvalues against loss", negative_fits),
+    ):
+        lines += ["", f"**{title}**", ""]
+        if not fits:
+            lines.append("(no group with two or more learning rates)")
+            continue
+        lines += ["| group | y | x | points | slope | intercept | R² |", "|---|---|---|---:|---:|---:|---:|"]
+        for f in fits:
+            lines.append(
+                f"| {f['group']} | {f['y']} | {f['x']} | {f['n_points']} "
+                f"| {f['slope']:.4g} ± {f['slope_se']:.2g} "
+                f"| {f['intercept']:.4g} ± {f['intercept_se']:.2g} | {f['r2']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"

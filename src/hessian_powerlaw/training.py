@@ -28,7 +28,14 @@ OPTIMIZERS = {
         0.1,
     ),
     "diffgrad": (lambda p, lr, wd: _po().DiffGrad(p, lr=lr, weight_decay=wd), 0.001),
+    # Full-batch gradient descent (momentum 0.9 like 'sgd', same number of steps per epoch),
+    # alone or plus isotropic Gaussian noise whose expected squared norm equals that of the SGD
+    # noise ||g_batch - g_full||^2 measured at the same step (the noise comparison).
+    "gd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
+    "gd-noise": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
 }
+FULL_BATCH = ("gd", "gd-noise")
+SCHEDULES = ("step", "constant")
 
 
 class TrainingError(RuntimeError):
@@ -86,6 +93,7 @@ SPEC_KEYS = (
     "weight_decay",
     "batch_size",
     "epochs",
+    "schedule",
     "seed",
     "depth",
     "width",
@@ -105,6 +113,7 @@ STUDY_SPEC = {
     "weight_decay": 5e-4,
     "batch_size": 128,
     "epochs": 50,
+    "schedule": "step",
     "seed": 0,
     "depth": 2,
     "width": 100,
@@ -124,12 +133,15 @@ def data_for(spec, data_root=None):
     )
 
 
-def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True, data=None):
+def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True, data=None, curvature=None):
     """Train the run `spec` (SPEC_KEYS; lr None = the study's rate for the optimizer) and
     save {'state_dict', 'meta'} to `out` atomically; `epochs` 0 saves the initialisation.
 
     With `checkpoint`, the state after every epoch is saved there (atomically) and a rerun
-    resumes from it; shuffling is seeded per epoch, so a resumed run is bit-identical on CPU.
+    resumes from it; shuffling and noise are seeded per epoch, so a resumed run is bit-identical
+    on CPU. With `curvature` settings (curvature.DEFAULTS, every > 0), the Hessian trace, top and
+    bottom eigenvalues and loss are measured at initialisation and every `every` epochs, into the
+    metrics' 'curvature' list (their probes are seeded apart: training is unchanged).
     """
     missing = set(SPEC_KEYS) - set(spec)
     if missing:
@@ -137,6 +149,9 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     spec = {key: spec[key] for key in SPEC_KEYS}
     if spec["lr"] is None:
         spec["lr"] = OPTIMIZERS[spec["optimizer"]][1] if spec["optimizer"] in OPTIMIZERS else None
+    if spec["schedule"] not in SCHEDULES:
+        raise TrainingError(f"unknown schedule {spec['schedule']!r} (choose from {', '.join(SCHEDULES)})")
+    curvature = dict(curvature) if curvature and curvature.get("every", 0) > 0 else None
     device = pick_device(device)
     data = data if data is not None else data_for(spec)
     torch.manual_seed(spec["seed"])
@@ -146,39 +161,38 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     model.to(device)
     optimizer = make_optimizer(spec["optimizer"], model.parameters(), spec["lr"], spec["weight_decay"])
     epochs = spec["epochs"]
-    milestones = [m for m in (round(0.4 * epochs), round(0.8 * epochs)) if m > 0]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(_base_optimizer(optimizer), milestones, gamma=0.1)
-    history, start = [], 0
+    scheduler = _scheduler(optimizer, spec)
+    history, measured, start = [], [], 0
     if checkpoint and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["spec"] == spec:
+        if state["spec"] == spec and state.get("curvature_settings") == curvature:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            history, start = state["history"], state["epoch"]
+            history, measured, start = state["history"], state.get("curvature", []), state["epoch"]
             print(f"train: resuming after epoch {start} from {checkpoint}", file=sys.stderr)
         else:
             print(f"train: {checkpoint} was made with other settings; starting afresh", file=sys.stderr)
     n = len(x_train)
+    step = _full_batch_step if spec["optimizer"] in FULL_BATCH else _batch_step
+    if curvature and start == 0:
+        measured.append(_measure(model, x_train, y_train, curvature, spec, 0))
     for epoch in range(start, epochs):
         model.train()
         lr = _base_optimizer(optimizer).param_groups[0]["lr"]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["seed"] * 100003 + epoch))
+        noise = torch.Generator(device=device).manual_seed(spec["seed"] * 100003 + epoch + 7919)
         steps = range(0, n, spec["batch_size"])
         bar = _progress(steps, f"epoch {epoch + 1}/{epochs}", progress)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         for i in bar:
             idx = order[i : i + spec["batch_size"]].to(device)
-            logits = model(x_train[idx])
-            loss = nn.functional.cross_entropy(logits, y_train[idx])
-            if not math.isfinite(loss.item()):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i // len(idx)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, hits = step(model, optimizer, x_train, y_train, idx, spec["optimizer"], noise)
+            if not math.isfinite(loss):
+                raise TrainingError(f"loss became {loss} at epoch {epoch + 1}, step {i // len(idx)}")
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y_train[idx]).sum().item()
+            loss_sum += loss * len(idx)
+            correct += hits
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         scheduler.step()
@@ -194,6 +208,8 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         )
+        if curvature and _due(epoch + 1, epochs, curvature["every"]):
+            measured.append(_measure(model, x_train, y_train, curvature, spec, epoch + 1))
         if checkpoint:
             state = {
                 "spec": spec,
@@ -202,10 +218,12 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "history": history,
+                "curvature": measured,
+                "curvature_settings": curvature,
             }
             _save(state, checkpoint)
         if metrics:
-            write_json(metrics, {"spec": spec, "device": device, "history": history})
+            write_json(metrics, _metrics(spec, device, history, curvature, measured))
     train_loss, train_acc = evaluate(model, x_train, y_train)
     test_loss, test_acc = evaluate(model, x_test, y_test)
     meta = {
@@ -222,8 +240,77 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     }
     _save({"state_dict": model.state_dict(), "meta": meta}, out)
     if metrics:
-        write_json(metrics, {"spec": spec, "device": device, "history": history, "final": meta})
+        write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
     return model, meta
+
+
+def _scheduler(optimizer, spec):
+    """The study's step schedule (x0.1 at 40% and 80% of the epochs) or a constant rate."""
+    epochs = spec["epochs"]
+    milestones = [m for m in (round(0.4 * epochs), round(0.8 * epochs)) if m > 0]
+    if spec["schedule"] == "constant":
+        milestones = []
+    return torch.optim.lr_scheduler.MultiStepLR(_base_optimizer(optimizer), milestones, gamma=0.1)
+
+
+def _batch_step(model, optimizer, x, y, idx, name, noise):
+    """One optimizer step on the mini-batch idx: (batch loss, correct predictions)."""
+    logits = model(x[idx])
+    loss = nn.functional.cross_entropy(logits, y[idx])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), (logits.argmax(1) == y[idx]).sum().item()
+
+
+def _full_batch_step(model, optimizer, x, y, idx, name, noise, chunk=2000):
+    """One step on the full-batch gradient g ('gd'), plus, for 'gd-noise', isotropic Gaussian
+    noise with E||xi||^2 = ||g_batch - g||^2 for the mini-batch idx SGD would have used."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    total, hits = 0.0, 0
+    for i in range(0, len(x), chunk):
+        logits = model(x[i : i + chunk])
+        loss = nn.functional.cross_entropy(logits, y[i : i + chunk], reduction="sum") / len(x)
+        loss.backward()
+        total += loss.item()
+        hits += (logits.argmax(1) == y[i : i + chunk]).sum().item()
+    if name == "gd-noise":
+        batch_loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        batch_grads = torch.autograd.grad(batch_loss, params)
+        sq = sum(float(((gb - p.grad) ** 2).sum()) for gb, p in zip(batch_grads, params, strict=True))
+        scale = math.sqrt(sq / sum(p.numel() for p in params))
+        for p in params:
+            p.grad += scale * torch.randn(p.shape, generator=noise, device=p.device, dtype=p.dtype)
+    optimizer.step()
+    return total, round(hits * len(idx) / len(x))
+
+
+def _due(epoch, epochs, every):
+    return epoch % every == 0 or epoch == epochs
+
+
+def _measure(model, x, y, settings, spec, epoch):
+    from .curvature import measure
+
+    n_eval = settings["n_eval"] or len(x)
+    if n_eval > len(x):
+        raise TrainingError(f"curvature n_eval={n_eval} but the run has {len(x)} training images")
+    record = measure(model, x[:n_eval], y[:n_eval], settings, seed=spec["seed"] * 1009 + epoch)
+    print(
+        f"curvature epoch {epoch}: trace {record['trace']:.4g} +- {record['trace_stderr']:.2g}, "
+        f"lambda_max {record['lambda_max']:.4g}, neg sum {record['neg_sum']:.3g}, "
+        f"loss {record['train_loss']:.4g}",
+        file=sys.stderr,
+    )
+    return {"epoch": epoch, **record}
+
+
+def _metrics(spec, device, history, curvature, measured):
+    out = {"spec": spec, "device": device, "history": history}
+    if curvature:
+        out.update(curvature_settings=curvature, curvature=measured)
+    return out
 
 
 def _save(obj, path):

@@ -1,0 +1,194 @@
+"""Curvature along training: trace, extreme eigenvalues and loss of the training-loss Hessian,
+and the fits that summarise them (trace change rate, its learning-rate dependence, the negative
+eigenvalues against the loss).
+
+A measurement uses the Hessian of the mean cross-entropy over the first `n_eval` training images
+(weight decay excluded, eval mode), like the spectrum step.
+"""
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import scipy.stats
+
+from .eigensolvers import top_eigenpairs
+from .trace import estimate_trace
+
+DEFAULTS = {
+    "every": 0,
+    "n_eval": 1000,
+    "estimator": "hutchpp",
+    "n_hvps": 30,
+    "top_k": 5,
+    "bottom_k": 5,
+    "tol": 1e-3,
+}
+
+# What identifies a group of runs that differ only in seed (and, for the lr fit, in lr).
+GROUP_KEYS = (
+    "model",
+    "dataset",
+    "optimizer",
+    "schedule",
+    "batch_size",
+    "n_train",
+    "width",
+    "depth",
+    "epochs",
+)
+RUN_COLUMNS = (
+    "run",
+    *GROUP_KEYS,
+    "lr",
+    "seed",
+    "n_points",
+    "first_epoch",
+    "last_epoch",
+    "trace_first",
+    "trace_last",
+    "trace_rate",
+    "trace_rate_se",
+    "lambda_max_last",
+    "logdet_top_last",
+    "neg_sum_last",
+    "train_loss_last",
+    "hvps",
+)
+FIT_COLUMNS = ("group", "x", "y", "n_points", "slope", "slope_se", "intercept", "intercept_se", "r2")
+
+
+def measure(model, x, y, settings, seed=0):
+    """One measurement at the model's current parameters (a record of plain numbers)."""
+    import time
+
+    from .hessian import HessianOperator
+
+    start = time.perf_counter()
+    op = HessianOperator(model, x, y)
+    trace = estimate_trace(op, settings["estimator"], settings["n_hvps"], seed=seed)
+    top = top_eigenpairs(op, settings["top_k"], tol=settings["tol"], seed=seed, progress=False)
+    bottom = top_eigenpairs(
+        op, settings["bottom_k"], tol=settings["tol"], seed=seed, progress=False, which="SA"
+    )
+    top_values = [float(v) for v in top.eigenvalues]
+    bottom_values = [float(v) for v in bottom.eigenvalues]
+    negative = [v for v in bottom_values if v < 0]
+    return {
+        "train_loss": op.loss(),
+        "trace": trace["trace"],
+        "trace_stderr": trace["stderr"],
+        "trace_estimator": trace["estimator"],
+        "trace_hvps": trace["hvps"],
+        "top": top_values,
+        "lambda_max": top_values[0],
+        "logdet_top": float(np.sum(np.log(top_values))) if min(top_values) > 0 else None,
+        "top_converged": bool(top.converged),
+        "bottom": bottom_values,
+        "lambda_min": bottom_values[0],
+        "n_negative": len(negative),
+        "neg_sum": float(sum(negative)),
+        "bottom_converged": bool(bottom.converged),
+        "n_eval": len(x),
+        "hvps": op.hvp_count,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def linear_fit(x, y):
+    """Least-squares line y = slope x + intercept, with standard errors and R^2."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0:
+        nan = math.nan
+        return {
+            "n_points": len(x),
+            "slope": nan,
+            "slope_se": nan,
+            "intercept": nan,
+            "intercept_se": nan,
+            "r2": nan,
+        }
+    res = scipy.stats.linregress(x, y)
+    return {
+        "n_points": len(x),
+        "slope": float(res.slope),
+        "slope_se": float(res.stderr),
+        "intercept": float(res.intercept),
+        "intercept_se": float(res.intercept_stderr),
+        "r2": float(res.rvalue**2),
+    }
+
+
+def points(metrics, from_epoch=0):
+    """The measurements of one run from `from_epoch` on, each with its optimizer step."""
+    steps_per_epoch = math.ceil(metrics["final"]["n_train_used"] / metrics["spec"]["batch_size"])
+    return [
+        {**m, "step": m["epoch"] * steps_per_epoch}
+        for m in metrics.get("curvature", [])
+        if m["epoch"] >= from_epoch
+    ]
+
+
+def run_row(name, metrics, from_epoch=0):
+    """One run's summary: the trace change per optimizer step is the slope of a line through
+    the trace measurements from `from_epoch` on."""
+    spec, final = metrics["spec"], metrics["final"]
+    pts = points(metrics, from_epoch)
+    if not pts:
+        raise ValueError(
+            f"{name}: no curvature measurements from epoch {from_epoch} (set curvature every > 0)"
+        )
+    rate = linear_fit([p["step"] for p in pts], [p["trace"] for p in pts])
+    last = pts[-1]
+    return {
+        "run": name,
+        **{key: spec[key] for key in GROUP_KEYS if key != "n_train"},
+        "n_train": final["n_train_used"],
+        "lr": spec["lr"],
+        "seed": spec["seed"],
+        "n_points": len(pts),
+        "first_epoch": pts[0]["epoch"],
+        "last_epoch": last["epoch"],
+        "trace_first": pts[0]["trace"],
+        "trace_last": last["trace"],
+        "trace_rate": rate["slope"],
+        "trace_rate_se": rate["slope_se"],
+        "lambda_max_last": last["lambda_max"],
+        "logdet_top_last": last["logdet_top"],
+        "neg_sum_last": last["neg_sum"],
+        "train_loss_last": last["train_loss"],
+        "hvps": sum(p["hvps"] for p in metrics["curvature"]),
+    }
+
+
+def group_name(row):
+    return " ".join(f"{key}={row[key]}" for key in GROUP_KEYS)
+
+
+def lr_fits(rows):
+    """Per group of runs differing only in lr and seed (at least two lrs): trace rate = a + b lr^2."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[group_name(row)].append(row)
+    out = []
+    for name, members in groups.items():
+        if len({r["lr"] for r in members}) < 2:
+            continue
+        fit = linear_fit([r["lr"] ** 2 for r in members], [r["trace_rate"] for r in members])
+        out.append({"group": name, "x": "lr^2", "y": "trace change per step", **fit})
+    return out
+
+
+def negative_fits(named_metrics):
+    """Per optimizer group (lr kept apart): sum of negative bottom-K eigenvalues = a + b train loss,
+    over every measurement of every seed."""
+    groups = defaultdict(list)
+    for _, metrics in named_metrics:
+        spec = {**metrics["spec"], "n_train": metrics["final"]["n_train_used"]}
+        key = f"{group_name(spec)} lr={spec['lr']}"
+        groups[key] += metrics.get("curvature", [])
+    out = []
+    for name, pts in groups.items():
+        fit = linear_fit([p["train_loss"] for p in pts], [p["neg_sum"] for p in pts])
+        out.append({"group": name, "x": "train loss", "y": "sum of negative bottom-K eigenvalues", **fit})
+    return out
