@@ -9,6 +9,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/dnn.smk"
+include: "workflow/rules/curvature.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -20,6 +21,8 @@ localrules:
     dnn_table,
     compare,
     plots,
+    curvature_table,
+    curvature_plots,
 
 
 rule all:
@@ -28,3 +31,4 @@ rule all:
         protein_outputs(),
         dnn_outputs(),
         comparison_outputs(),
+        curvature_outputs(),

@@ -35,6 +35,8 @@ wildcard_constraints:
     depth=r"\d+",
     seed=r"\d+",
     epochs=r"\d+",
+    lr=r"[0-9.e-]+",
+    schedule=r"step|constant",
 
 
 def count_entries(path):
@@ -143,7 +145,8 @@ def dnn_runs():
 DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
 
 
-def train_options():
+def train_options(lr=True):
+    """Options of `hessian-powerlaw train` shared by all runs (lr=False: the run names it)."""
     t = DNN["training"]
     opts = [
         f"--device {quote(DNN['device'])}",
@@ -153,7 +156,7 @@ def train_options():
     ]
     if DNN["data_root"]:
         opts.append(f"--data-root {quote(DNN['data_root'])}")
-    if t["lr"] is not None:
+    if lr and t["lr"] is not None:
         opts.append(f"--lr {t['lr']}")
     return " ".join(opts)
 
@@ -219,3 +222,69 @@ def dnn_outputs():
     if not DNN_RUNS:
         return []
     return [f"{RESULTS}/dnn/dnn.tsv", f"{RESULTS}/dnn/dnn.md"]
+
+
+# ---------------------------------------------------------------- curvature along training
+
+CURVATURE = DNN["curvature"]
+CURVATURE_DIMS = (*RUN_DIMS, "lr", "schedule")
+CURVATURE_PATTERN = (
+    "{model}_{dataset}_{optimizer}_lr{lr}_{schedule}_b{batch_size}_n{n_train}"
+    "_w{width}_d{depth}_s{seed}_e{epochs}"
+)
+
+
+def curvature_runs():
+    """Names of the curvature runs: every combination of every entry of dnn.curvature.runs."""
+    runs = []
+    for entry in CURVATURE["runs"]:
+        for combo in itertools.product(*(entry[d] for d in CURVATURE_DIMS)):
+            spec = dict(zip(CURVATURE_DIMS, combo))
+            runs.append(CURVATURE_PATTERN.format(**{**spec, "lr": f"{spec['lr']:g}"}))
+    return sorted(set(runs))
+
+
+CURVATURE_RUNS = curvature_runs() if DNN["enabled"] else []
+
+
+def curvature_options():
+    c = CURVATURE
+    return " ".join(
+        [
+            train_options(lr=False),
+            f"--curvature-every {c['every']}",
+            f"--curvature-n-eval {c['n_eval']}",
+            f"--curvature-estimator {c['estimator']}",
+            f"--curvature-n-hvps {c['n_hvps']}",
+            f"--curvature-top-k {c['top_k']}",
+            f"--curvature-bottom-k {c['bottom_k']}",
+            f"--curvature-tol {c['tol']}",
+        ]
+    )
+
+
+def curvature_metrics(wildcards=None):
+    return [f"{RESULTS}/curvature/metrics/{run}.json" for run in CURVATURE_RUNS]
+
+
+CURVATURE_FIGURES = (
+    "curvature_trace",
+    "curvature_lr",
+    "curvature_negative",
+    "curvature_noise",
+)
+
+
+def curvature_outputs():
+    if not CURVATURE_RUNS:
+        return []
+    figures = [
+        f"{RESULTS}/plots/{name}.{ext}"
+        for name in CURVATURE_FIGURES
+        for ext in ("png", "pdf")
+    ]
+    return [
+        f"{RESULTS}/curvature/runs.tsv",
+        f"{RESULTS}/curvature/curvature.md",
+        *figures,
+    ]
