@@ -19,6 +19,14 @@ def test_schema_fills_defaults():
     config = defaults()
     assert config["pdb"]["query"]["identity_cutoff"] == 30
     assert config["pdb"]["download"]["base_url"] == "https://files.rcsb.org/download"
+    runs = validate({"dnn": {"curvature": {"runs": [{"model": ["lenet"], "dataset": ["mnist"]}]}}})
+    run = runs["dnn"]["curvature"]["runs"][0]  # the shared run dimensions get their defaults too
+    assert (
+        run["lr"] == [0.1]
+        and run["schedule"] == ["constant"]
+        and run["seed"] == [0]
+        and run["width"] == [100]
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,6 +47,22 @@ def test_schema_fills_defaults():
         ({"dnn": {"sweeps": [{"model": ["lenet"], "dataset": ["imagenet"]}]}}, "'imagenet' is not one of"),
         ({"dnn": {"sweeps": [{"model": ["lenet"], "dataset": ["mnist"], "optimizer": ["sgdd"]}]}}, "'sgdd'"),
         ({"dnn": {"spectrum": {"k": 1}}}, "dnn.spectrum.k: 1 is less than the minimum of 2"),
+        ({"dnn": {"curvature": {"n_hvps": 3}}}, "dnn.curvature.n_hvps: 3 is less than the minimum of 4"),
+        ({"dnn": {"curvature": {"estimator": "xtrace"}}}, "dnn.curvature.estimator: 'xtrace' is not one of"),
+        (
+            {
+                "dnn": {
+                    "curvature": {
+                        "runs": [{"model": ["lenet"], "dataset": ["mnist"], "schedule": ["cosine"]}]
+                    }
+                }
+            },
+            "dnn.curvature.runs.0.schedule.0: 'cosine' is not one of",
+        ),
+        (
+            {"dnn": {"curvature": {"runs": [{"model": ["lenet"], "dataset": ["mnist"], "lr": [0]}]}}},
+            "dnn.curvature.runs.0.lr.0: 0 is less than or equal to the minimum of 0",
+        ),
     ],
 )
 def test_bad_config_names_the_key(config, fragment):
@@ -61,7 +85,15 @@ def test_help_lists_every_subcommand():
     out = subprocess.run(
         [sys.executable, "-m", "hessian_powerlaw.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("check-config", "select", "download", "protein", "tables"):
+    for command in (
+        "check-config",
+        "select",
+        "download",
+        "protein",
+        "tables",
+        "curvature-table",
+        "curvature-plots",
+    ):
         assert command in out
 
 

@@ -43,6 +43,10 @@ def workdir(tmp_path):
     config["pdb"].update(local=str(data), batch_size=2)
     config["dnn"]["spectrum"].update(k=10, n_eval=100)
     config["dnn"]["sweeps"] = [{"model": ["lenet"], "dataset": ["mnist"], "n_train": [300], "epochs": [2]}]
+    config["dnn"]["curvature"].update(every=1, n_eval=64, n_hvps=6, top_k=2, bottom_k=2)
+    config["dnn"]["curvature"]["runs"] = [
+        {"model": ["lenet"], "dataset": ["mnist"], "n_train": [256], "seed": [0, 1], "epochs": [2]}
+    ]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
 
@@ -80,9 +84,16 @@ def test_workflow_end_to_end(workdir):
         "dnn_spectra",
         "dnn_eigengaps",
         "dnn_sweeps",
+        "curvature_trace",
+        "curvature_lr",
+        "curvature_negative",
+        "curvature_noise",
     ):
         for ext in ("png", "pdf"):
             assert (workdir / "results" / "plots" / f"{name}.{ext}").stat().st_size > 1000
+    curvature = {r["run"]: r for r in read_tsv(workdir / "results" / "curvature" / "runs.tsv")}
+    assert set(curvature) == {f"lenet_mnist_sgd_lr0.1_constant_b128_n256_w100_d2_s{s}_e2" for s in (0, 1)}
+    assert all(r["n_points"] == 3 and r["hvps"] > 0 for r in curvature.values())
     report = snakemake(workdir, "--report", str(workdir / "report.html"))
     assert report.returncode == 0 and (workdir / "report.html").stat().st_size > 100_000
     # a rerun has nothing to do
