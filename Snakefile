@@ -19,6 +19,7 @@ localrules:
     download_batch,
     protein_tables,
     dnn_table,
+    fidelity,
     compare,
     plots,
     curvature_table,
@@ -32,3 +33,4 @@ rule all:
         dnn_outputs(),
         comparison_outputs(),
         curvature_outputs(),
+        fidelity_outputs(),

@@ -4,7 +4,7 @@ import numpy as np
 import powerlaw
 import pytest
 
-from hessian_powerlaw.fit import FitError, power_law_fit, resolve_k, top_k
+from hessian_powerlaw.fit import FitError, ks_xmin_fit, power_law_fit, resolve_k, top_k
 
 
 def pareto(beta, n, xmin=1.0, seed=0):
@@ -103,3 +103,18 @@ def test_ties_at_xmin_keep_exactly_k():
     assert fit["k"] == 210 and fit["xmin"] == 1.0
     ref = powerlaw.Fit(np.sort(x)[::-1][:210], xmin=1.0, discrete=False, verbose=False)
     assert fit["beta"] == pytest.approx(ref.power_law.alpha, rel=1e-12)
+
+
+def test_ks_xmin_fit_finds_the_power_law_tail():
+    """A Pareto tail above a flat body: the KS search keeps (about) the tail only, where
+    xmin at the K-th value mixes both."""
+    rng = np.random.default_rng(4)
+    tail = (1 - rng.random(400)) ** (-1 / (2.0 - 1)) * 10.0  # beta = 2 above 10
+    body = rng.uniform(1.0, 10.0, 600)
+    values = np.concatenate([tail, body])
+    ks = ks_xmin_fit(values, 1000)
+    fixed = power_law_fit(values, 1000, compare=False)
+    assert 300 <= ks["k"] <= 450 and abs(ks["beta"] - 2.0) < 3 * ks["beta_sigma"]
+    assert abs(fixed["beta"] - 2.0) > 5 * fixed["beta_sigma"]
+    with pytest.raises(FitError, match="needs K > 50"):
+        ks_xmin_fit(values, 40)

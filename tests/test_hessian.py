@@ -91,3 +91,41 @@ def test_k_must_be_below_parameter_count(tiny):
     op, _, _ = tiny
     with pytest.raises(SolverError, match="between 1 and"):
         top_eigenpairs(op, op.n, progress=False)
+
+
+def test_slq_ritz_values_after_m_steps(tiny):
+    """SLQ runs exactly m steps; with m large enough its top Ritz values are the eigenvalues,
+    with few steps they are not, and the residual estimates say so."""
+    op, _, exact = tiny
+    full = top_eigenpairs(op, 10, solver="slq", slq_steps=200, progress=False)
+    assert full.steps == 200 and full.hvp_count == 200
+    np.testing.assert_allclose(full.eigenvalues, exact[:10], rtol=1e-6)
+    short = top_eigenpairs(op, 10, solver="slq", slq_steps=12, progress=False)
+    assert short.steps == 12 and short.residuals.max() > 1e-3 and not short.converged
+    with pytest.raises(SolverError, match="slq_steps >= K"):
+        top_eigenpairs(op, 10, solver="slq", slq_steps=5)
+
+
+def test_power_iteration_finds_largest_magnitudes(tiny):
+    op, _, exact = tiny
+    result = top_eigenpairs(op, 3, solver="power", tol=1e-8, progress=False)
+    by_magnitude = exact[np.argsort(-np.abs(exact))][:3]
+    np.testing.assert_allclose(np.sort(result.eigenvalues), np.sort(by_magnitude), rtol=1e-4)
+    assert result.residual_kind == "explicit" and result.hvp_count > 3
+
+
+def test_weight_decay_term_shifts_every_eigenvalue(tiny):
+    op, dense, exact = tiny
+    shifted = HessianOperator(op.model, op.x, op.y, chunk_size=128, dtype=torch.float64, shift=5e-4)
+    v = torch.randn(op.n, 2, dtype=torch.float64)
+    torch.testing.assert_close(shifted.matmat(v), op.matmat(v) + 5e-4 * v)
+    result = top_eigenpairs(shifted, 5, tol=1e-10, progress=False)
+    np.testing.assert_allclose(result.eigenvalues, exact[:5] + 5e-4, rtol=1e-8)
+
+
+def test_fixed_budget_methods_are_fitted_without_convergence():
+    values = np.arange(1, 101, dtype=float) ** -1.0
+    for solver, status in (("slq", "ok"), ("power", "ok"), ("lanczos", "not_converged")):
+        record = {"converged": False, "solver": solver, "tol": 1e-3}
+        fit_record(record, values, 50)
+        assert record["status"] == status

@@ -220,7 +220,7 @@ def cmd_tables(args):
 
 TRAIN = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
 CURVATURE = ("n_eval", "estimator", "n_hvps", "top_k", "bottom_k", "tol")
-SPECTRUM = ("device", "k", "n_eval", "solver", "tol", "dtype", "verify")
+SPECTRUM = ("device", "k", "n_eval", "solver", "tol", "dtype", "verify", "slq_steps", "weight_decay_term")
 
 
 def cmd_train(args):
@@ -279,6 +279,9 @@ def cmd_dnn_spectrum(args):
         data_root=args.data_root,
         steps_per_k=args.steps_per_k,
         progress=not args.quiet,
+        slq_steps=opts["slq_steps"],
+        weight_decay_term=opts["weight_decay_term"],
+        variant=args.variant,
     )
     record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
     if args.spectrum:
@@ -322,6 +325,22 @@ def _metrics_files(paths):
             raise ValueError(f"{path}: training did not finish (no final record)")
         runs.append((Path(path).stem, metrics))
     return runs
+
+
+def cmd_fidelity(args):
+    from . import fidelity, plots
+    from .atomic import write_text
+    from .tables import write_tsv
+
+    items = [(rec["variant"] or "spectrum", rec, values) for _, values, rec in _dnn_items(args.records)]
+    trained = [item for item in items if item[1].get("epochs")]
+    table = fidelity.rows(trained, args.k)
+    write_tsv(args.out, table, fidelity.COLUMNS)
+    write_text(args.markdown, fidelity.markdown(table))
+    plots.save(plots.fidelity_figure(table), Path(args.figure).parent, Path(args.figure).stem)
+    print(
+        f"fidelity: {len(trained)} trained-network spectra, {len(table)} fits -> {args.out}", file=sys.stderr
+    )
 
 
 def cmd_curvature_table(args):
@@ -560,7 +579,15 @@ def build_parser():
     p.add_argument("model_file", metavar="MODEL")
     p.add_argument("--k", type=int, help="number of top eigenvalues (1000)")
     p.add_argument("--n-eval", type=_count, help="Hessian over the first N training images (0: all)")
-    p.add_argument("--solver", choices=("lanczos", "arpack"))
+    p.add_argument("--solver", choices=("lanczos", "arpack", "slq", "power"))
+    p.add_argument("--slq-steps", type=int, help="Lanczos steps of the slq solver (3000)")
+    p.add_argument(
+        "--weight-decay-term",
+        action="store_true",
+        default=None,
+        help="add the training's wd I to the Hessian",
+    )
+    p.add_argument("--variant", default="spectrum", help="name of this spectrum variant in the record")
     p.add_argument("--tol", type=_positive)
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--steps-per-k", type=_positive, help="step limit / K (lanczos 6; arpack: ncv/K, 2)")
@@ -572,6 +599,14 @@ def build_parser():
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_dnn_spectrum)
+
+    p = sub.add_parser("fidelity", help="beta at several K for every spectrum variant of the trained runs")
+    p.add_argument("records", nargs="+", metavar="JSON", help="spectrum records (their .npy beside them)")
+    p.add_argument("--k", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--out", required=True, help="TSV")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--figure", required=True, help="PNG path (a PDF is written beside it)")
+    p.set_defaults(func=cmd_fidelity)
 
     p = sub.add_parser(
         "curvature-table", help="trace change rates, learning-rate and negative-eigenvalue fits"

@@ -110,6 +110,8 @@ DNN_SETTING_PATHS = {
     "tol": ("dnn", "spectrum", "tol"),
     "dtype": ("dnn", "spectrum", "dtype"),
     "verify": ("dnn", "spectrum", "verify"),
+    "slq_steps": ("dnn", "spectrum", "slq_steps"),
+    "weight_decay_term": ("dnn", "spectrum", "weight_decay_term"),
 }
 
 

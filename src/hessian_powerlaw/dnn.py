@@ -27,9 +27,12 @@ RUN_KEYS = (
     "test_acc",
 )
 SPECTRUM_KEYS = (
+    "variant",
     "n_eval",
     "hessian",
     "solver",
+    "slq_steps",
+    "weight_decay_term",
     "tol",
     "dtype",
     "device",
@@ -75,15 +78,20 @@ def spectrum(
     chunk_size=2000,
     progress=True,
     memory_limit=None,
+    slq_steps=None,
+    weight_decay_term=False,
+    variant="spectrum",
 ):
-    """Record (RECORD_KEYS) and eigenvalues (descending) of a saved model's loss Hessian."""
+    """Record (RECORD_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
+    (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2)."""
     from .hessian import HessianOperator
 
     start = time.perf_counter()
     device = pick_device(device)
     model, meta = load_model(model_path, device)
     x, y = eval_data(meta, n_eval, data_root)
-    op = HessianOperator(model, x, y, chunk_size=chunk_size, dtype=DTYPES[dtype])
+    shift = meta["weight_decay"] if weight_decay_term else 0.0
+    op = HessianOperator(model, x, y, chunk_size=chunk_size, dtype=DTYPES[dtype], shift=shift)
     result = top_eigenpairs(
         op,
         k,
@@ -94,15 +102,21 @@ def spectrum(
         verify=verify,
         memory_limit=memory_limit,
         progress=progress,
+        slq_steps=slq_steps,
     )
     record = dict.fromkeys(RECORD_KEYS)
     record.update({key: meta.get(key) for key in RUN_KEYS})
     record["n_train"] = meta["n_train_used"]
     values = np.asarray(result.eigenvalues, dtype=float)
     record.update(
+        variant=variant,
         n_eval=len(x),
-        hessian=f"mean cross-entropy over {len(x)} training images; weight decay excluded; eval mode",
+        hessian=f"mean cross-entropy over {len(x)} training images; "
+        + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
+        + "; eval mode",
         solver=solver,
+        slq_steps=slq_steps if solver == "slq" else None,
+        weight_decay_term=bool(weight_decay_term),
         tol=tol,
         dtype=dtype,
         device=device,
@@ -121,8 +135,10 @@ def spectrum(
 
 
 def fit_record(record, values, k):
-    """Fill the fit and eigengap-fit keys; no verdict unless the solver converged."""
-    if not record["converged"]:
+    """Fill the fit and eigengap-fit keys; no verdict unless the solver converged (except for
+    the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
+    that is the method; `converged` and `max_residual` say how good they are)."""
+    if not record["converged"] and record["solver"] not in ("slq", "power"):
         record.update(
             status="not_converged", reason=f"{record['solver']} did not converge to tol {record['tol']}"
         )

@@ -3,6 +3,12 @@
 - 'lanczos': Lanczos with full reorthogonalisation (two Gram-Schmidt passes per step), the
   basis kept on the operator's device, run until the top-K Ritz pairs converge.
 - 'arpack': scipy.sparse.linalg.eigsh(which='LA') on a LinearOperator (the baseline; top only).
+- 'slq': the Ritz values of an m-step Lanczos run from one random start (full
+  reorthogonalisation, no convergence test), as stochastic Lanczos quadrature (PyHessian)
+  computes them; the residual estimates say how far each is from an eigenvalue.
+- 'power': deflated power iteration as PyHessian runs it (one eigenvalue at a time,
+  Gram-Schmidt against those found, stop at a relative change < tol or 100 iterations); it
+  converges to the largest |lambda|, so on an indefinite Hessian it can return negative ones.
 
 Both return a SolverResult with eigenvalues (descending), Ritz vectors, residuals
 ||H v - lambda v|| / |lambda| and a convergence flag. With which='SA', Lanczos returns the
@@ -22,7 +28,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 import torch
 
-SOLVERS = ("lanczos", "arpack")
+SOLVERS = ("lanczos", "arpack", "slq", "power")
 
 
 class SolverError(RuntimeError):
@@ -98,15 +104,17 @@ def lanczos(
     device="cpu",
     progress=True,
     relative_to="value",
+    steps=None,
 ):
     """Top-k eigenpairs by Lanczos with full reorthogonalisation.
 
     Stops when every top-k Ritz pair has residual estimate |beta_m s_mi| / |theta_i| < tol
     (equal to ||H y - theta y|| / |theta| for a fully reorthogonalised basis; with
     relative_to='norm' divided by max |theta| instead), or after steps_per_k * k + 100 steps
-    (then converged=False).
+    (then converged=False). With `steps`, runs exactly that many steps (SLQ) and reports the
+    residual estimates of the top-k Ritz pairs then.
     """
-    max_steps = min(n, steps_for(k, steps_per_k))
+    max_steps = min(n, steps or steps_for(k, steps_per_k))
     check_every = check_every or max(10, k // 20)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     basis = torch.empty(n, max_steps, dtype=dtype, device=device)
@@ -139,7 +147,7 @@ def lanczos(
             converged = len(top) == k and bool(np.all(estimates < tol))
             if bar:
                 bar.set_postfix(worst=f"{estimates.max():.1e}")
-            if converged or invariant:
+            if (converged and not steps) or invariant:
                 break
         q = w / beta
     if bar:
@@ -192,6 +200,51 @@ def arpack(matmat, n, k, tol=1e-3, steps_per_k=2.0, seed=0, dtype=torch.float32,
     )
 
 
+def power_iteration(
+    matmat, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.float32, device="cpu", progress=True
+):
+    """PyHessian's deflated power iteration: the k eigenvalues of largest |lambda|, one at a time."""
+    gen = torch.Generator().manual_seed(seed)
+    found, values, converged = [], [], True
+    bar = _bar(None, f"power iteration top-{k}", progress)
+    start = time.perf_counter()
+    for _ in range(k):
+        v = torch.randn(n, generator=gen, dtype=torch.float64).to(device, dtype)
+        value, done = None, False
+        for _ in range(max_iter):
+            for u in found:
+                v -= torch.dot(v, u) * u
+            v /= torch.linalg.vector_norm(v)
+            hv = matmat(v[:, None])[:, 0]
+            new = float(torch.dot(hv, v))
+            if bar:
+                bar.update(1)
+            v = hv
+            done = value is not None and abs(new - value) / (abs(value) + 1e-6) < tol
+            value = new
+            if done:
+                break
+        converged &= done
+        for u in found:
+            v -= torch.dot(v, u) * u
+        found.append(v / torch.linalg.vector_norm(v))
+        values.append(value)
+    if bar:
+        bar.close()
+    vectors = torch.stack(found, dim=1)
+    order = np.argsort(values)[::-1]
+    values = np.asarray(values)[order]
+    vectors = vectors[:, torch.as_tensor(order.copy())]
+    return SolverResult(
+        eigenvalues=values,
+        vectors=vectors,
+        residuals=explicit_residuals(matmat, vectors, values),
+        converged=converged,
+        steps=0,
+        seconds=time.perf_counter() - start,
+    )
+
+
 def _bar(total, desc, enabled):
     if not enabled:
         return None
@@ -211,6 +264,7 @@ def top_eigenpairs(
     memory_limit=None,
     progress=True,
     which="LA",
+    slq_steps=None,
 ):
     """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
     (matmat, n, dtype, device, counters)."""
@@ -222,19 +276,27 @@ def top_eigenpairs(
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
     if not 1 <= k < op.n:
         raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
+    if solver == "slq" and not (slq_steps and slq_steps >= k):
+        raise SolverError(f"slq needs slq_steps >= K={k}, got {slq_steps}")
     steps_per_k = steps_per_k or (6.0 if solver == "lanczos" else 2.0)
+    if solver == "slq":
+        steps_per_k = (slq_steps - 100) / k
     element = torch.tensor([], dtype=op.dtype).element_size()
-    check_memory(op.n, k, steps_per_k, element, op.device, memory_limit)
+    check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes
-    run = lanczos if solver == "lanczos" else arpack
+    run = {"lanczos": lanczos, "slq": lanczos, "arpack": arpack, "power": power_iteration}[solver]
     matmat = op.matmat if which == "LA" else (lambda v: -op.matmat(v))
     extra = {"relative_to": "norm"} if which == "SA" else {}
+    if solver == "slq":
+        extra["steps"] = min(slq_steps, op.n)
+    if solver == "power":
+        steps_per_k = None
     result = run(
         matmat,
         op.n,
         k,
         tol=tol,
-        steps_per_k=steps_per_k,
+        **({} if steps_per_k is None else {"steps_per_k": steps_per_k}),
         seed=seed,
         dtype=op.dtype,
         device=op.device,

@@ -123,3 +123,24 @@ def likelihood_ratio_tests(x, xmin):
 def _finite_or_none(value):
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def ks_xmin_fit(values, k_max, k_min=50):
+    """Clauset's xmin: the `powerlaw` package's search for the xmin that minimises the KS
+    distance, over tails of k_min..k_max of the largest values; then this module's fit of that
+    tail (its beta, d_ks, d_c), so the two windows are compared with one estimator."""
+    import powerlaw
+
+    x = top_k(values, k_max)
+    if k_max <= k_min:
+        raise FitError(f"KS xmin search needs K > {k_min}, got {k_max}")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        fit = powerlaw.Fit(
+            x,
+            xmin=(float(x[-1]), float(x[k_min - 1])),
+            discrete=False,
+            verbose=False,
+            parameter_ranges={"alpha": [1.0, None]},
+        )
+    return power_law_fit(x, int(np.count_nonzero(x >= fit.xmin)), compare=False)

@@ -1,9 +1,10 @@
 """The training-loss Hessian of a network as a linear operator (Hessian-vector products).
 
-The loss is the mean cross-entropy over an evaluation set, without the weight-decay term,
-with the model in eval mode (BatchNorm uses its running statistics). Products are computed
-forward-over-reverse with torch.func, summed over chunks of the data, on the model's device;
-a block of vectors shares one pass over the data (vmap).
+The loss is the mean cross-entropy over an evaluation set, without the weight-decay term
+unless `shift` adds it (wd * I: every eigenvalue + wd), with the model in eval mode (BatchNorm
+uses its running statistics). Products are computed forward-over-reverse with torch.func,
+summed over chunks of the data, on the model's device; a block of vectors shares one pass over
+the data (vmap).
 """
 
 import torch
@@ -13,7 +14,7 @@ from torch.func import functional_call, grad, jvp, vmap
 class HessianOperator:
     """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i) at the model's current parameters."""
 
-    def __init__(self, model, x, y, chunk_size=2000, dtype=torch.float32):
+    def __init__(self, model, x, y, chunk_size=2000, dtype=torch.float32, shift=0.0):
         self.model = model.eval().to(dtype)
         self.device = next(model.parameters()).device
         self.dtype = dtype
@@ -26,6 +27,7 @@ class HessianOperator:
         self.x = x.to(self.device, dtype)
         self.y = y.to(self.device)
         self.chunk_size = chunk_size
+        self.shift = shift
         self.hvp_count = 0
         self.data_passes = 0
 
@@ -59,7 +61,7 @@ class HessianOperator:
             )
         self.hvp_count += vectors.shape[1]
         self.data_passes += 1
-        return out / len(self.x)
+        return out / len(self.x) + self.shift * vectors
 
     def matvec(self, vector):
         return self.matmat(vector.reshape(-1, 1))[:, 0]

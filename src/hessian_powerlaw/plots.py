@@ -311,3 +311,48 @@ def noise_figure(runs):
     axes[0].legend(fontsize=6.5)
     fig.tight_layout()
     return fig
+
+
+def fidelity_figure(table):
+    """beta against K for every spectrum variant of the trained runs (filled: xmin at the K-th
+    value; open: xmin by KS minimisation, drawn at its tail size), the study's value marked."""
+    from .fidelity import STUDY
+
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    groups = {}
+    for row in table:
+        if row.get("beta") is not None:
+            groups.setdefault((row["run"], row["variant"]), []).append(row)
+    for color, ((run, variant), rows) in zip(_colors(len(groups)), sorted(groups.items()), strict=True):
+        fixed = sorted((r for r in rows if r["window"] != "xmin by KS"), key=lambda r: r["k"])
+        label = f"{variant} ({run})" if len({g[0] for g in groups}) > 1 else variant
+        ax.errorbar(
+            [r["k"] for r in fixed],
+            [r["beta"] for r in fixed],
+            yerr=[r["beta_sigma"] for r in fixed],
+            fmt="o-",
+            color=color,
+            ms=4,
+            capsize=3,
+            label=label,
+        )
+        for r in rows:
+            if r["window"] == "xmin by KS":
+                ax.plot(r["k"], r["beta"], "o", mfc="none", color=color, ms=8)
+    ax.axhspan(STUDY["beta"] - 2 * STUDY["beta_sigma"], STUDY["beta"] + 2 * STUDY["beta_sigma"], color="0.85")
+    ax.plot(
+        STUDY["k"],
+        STUDY["beta"],
+        "k*",
+        ms=12,
+        label=f"study: {STUDY['beta']} ± {STUDY['beta_sigma']} (±2σ band)",
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("K (top eigenvalues fitted)")
+    ax.set_ylabel("β")
+    ax.set_title("Exponent against K per spectrum variant (open: xmin by KS)", fontsize=10)
+    if not groups:
+        ax.text(0.5, 0.5, "no fitted trained-network spectrum", transform=ax.transAxes, ha="center")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -37,6 +37,7 @@ wildcard_constraints:
     epochs=r"\d+",
     lr=r"[0-9.e-]+",
     schedule=r"step|constant",
+    variant=r"[a-z0-9-]+",
 
 
 def count_entries(path):
@@ -143,6 +144,8 @@ def dnn_runs():
 
 
 DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
+VARIANTS = {variant["name"]: variant for variant in DNN["variants"]}
+TRAINED_RUNS = [run for run in DNN_RUNS if not run.endswith("_e0")]
 
 
 def train_options(lr=True):
@@ -162,19 +165,25 @@ def train_options(lr=True):
 
 
 def spectrum_options(wildcards):
-    s = DNN["spectrum"]
-    run = RUN_PATTERN.format(**wildcards)
+    """Options of `dnn-spectrum`: dnn.spectrum, overridden by the variant's settings."""
+    variant = VARIANTS.get(wildcards.get("variant"), {})
+    s = {**DNN["spectrum"], **variant}
+    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
     opts = [
-        f"--k {DNN_RUNS[run]}",
+        f"--k {variant.get('k', DNN_RUNS[run])}",
         f"--n-eval {s['n_eval']}",
         f"--solver {s['solver']}",
+        f"--slq-steps {s['slq_steps']}",
         f"--tol {s['tol']}",
         f"--dtype {s['dtype']}",
         f"--device {DNN['device']}",
         f"--run {run}",
+        f"--variant {variant.get('name', 'spectrum')}",
     ]
     if s["verify"]:
         opts.append("--verify")
+    if s["weight_decay_term"]:
+        opts.append("--weight-decay-term")
     return " ".join(opts)
 
 
@@ -222,6 +231,29 @@ def dnn_outputs():
     if not DNN_RUNS:
         return []
     return [f"{RESULTS}/dnn/dnn.tsv", f"{RESULTS}/dnn/dnn.md"]
+
+
+def fidelity_inputs(wildcards=None):
+    """Spectrum records (and their eigenvalues) of the trained runs: main and every variant."""
+    stems = [f"{RESULTS}/dnn/spectra/{run}" for run in TRAINED_RUNS]
+    stems += [
+        f"{RESULTS}/dnn/variants/{v}/{run}" for v in VARIANTS for run in TRAINED_RUNS
+    ]
+    return {
+        "records": [f"{s}.json" for s in stems],
+        "spectra": [f"{s}.npy" for s in stems],
+    }
+
+
+def fidelity_outputs():
+    if not (VARIANTS and TRAINED_RUNS):
+        return []
+    return [
+        f"{RESULTS}/dnn/fidelity.tsv",
+        f"{RESULTS}/dnn/fidelity.md",
+        f"{RESULTS}/plots/fidelity.png",
+        f"{RESULTS}/plots/fidelity.pdf",
+    ]
 
 
 # ---------------------------------------------------------------- curvature along training

@@ -61,3 +61,52 @@ rule dnn_table:
         "../../envs/dnn.yaml"
     shell:
         "hessian-powerlaw dnn-table {input} --out {output.table} --markdown {output.markdown} 2> {log}"
+
+
+rule dnn_variant:
+    input:
+        model=rules.train.output.model,
+    output:
+        record=f"{RESULTS}/dnn/variants/{{variant}}/{RUN}.json",
+        spectrum=f"{RESULTS}/dnn/variants/{{variant}}/{RUN}.npy",
+    log:
+        f"logs/dnn_variant/{{variant}}/{RUN}.log",
+    conda:
+        "../../envs/dnn.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=600,
+    params:
+        options=spectrum_options,
+    shell:
+        "hessian-powerlaw dnn-spectrum {input.model} {params.options} "
+        "--spectrum {output.spectrum} --out {output.record} 2> {log}"
+
+
+rule fidelity:
+    input:
+        unpack(fidelity_inputs),
+    output:
+        table=f"{RESULTS}/dnn/fidelity.tsv",
+        markdown=report(
+            f"{RESULTS}/dnn/fidelity.md",
+            caption="../report/fidelity.rst",
+            category="Networks",
+        ),
+        figure=report(
+            f"{RESULTS}/plots/fidelity.png",
+            caption="../report/fidelity_figure.rst",
+            category="Networks",
+        ),
+        pdf=f"{RESULTS}/plots/fidelity.pdf",
+    log:
+        "logs/fidelity.log",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        k=" ".join(str(k) for k in DNN["fidelity_k"]),
+    shell:
+        "hessian-powerlaw fidelity {input.records} --k {params.k} --out {output.table} "
+        "--markdown {output.markdown} --figure {output.figure} 2> {log}"
