@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hessian_powerlaw.dnn import fit_record
-from hessian_powerlaw.eigensolvers import SolverError, check_memory, top_eigenpairs
+from hessian_powerlaw.eigensolvers import SolverError, check_memory, explicit_residuals, top_eigenpairs
 from hessian_powerlaw.hessian import HessianOperator
 from hessian_powerlaw.models import LeNet, mlp
 
@@ -129,3 +129,57 @@ def test_fixed_budget_methods_are_fitted_without_convergence():
         record = {"converged": False, "solver": solver, "tol": 1e-3}
         fit_record(record, values, 50)
         assert record["status"] == status
+
+
+@pytest.mark.parametrize("block", [1, 4, 16])
+def test_block_lanczos_equals_dense_eigvalsh(tiny, block):
+    op, _, exact = tiny
+    result = top_eigenpairs(op, 25, solver="block", block_size=block, tol=1e-8, verify=True, progress=False)
+    assert result.converged
+    np.testing.assert_allclose(result.eigenvalues, exact[:25], rtol=1e-6)
+    assert result.residuals.max() < 1e-6
+    assert result.data_passes < result.hvp_count / block + 30  # one pass per block (+ the verification)
+
+
+def test_block_lanczos_estimates_match_explicit_residuals(tiny):
+    op, _, _ = tiny
+    result = top_eigenpairs(op, 10, solver="block", block_size=8, tol=1e-4, progress=False)
+    explicit = explicit_residuals(op.matmat, result.vectors, result.eigenvalues)
+    np.testing.assert_allclose(explicit, result.residuals, rtol=0.05, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name, in_shape",
+    [("lenet", (1, 12, 12)), ("lenet", (3, 16, 16)), ("fcn", (1, 6, 6)), ("lnn", (1, 6, 6)), ("lnn-relu", (1, 6, 6))],
+)
+def test_sequential_block_products_equal_autograd(name, in_shape):
+    from hessian_powerlaw.models import build
+    from hessian_powerlaw.sequential_hessian import SequentialHessian
+
+    torch.manual_seed(1)
+    model = build(name, in_shape, 4, 2, 16).double()
+    x, y = torch.randn(50, *in_shape, dtype=torch.float64), torch.randint(0, 4, (50,))
+    ref = HessianOperator(model, x, y, chunk_size=16, dtype=torch.float64)
+    fast = SequentialHessian(model, x, y, chunk_size=16, dtype=torch.float64)
+    v = torch.randn(ref.n, 7, dtype=torch.float64)
+    torch.testing.assert_close(fast.matmat(v), ref.matmat(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.matvec(v[:, 0]), ref.matvec(v[:, 0]), rtol=1e-10, atol=1e-12)
+    assert fast.hvp_count == 8 and fast.data_passes == 2
+    assert fast.loss() == pytest.approx(ref.loss())
+
+
+def test_make_operator_falls_back_to_autograd_for_other_models():
+    from hessian_powerlaw.hessian import make_operator
+    from hessian_powerlaw.models import build
+    from hessian_powerlaw.sequential_hessian import SequentialHessian, UnsupportedModel
+
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    resnet = build("resnet18", (3, 32, 32), 10, 2, 16)
+    assert isinstance(make_operator(resnet, x, y), HessianOperator)
+    with pytest.raises(UnsupportedModel, match="not supported"):
+        make_operator(resnet, x, y, "sequential")
+    lenet = LeNet((3, 32, 32), 10)
+    assert isinstance(make_operator(lenet, x, y), SequentialHessian)
+    assert isinstance(make_operator(lenet, x, y, "autograd"), HessianOperator)
+    bn = build("lnn-bn", (3, 32, 32), 10, 1, 8)
+    assert isinstance(make_operator(bn, x, y), HessianOperator)  # BatchNorm: autograd

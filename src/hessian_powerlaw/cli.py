@@ -220,7 +220,19 @@ def cmd_tables(args):
 
 TRAIN = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
 CURVATURE = ("n_eval", "estimator", "n_hvps", "top_k", "bottom_k", "tol")
-SPECTRUM = ("device", "k", "n_eval", "solver", "tol", "dtype", "verify", "slq_steps", "weight_decay_term")
+SPECTRUM = (
+    "device",
+    "k",
+    "n_eval",
+    "solver",
+    "tol",
+    "dtype",
+    "verify",
+    "slq_steps",
+    "block_size",
+    "hessian",
+    "weight_decay_term",
+)
 
 
 def cmd_train(args):
@@ -280,6 +292,8 @@ def cmd_dnn_spectrum(args):
         steps_per_k=args.steps_per_k,
         progress=not args.quiet,
         slq_steps=opts["slq_steps"],
+        block_size=opts["block_size"],
+        hessian=opts["hessian"],
         weight_decay_term=opts["weight_decay_term"],
         variant=args.variant,
     )
@@ -579,7 +593,11 @@ def build_parser():
     p.add_argument("model_file", metavar="MODEL")
     p.add_argument("--k", type=int, help="number of top eigenvalues (1000)")
     p.add_argument("--n-eval", type=_count, help="Hessian over the first N training images (0: all)")
-    p.add_argument("--solver", choices=("lanczos", "arpack", "slq", "power"))
+    p.add_argument("--solver", choices=("lanczos", "block", "arpack", "slq", "power"))
+    p.add_argument("--block-size", type=int, help="vectors per Hessian product of the block solver (32)")
+    p.add_argument(
+        "--hessian", choices=("auto", "autograd", "sequential"), help="Hessian-product implementation"
+    )
     p.add_argument("--slq-steps", type=int, help="Lanczos steps of the slq solver (3000)")
     p.add_argument(
         "--weight-decay-term",

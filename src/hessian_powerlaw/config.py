@@ -111,6 +111,8 @@ DNN_SETTING_PATHS = {
     "dtype": ("dnn", "spectrum", "dtype"),
     "verify": ("dnn", "spectrum", "verify"),
     "slq_steps": ("dnn", "spectrum", "slq_steps"),
+    "block_size": ("dnn", "spectrum", "block_size"),
+    "hessian": ("dnn", "spectrum", "hessian"),
     "weight_decay_term": ("dnn", "spectrum", "weight_decay_term"),
 }
 

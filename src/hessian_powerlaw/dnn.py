@@ -32,6 +32,7 @@ SPECTRUM_KEYS = (
     "hessian",
     "solver",
     "slq_steps",
+    "block_size",
     "weight_decay_term",
     "tol",
     "dtype",
@@ -75,23 +76,25 @@ def spectrum(
     data_root=None,
     steps_per_k=None,
     seed=0,
-    chunk_size=2000,
     progress=True,
     memory_limit=None,
     slq_steps=None,
+    block_size=32,
     weight_decay_term=False,
     variant="spectrum",
+    hessian="auto",
 ):
     """Record (RECORD_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
     (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2)."""
-    from .hessian import HessianOperator
+    from .hessian import HessianOperator, make_operator
 
     start = time.perf_counter()
     device = pick_device(device)
     model, meta = load_model(model_path, device)
     x, y = eval_data(meta, n_eval, data_root)
     shift = meta["weight_decay"] if weight_decay_term else 0.0
-    op = HessianOperator(model, x, y, chunk_size=chunk_size, dtype=DTYPES[dtype], shift=shift)
+    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift)
+    implementation = "autograd" if isinstance(op, HessianOperator) else "sequential"
     result = top_eigenpairs(
         op,
         k,
@@ -103,6 +106,7 @@ def spectrum(
         memory_limit=memory_limit,
         progress=progress,
         slq_steps=slq_steps,
+        block_size=block_size,
     )
     record = dict.fromkeys(RECORD_KEYS)
     record.update({key: meta.get(key) for key in RUN_KEYS})
@@ -113,9 +117,10 @@ def spectrum(
         n_eval=len(x),
         hessian=f"mean cross-entropy over {len(x)} training images; "
         + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
-        + "; eval mode",
+        + f"; eval mode; {implementation} products",
         solver=solver,
         slq_steps=slq_steps if solver == "slq" else None,
+        block_size=block_size if solver == "block" else None,
         weight_decay_term=bool(weight_decay_term),
         tol=tol,
         dtype=dtype,

@@ -2,6 +2,9 @@
 
 - 'lanczos': Lanczos with full reorthogonalisation (two Gram-Schmidt passes per step), the
   basis kept on the operator's device, run until the top-K Ritz pairs converge.
+- 'block': block Lanczos (b vectors per product, i.e. per pass over the data), full
+  reorthogonalisation, no restart: the Krylov basis grows until the top-K Ritz pairs have
+  residual estimates ||B_m s_i|| / |theta_i| < tol, so converged pairs are never recomputed.
 - 'arpack': scipy.sparse.linalg.eigsh(which='LA') on a LinearOperator (the baseline; top only).
 - 'slq': the Ritz values of an m-step Lanczos run from one random start (full
   reorthogonalisation, no convergence test), as stochastic Lanczos quadrature (PyHessian)
@@ -28,7 +31,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 import torch
 
-SOLVERS = ("lanczos", "arpack", "slq", "power")
+SOLVERS = ("lanczos", "block", "arpack", "slq", "power")
 
 
 class SolverError(RuntimeError):
@@ -166,6 +169,79 @@ def lanczos(
     )
 
 
+def block_lanczos(
+    matmat,
+    n,
+    k,
+    tol=1e-3,
+    steps_per_k=6.0,
+    block=32,
+    seed=0,
+    dtype=torch.float32,
+    device="cpu",
+    progress=True,
+):
+    """Top-k eigenpairs by block Lanczos with full reorthogonalisation (see the module doc)."""
+    max_cols = min(n, steps_for(k, steps_per_k))
+    block = min(block, max_cols)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    basis = torch.empty(n, max_cols, dtype=dtype, device=device)
+    t = np.zeros((max_cols, max_cols))
+    q, _ = torch.linalg.qr(torch.randn(n, block, generator=gen, dtype=torch.float64).to(device, dtype))
+    bar = _bar(max_cols, f"block lanczos top-{k} (b={block})", progress)
+    start, j, b_prev, checked = time.perf_counter(), 0, None, 0
+    converged, estimates, theta, s, top = False, None, None, None, None
+    while j + q.shape[1] <= max_cols:
+        width = q.shape[1]
+        basis[:, j : j + width] = q
+        w = matmat(q).to(dtype)
+        a = q.T @ w
+        a = (a + a.T) / 2
+        t[j : j + width, j : j + width] = a.double().cpu().numpy()
+        w -= q @ a
+        if b_prev is not None:
+            w -= basis[:, j - b_prev.shape[1] : j] @ b_prev.T
+        j += width
+        for _ in range(2):  # "twice is enough"
+            w -= basis[:, :j] @ (basis[:, :j].T @ w)
+        q, r = torch.linalg.qr(w)
+        if bar:
+            bar.update(width)
+        if j >= k and (j - checked >= max(width, k // 10) or j + width > max_cols):
+            checked = j
+            theta, s = scipy.linalg.eigh(t[:j, :j])
+            top = np.argsort(theta)[::-1][:k]
+            residual = np.linalg.norm(r.double().cpu().numpy() @ s[j - width : j, top], axis=0)
+            estimates = residual / np.abs(theta[top])
+            converged = bool(np.all(estimates < tol))
+            if bar:
+                bar.set_postfix(worst=f"{estimates.max():.1e}")
+            if converged:
+                break
+        cols = min(width, max_cols - j)
+        if cols <= 0 or float(torch.linalg.matrix_norm(r)) <= 1e-10 * np.abs(t[:j, :j]).max():
+            break
+        q, r = q[:, :cols], r[:cols]
+        t[j : j + cols, j - width : j] = r.double().cpu().numpy()
+        t[j - width : j, j : j + cols] = t[j : j + cols, j - width : j].T
+        b_prev = r
+    if bar:
+        bar.close()
+    if theta is None:
+        raise SolverError(f"block Lanczos stopped after {j} columns, before K={k}")
+    vectors = basis[:, :j] @ torch.as_tensor(s[:, top], dtype=dtype, device=device)
+    return SolverResult(
+        eigenvalues=theta[top],
+        vectors=vectors,
+        residuals=estimates,
+        converged=converged,
+        steps=j,
+        seconds=time.perf_counter() - start,
+        residual_kind="lanczos estimate",
+        norm=float(np.abs(theta).max()),
+    )
+
+
 def arpack(matmat, n, k, tol=1e-3, steps_per_k=2.0, seed=0, dtype=torch.float32, device="cpu", progress=True):
     """Top-k eigenpairs by ARPACK (implicitly restarted Lanczos), residuals checked explicitly."""
     ncv = min(n, max(int(steps_per_k * k) + 1, k + 20))
@@ -265,6 +341,7 @@ def top_eigenpairs(
     progress=True,
     which="LA",
     slq_steps=None,
+    block_size=32,
 ):
     """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
     (matmat, n, dtype, device, counters)."""
@@ -278,19 +355,27 @@ def top_eigenpairs(
         raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
     if solver == "slq" and not (slq_steps and slq_steps >= k):
         raise SolverError(f"slq needs slq_steps >= K={k}, got {slq_steps}")
-    steps_per_k = steps_per_k or (6.0 if solver == "lanczos" else 2.0)
+    steps_per_k = steps_per_k or (6.0 if solver in ("lanczos", "block") else 2.0)
     if solver == "slq":
         steps_per_k = (slq_steps - 100) / k
     element = torch.tensor([], dtype=op.dtype).element_size()
     check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes
-    run = {"lanczos": lanczos, "slq": lanczos, "arpack": arpack, "power": power_iteration}[solver]
+    run = {
+        "lanczos": lanczos,
+        "slq": lanczos,
+        "block": block_lanczos,
+        "arpack": arpack,
+        "power": power_iteration,
+    }[solver]
     matmat = op.matmat if which == "LA" else (lambda v: -op.matmat(v))
     extra = {"relative_to": "norm"} if which == "SA" else {}
     if solver == "slq":
         extra["steps"] = min(slq_steps, op.n)
     if solver == "power":
         steps_per_k = None
+    if solver == "block":
+        extra["block"] = block_size
     result = run(
         matmat,
         op.n,

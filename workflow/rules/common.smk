@@ -174,6 +174,8 @@ def spectrum_options(wildcards):
         f"--n-eval {s['n_eval']}",
         f"--solver {s['solver']}",
         f"--slq-steps {s['slq_steps']}",
+        f"--block-size {s['block_size']}",
+        f"--hessian {s['hessian']}",
         f"--tol {s['tol']}",
         f"--dtype {s['dtype']}",
         f"--device {DNN['device']}",
