@@ -296,8 +296,10 @@ def negative_figure(runs):
 
 def noise_figure(runs):
     """Trace and log-determinant of the top-K block over training per optimizer: SGD against
-    full-batch GD with isotropic noise of matched magnitude (study Fig 2c-d)."""
-    groups = _curvature_groups(runs)
+    full-batch GD with isotropic noise of matched magnitude (study Fig 2c-d): the runs at the
+    learning rates of the GD runs, or all runs when there is none."""
+    full_batch = {m["spec"]["lr"] for _, m in runs if m["spec"]["optimizer"] in ("gd", "gd-noise")}
+    groups = _curvature_groups([(n, m) for n, m in runs if not full_batch or m["spec"]["lr"] in full_batch])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
         _band(axes[0], members, "trace", label, color)

@@ -63,24 +63,28 @@ def _plain_pool(m):
 
 
 class _Phi:
-    """The fixed linear map after an affine layer (masks and pool choices of the primal)."""
+    """The fixed linear map after an affine layer (ReLU masks and pool choices of the primal).
+    A max-pool is a gather of the chosen positions (times the ReLU mask there, when a ReLU comes
+    just before it); its adjoint scatters back."""
 
     def __init__(self, ops, z):
         self.steps = []
         t = z
         for op in ops:
             if isinstance(op, nn.ReLU):
-                self.steps.append(("mask", t > 0))
+                self.steps.append(["mask", t > 0])
                 t = torch.relu(t)
             elif isinstance(op, nn.MaxPool2d):
                 k = _pair(op.kernel_size)
                 out, idx = F.max_pool2d(t, k, k, return_indices=True)
-                chosen = torch.zeros_like(t, dtype=torch.bool).flatten(2)
-                chosen.scatter_(2, idx.flatten(2), True)
-                self.steps.append(("pool", (k, chosen.view_as(t), t.shape[2:])))
+                idx = idx.flatten(2)
+                active = None
+                if self.steps and self.steps[-1][0] == "mask":  # fold the ReLU into the gather
+                    active = self.steps.pop()[1].flatten(2).gather(2, idx)
+                self.steps.append(["pool", (idx, active, t.shape[2:], out.shape[2:])])
                 t = out
             else:  # Flatten
-                self.steps.append(("flatten", t.shape[1:]))
+                self.steps.append(["flatten", t.shape[1:]])
                 t = t.flatten(1)
         self.out = t
 
@@ -90,10 +94,12 @@ class _Phi:
             if kind == "mask":
                 t = t * arg.unsqueeze(1)
             elif kind == "pool":
-                k, chosen, _ = arg
-                n, b = t.shape[:2]
-                masked = (t * chosen.unsqueeze(1)).flatten(0, 1)
-                t = (F.avg_pool2d(masked, k, k) * (k[0] * k[1])).unflatten(0, (n, b))
+                idx, active, _, out_shape = arg
+                n, b, c = t.shape[:3]
+                t = t.flatten(3).gather(3, idx.unsqueeze(1).expand(n, b, c, -1))
+                if active is not None:
+                    t = t * active.unsqueeze(1)
+                t = t.unflatten(3, out_shape)
             else:
                 t = t.flatten(2)
         return t
@@ -105,10 +111,15 @@ class _Phi:
             if kind == "mask":
                 g = g * (arg.unsqueeze(1) if batched else arg)
             elif kind == "pool":
-                k, chosen, (h, w) = arg
-                up = g.repeat_interleave(k[0], -2).repeat_interleave(k[1], -1)
-                up = F.pad(up, (0, w - up.shape[-1], 0, h - up.shape[-2]))
-                g = up * (chosen.unsqueeze(1) if batched else chosen)
+                idx, active, in_shape, _ = arg
+                if batched:
+                    idx = idx.unsqueeze(1).expand(*g.shape[:3], -1)
+                    active = None if active is None else active.unsqueeze(1)
+                flat = g.flatten(lead + 1)
+                if active is not None:
+                    flat = flat * active
+                full = flat.new_zeros(*flat.shape[:-1], in_shape[0] * in_shape[1])
+                g = full.scatter_(-1, idx, flat).unflatten(-1, in_shape)
             else:
                 g = g.unflatten(lead, arg)
         return g
