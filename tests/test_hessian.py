@@ -150,7 +150,13 @@ def test_block_lanczos_estimates_match_explicit_residuals(tiny):
 
 @pytest.mark.parametrize(
     "name, in_shape",
-    [("lenet", (1, 12, 12)), ("lenet", (3, 16, 16)), ("fcn", (1, 6, 6)), ("lnn", (1, 6, 6)), ("lnn-relu", (1, 6, 6))],
+    [
+        ("lenet", (1, 12, 12)),
+        ("lenet", (3, 16, 16)),
+        ("fcn", (1, 6, 6)),
+        ("lnn", (1, 6, 6)),
+        ("lnn-relu", (1, 6, 6)),
+    ],
 )
 def test_sequential_block_products_equal_autograd(name, in_shape):
     from hessian_powerlaw.models import build
