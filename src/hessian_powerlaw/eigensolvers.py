@@ -183,7 +183,7 @@ def block_lanczos(
 ):
     """Top-k eigenpairs by block Lanczos with full reorthogonalisation (see the module doc)."""
     max_cols = min(n, steps_for(k, steps_per_k))
-    block = min(block, max_cols)
+    block = min(block, max(1, k // 4), max_cols)  # a block much wider than K wastes products
     gen = torch.Generator(device="cpu").manual_seed(seed)
     basis = torch.empty(n, max_cols, dtype=dtype, device=device)
     t = np.zeros((max_cols, max_cols))
