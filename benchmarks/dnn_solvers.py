@@ -40,7 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[300])
     parser.add_argument("--n-eval", type=int, default=0)
-    parser.add_argument("--block", type=int, default=32)
+    parser.add_argument("--block", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", help="a model file from `hessian-powerlaw train` (default: train one)")
     parser.add_argument("--skip", nargs="*", default=[], choices=METHODS, help="methods to skip")

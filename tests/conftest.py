@@ -3,8 +3,10 @@ import gzip
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "src" / "hessian_powerlaw" / "data" / "pdb"
@@ -36,3 +38,28 @@ def pdb_text(name):
         if path.exists():
             return gzip.decompress(path.read_bytes()).decode()
     raise FileNotFoundError(name)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A trained 1-hidden-layer net with 483 parameters on a synthetic 3-class problem (float64),
+    its autograd Hessian operator, dense Hessian and eigenvalues."""
+    from hessian_powerlaw.hessian import HessianOperator
+    from hessian_powerlaw.models import mlp
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 12, dtype=torch.float64)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    model = mlp(12, 3, 1, 30).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    op = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64)
+    dense = op.dense()
+    ascending = torch.linalg.eigvalsh(dense).numpy()
+    return SimpleNamespace(
+        model=model, x=x, y=y, op=op, dense=dense, ascending=ascending, descending=ascending[::-1]
+    )

@@ -7,7 +7,6 @@ import torch
 
 from hessian_powerlaw import cli, curvature, training
 from hessian_powerlaw.eigensolvers import SolverError, top_eigenpairs
-from hessian_powerlaw.hessian import HessianOperator
 from hessian_powerlaw.models import mlp
 from hessian_powerlaw.trace import estimate_trace, hutchinson, hutchpp
 from hessian_powerlaw.training import STUDY_SPEC, train
@@ -31,24 +30,6 @@ class Quadratic:
         return self.a @ v
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    """A trained 483-parameter net on a synthetic problem, its dense Hessian and eigenvalues."""
-    torch.manual_seed(0)
-    x = torch.randn(300, 12, dtype=torch.float64)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-    model = mlp(12, 3, 1, 30).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(200):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    op = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64)
-    dense = op.dense()
-    return model, x, y, op, dense, torch.linalg.eigvalsh(dense).numpy()
-
-
 @pytest.mark.parametrize("estimator", ["hutchinson", "hutchpp"])
 def test_trace_of_a_quadratic_is_the_sum_of_its_eigenvalues(estimator):
     values = np.concatenate([np.linspace(5, 1, 50), -np.linspace(0.5, 0.01, 30), np.zeros(120)])
@@ -60,7 +41,7 @@ def test_trace_of_a_quadratic_is_the_sum_of_its_eigenvalues(estimator):
 
 @pytest.mark.parametrize("estimator", ["hutchinson", "hutchpp"])
 def test_trace_of_a_network_hessian_matches_the_dense_one(tiny, estimator):
-    *_, op, dense, _ = tiny
+    op, dense = tiny.op, tiny.dense
     exact = float(torch.trace(dense))
     est = estimate_trace(op, estimator, n_hvps=90, seed=1)
     assert abs(est["trace"] - exact) < 3 * est["stderr"], (est, exact)
@@ -89,7 +70,7 @@ def test_trace_estimators_refuse_too_few_products():
 
 
 def test_bottom_eigenvalues_match_dense(tiny):
-    *_, op, _, eigenvalues = tiny
+    op, eigenvalues = tiny.op, tiny.ascending
     assert eigenvalues[0] < 0  # a trained network's Hessian has a negative part
     result = top_eigenpairs(op, 4, which="SA", tol=1e-8, progress=False, verify=True)
     norm = np.abs(eigenvalues).max()
@@ -100,7 +81,7 @@ def test_bottom_eigenvalues_match_dense(tiny):
 
 
 def test_measurement_matches_dense(tiny):
-    model, x, y, op, dense, eigenvalues = tiny
+    model, x, y, op, dense, eigenvalues = (tiny.model, tiny.x, tiny.y, tiny.op, tiny.dense, tiny.ascending)
     settings = {**SETTINGS, "n_hvps": 60, "top_k": 3, "bottom_k": 3, "tol": 1e-8}
     record = curvature.measure(model, x, y, settings, seed=0)
     assert record["lambda_max"] == pytest.approx(eigenvalues[-1], rel=1e-6)

@@ -5,29 +5,11 @@ import torch
 from hessian_powerlaw.dnn import fit_record
 from hessian_powerlaw.eigensolvers import SolverError, check_memory, explicit_residuals, top_eigenpairs
 from hessian_powerlaw.hessian import HessianOperator
-from hessian_powerlaw.models import LeNet, mlp
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """A trained 1-hidden-layer net with 483 parameters on a synthetic 3-class problem (float64)."""
-    torch.manual_seed(0)
-    x = torch.randn(300, 12, dtype=torch.float64)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-    model = mlp(12, 3, 1, 30).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(300):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    op = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64)
-    dense = op.dense()
-    return op, dense, np.sort(torch.linalg.eigvalsh(dense).numpy())[::-1]
+from hessian_powerlaw.models import LeNet
 
 
 def test_hvp_equals_dense_hessian_times_v(tiny):
-    op, dense, _ = tiny
+    op, dense = tiny.op, tiny.dense
     v = torch.randn(op.n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     np.testing.assert_allclose(
         op.matmat(v).numpy(), (dense @ v).numpy(), rtol=0, atol=1e-12 * dense.abs().max()
@@ -53,7 +35,7 @@ def test_hvp_of_conv_net_equals_double_backward():
 
 @pytest.mark.parametrize("solver", ["lanczos", "arpack"])
 def test_top_eigenvalues_equal_dense_eigvalsh(tiny, solver):
-    op, _, exact = tiny
+    op, exact = tiny.op, tiny.descending
     result = top_eigenpairs(op, 25, solver=solver, tol=1e-10, verify=True, progress=False)
     assert result.converged
     np.testing.assert_allclose(result.eigenvalues, exact[:25], rtol=1e-6)
@@ -62,7 +44,7 @@ def test_top_eigenvalues_equal_dense_eigvalsh(tiny, solver):
 
 
 def test_lanczos_estimate_matches_explicit_residual(tiny):
-    op, _, _ = tiny
+    op = tiny.op
     result = top_eigenpairs(op, 10, solver="lanczos", tol=1e-4, progress=False)
     estimate = result.residuals.copy()
     verified = top_eigenpairs(op, 10, solver="lanczos", tol=1e-4, verify=True, progress=False)
@@ -70,7 +52,7 @@ def test_lanczos_estimate_matches_explicit_residual(tiny):
 
 
 def test_non_converged_run_gives_no_verdict(tiny):
-    op, _, _ = tiny
+    op = tiny.op
     result = top_eigenpairs(op, 200, solver="lanczos", tol=1e-3, steps_per_k=0.01, progress=False)
     assert not result.converged and result.steps == 102
     record = {"converged": False, "solver": "lanczos", "tol": 1e-12, "steps": 50, "max_residual": 0.1}
@@ -88,7 +70,7 @@ def test_memory_refusal_names_the_k_that_fits():
 
 
 def test_k_must_be_below_parameter_count(tiny):
-    op, _, _ = tiny
+    op = tiny.op
     with pytest.raises(SolverError, match="between 1 and"):
         top_eigenpairs(op, op.n, progress=False)
 
@@ -96,7 +78,7 @@ def test_k_must_be_below_parameter_count(tiny):
 def test_slq_ritz_values_after_m_steps(tiny):
     """SLQ runs exactly m steps; with m large enough its top Ritz values are the eigenvalues,
     with few steps they are not, and the residual estimates say so."""
-    op, _, exact = tiny
+    op, exact = tiny.op, tiny.descending
     full = top_eigenpairs(op, 10, solver="slq", slq_steps=200, progress=False)
     assert full.steps == 200 and full.hvp_count == 200
     np.testing.assert_allclose(full.eigenvalues, exact[:10], rtol=1e-6)
@@ -107,7 +89,7 @@ def test_slq_ritz_values_after_m_steps(tiny):
 
 
 def test_power_iteration_finds_largest_magnitudes(tiny):
-    op, _, exact = tiny
+    op, exact = tiny.op, tiny.descending
     result = top_eigenpairs(op, 3, solver="power", tol=1e-8, progress=False)
     by_magnitude = exact[np.argsort(-np.abs(exact))][:3]
     np.testing.assert_allclose(np.sort(result.eigenvalues), np.sort(by_magnitude), rtol=1e-4)
@@ -115,7 +97,7 @@ def test_power_iteration_finds_largest_magnitudes(tiny):
 
 
 def test_weight_decay_term_shifts_every_eigenvalue(tiny):
-    op, dense, exact = tiny
+    op, exact = tiny.op, tiny.descending
     shifted = HessianOperator(op.model, op.x, op.y, chunk_size=128, dtype=torch.float64, shift=5e-4)
     v = torch.randn(op.n, 2, dtype=torch.float64)
     torch.testing.assert_close(shifted.matmat(v), op.matmat(v) + 5e-4 * v)
@@ -133,16 +115,17 @@ def test_fixed_budget_methods_are_fitted_without_convergence():
 
 @pytest.mark.parametrize("block", [1, 4, 16])
 def test_block_lanczos_equals_dense_eigvalsh(tiny, block):
-    op, _, exact = tiny
+    op, exact = tiny.op, tiny.descending
     result = top_eigenpairs(op, 25, solver="block", block_size=block, tol=1e-8, verify=True, progress=False)
     assert result.converged
     np.testing.assert_allclose(result.eigenvalues, exact[:25], rtol=1e-6)
     assert result.residuals.max() < 1e-6
     assert result.data_passes < result.hvp_count / block + 30  # one pass per block (+ the verification)
+    assert result.block == min(block, 25 // 4)
 
 
 def test_block_lanczos_estimates_match_explicit_residuals(tiny):
-    op, _, _ = tiny
+    op = tiny.op
     result = top_eigenpairs(op, 10, solver="block", block_size=8, tol=1e-4, progress=False)
     explicit = explicit_residuals(op.matmat, result.vectors, result.eigenvalues)
     np.testing.assert_allclose(explicit, result.residuals, rtol=0.05, atol=1e-9)
@@ -172,6 +155,43 @@ def test_sequential_block_products_equal_autograd(name, in_shape):
     torch.testing.assert_close(fast.matvec(v[:, 0]), ref.matvec(v[:, 0]), rtol=1e-10, atol=1e-12)
     assert fast.hvp_count == 8 and fast.data_passes == 2
     assert fast.loss() == pytest.approx(ref.loss())
+
+
+def _odd_net():
+    """Convolutions without a pool, a pool before its ReLU, no bias, and a plain conv -> ReLU."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1, bias=False),
+        torch.nn.MaxPool2d(2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 3),
+    )
+
+
+@pytest.mark.parametrize("chunk_size, group_size, cache_bytes", [(16, 3, 4 << 30), (7, 2, 0), (50, 8, 20000)])
+def test_sequential_products_do_not_depend_on_chunks_groups_or_cache(chunk_size, group_size, cache_bytes):
+    from hessian_powerlaw.sequential_hessian import SequentialHessian
+
+    torch.manual_seed(2)
+    model = _odd_net().double()
+    x, y = torch.randn(40, 2, 8, 8, dtype=torch.float64), torch.randint(0, 3, (40,))
+    ref = HessianOperator(model, x, y, chunk_size=16, dtype=torch.float64)
+    fast = SequentialHessian(
+        model,
+        x,
+        y,
+        chunk_size=chunk_size,
+        group_size=group_size,
+        dtype=torch.float64,
+        cache_bytes=cache_bytes,
+    )
+    v = torch.randn(ref.n, 5, dtype=torch.float64)
+    expected = ref.matmat(v)
+    for _ in range(2):  # the second pass reads the cached primal chunks, if any
+        torch.testing.assert_close(fast.matmat(v), expected, rtol=1e-10, atol=1e-12)
+    assert (fast._cached_bytes > 0) == (cache_bytes > 20000) and fast._cached_bytes <= cache_bytes
 
 
 def test_make_operator_falls_back_to_autograd_for_other_models():

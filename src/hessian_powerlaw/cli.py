@@ -594,7 +594,9 @@ def build_parser():
     p.add_argument("--k", type=int, help="number of top eigenvalues (1000)")
     p.add_argument("--n-eval", type=_count, help="Hessian over the first N training images (0: all)")
     p.add_argument("--solver", choices=("lanczos", "block", "arpack", "slq", "power"))
-    p.add_argument("--block-size", type=int, help="vectors per Hessian product of the block solver (32)")
+    p.add_argument(
+        "--block-size", type=int, help="vectors per product of the block solver (16; at most K/4 used)"
+    )
     p.add_argument(
         "--hessian", choices=("auto", "autograd", "sequential"), help="Hessian-product implementation"
     )

@@ -50,6 +50,7 @@ class SolverResult:
     seconds: float = 0.0
     residual_kind: str = "explicit"
     norm: float = 0.0  # max |Ritz value| seen: an estimate of ||H|| (lanczos)
+    block: int = 1  # vectors per product (block Lanczos: min(requested, K/4))
 
 
 def basis_bytes(n, k, steps_per_k, element_size):
@@ -155,17 +156,21 @@ def lanczos(
         q = w / beta
     if bar:
         bar.close()
-    m = len(alphas)
-    vectors = basis[:, :m] @ torch.as_tensor(s[:, top], dtype=dtype, device=device)
+    return _ritz_result(basis[:, : len(alphas)], theta, s, top, estimates, converged, start)
+
+
+def _ritz_result(basis, theta, s, top, estimates, converged, start, block=1):
+    """The SolverResult of a Lanczos run: the top Ritz pairs of `basis` with residual estimates."""
     return SolverResult(
         eigenvalues=theta[top],
-        vectors=vectors,
+        vectors=basis @ torch.as_tensor(s[:, top], dtype=basis.dtype, device=basis.device),
         residuals=estimates,
         converged=converged,
-        steps=m,
+        steps=basis.shape[1],
         seconds=time.perf_counter() - start,
         residual_kind="lanczos estimate",
         norm=float(np.abs(theta).max()),
+        block=block,
     )
 
 
@@ -175,7 +180,7 @@ def block_lanczos(
     k,
     tol=1e-3,
     steps_per_k=6.0,
-    block=32,
+    block=16,
     seed=0,
     dtype=torch.float32,
     device="cpu",
@@ -229,17 +234,7 @@ def block_lanczos(
         bar.close()
     if theta is None:
         raise SolverError(f"block Lanczos stopped after {j} columns, before K={k}")
-    vectors = basis[:, :j] @ torch.as_tensor(s[:, top], dtype=dtype, device=device)
-    return SolverResult(
-        eigenvalues=theta[top],
-        vectors=vectors,
-        residuals=estimates,
-        converged=converged,
-        steps=j,
-        seconds=time.perf_counter() - start,
-        residual_kind="lanczos estimate",
-        norm=float(np.abs(theta).max()),
-    )
+    return _ritz_result(basis[:, :j], theta, s, top, estimates, converged, start, block)
 
 
 def arpack(matmat, n, k, tol=1e-3, steps_per_k=2.0, seed=0, dtype=torch.float32, device="cpu", progress=True):
@@ -341,7 +336,7 @@ def top_eigenpairs(
     progress=True,
     which="LA",
     slq_steps=None,
-    block_size=32,
+    block_size=16,
 ):
     """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
     (matmat, n, dtype, device, counters)."""
