@@ -158,12 +158,14 @@ def test_sequential_block_products_equal_autograd(name, in_shape):
 
 
 def _odd_net():
-    """Convolutions without a pool, a pool before its ReLU, no bias, and a plain conv -> ReLU."""
+    """A pool before its ReLU and no bias; a pool without a ReLU; a convolution without a pool."""
     return torch.nn.Sequential(
         torch.nn.Conv2d(2, 3, 3, padding=1, bias=False),
         torch.nn.MaxPool2d(2),
         torch.nn.ReLU(),
-        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 4, 1),
         torch.nn.ReLU(),
         torch.nn.Flatten(),
         torch.nn.Linear(16, 3),
