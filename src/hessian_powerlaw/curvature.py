@@ -62,10 +62,10 @@ def measure(model, x, y, settings, seed=0):
     """One measurement at the model's current parameters (a record of plain numbers)."""
     import time
 
-    from .hessian import HessianOperator
+    from .hessian import make_operator
 
     start = time.perf_counter()
-    op = HessianOperator(model, x, y)
+    op = make_operator(model, x, y)
     trace = estimate_trace(op, settings["estimator"], settings["n_hvps"], seed=seed)
     top = top_eigenpairs(op, settings["top_k"], tol=settings["tol"], seed=seed, progress=False)
     bottom = top_eigenpairs(

@@ -93,8 +93,6 @@ def spectrum(
     model, meta = load_model(model_path, device)
     x, y = eval_data(meta, n_eval, data_root)
     shift = meta["weight_decay"] if weight_decay_term else 0.0
-    if hessian == "auto" and solver != "block":  # single products: autograd is the faster there
-        hessian = "autograd"
     op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift)
     implementation = "autograd" if isinstance(op, HessianOperator) else "sequential"
     result = top_eigenpairs(
