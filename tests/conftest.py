@@ -1,3 +1,4 @@
+import copy
 import csv
 import gzip
 import os
@@ -41,9 +42,9 @@ def pdb_text(name):
 
 
 @pytest.fixture(scope="session")
-def tiny():
+def tiny_trained():
     """A trained 1-hidden-layer net with 483 parameters on a synthetic 3-class problem (float64),
-    its autograd Hessian operator, dense Hessian and eigenvalues."""
+    its dense Hessian and eigenvalues."""
     from hessian_powerlaw.hessian import HessianOperator
     from hessian_powerlaw.models import mlp
 
@@ -57,9 +58,19 @@ def tiny():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    op = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64)
-    dense = op.dense()
+    dense = HessianOperator(model, x, y, chunk_size=128, dtype=torch.float64).dense()
     ascending = torch.linalg.eigvalsh(dense).numpy()
     return SimpleNamespace(
-        model=model, x=x, y=y, op=op, dense=dense, ascending=ascending, descending=ascending[::-1]
+        model=model, x=x, y=y, dense=dense, ascending=ascending, descending=ascending[::-1]
     )
+
+
+@pytest.fixture
+def tiny(tiny_trained):
+    """tiny_trained with its own copy of the model (operators cast models in place) and an
+    autograd Hessian operator of it."""
+    from hessian_powerlaw.hessian import HessianOperator
+
+    model = copy.deepcopy(tiny_trained.model)
+    op = HessianOperator(model, tiny_trained.x, tiny_trained.y, chunk_size=128, dtype=torch.float64)
+    return SimpleNamespace(**{**vars(tiny_trained), "model": model, "op": op})
