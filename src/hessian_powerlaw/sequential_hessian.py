@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from .eigensolvers import available_bytes
+
 
 class UnsupportedModel(ValueError):
     """A model this operator cannot handle (use HessianOperator)."""
@@ -231,7 +233,8 @@ class SequentialHessian:
     same parameter order), for models that plan() accepts.
 
     Each chunk's primal pass (masks, pool choices, selected patches, gradients) is kept between
-    products while the kept chunks fit in `cache_bytes`; chunks beyond that are recomputed.
+    products while the kept chunks fit in `cache_bytes` (default: 4 GiB or a quarter of the
+    device's free memory, whichever is less); chunks beyond that are recomputed.
     A block runs through each chunk `group_size` vectors at a time: on CPU small steps (128
     images x 16 vectors by default) are fastest, as their tangents stay in the processor's cache.
     """
@@ -245,7 +248,7 @@ class SequentialHessian:
         group_size=None,
         dtype=torch.float32,
         shift=0.0,
-        cache_bytes=4 << 30,
+        cache_bytes=None,
     ):
         self.model = model.eval().to(dtype)
         self.prefix, self.layers = plan(model)
@@ -268,7 +271,9 @@ class SequentialHessian:
         self.chunk_size = chunk_size or (128 if cpu else 1024)
         self.group_size = group_size or (16 if cpu else 256)
         self.shift = shift
-        self.cache_bytes = cache_bytes
+        self.cache_bytes = (
+            min(4 << 30, available_bytes(self.device) // 4) if cache_bytes is None else cache_bytes
+        )
         self._cache, self._cached_bytes = {}, 0
         self.hvp_count = 0
         self.data_passes = 0
