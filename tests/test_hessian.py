@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -211,3 +213,72 @@ def test_make_operator_falls_back_to_autograd_for_other_models():
     assert isinstance(make_operator(lenet, x, y, "autograd"), HessianOperator)
     bn = build("lnn-bn", (3, 32, 32), 10, 1, 8)
     assert isinstance(make_operator(bn, x, y), HessianOperator)  # BatchNorm: autograd
+
+
+class DenseOperator:
+    """A symmetric matrix as a solver operator (matmat, n, dtype, device, counters)."""
+
+    def __init__(self, matrix, dtype):
+        self.matrix, self.n, self.dtype, self.device = matrix.to(dtype), matrix.shape[0], dtype, "cpu"
+        self.hvp_count = self.data_passes = 0
+
+    def matmat(self, v):
+        self.hvp_count += v.shape[1]
+        self.data_passes += 1
+        return self.matrix @ v.to(self.dtype)
+
+
+def _low_rank(n=2000, rank=5):
+    u, _ = torch.linalg.qr(torch.randn(n, rank, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    values = torch.logspace(0, -2, rank, dtype=torch.float64)
+    return u @ torch.diag(values) @ u.T, values.numpy()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("solver, block", [("block", 8), ("lanczos", 1)])
+def test_lanczos_survives_a_hessian_of_rank_below_k(dtype, solver, block):
+    """Rank 5, K = 40: the Krylov space is exhausted after one block. The old block solver lost
+    orthogonality here (float64: Ritz values of 6e90; float32: NaN), the old Lanczos stopped
+    with 6 of 40 values. Now dependent columns are replaced and the zeros are resolved."""
+    matrix, values = _low_rank()
+    result = top_eigenpairs(DenseOperator(matrix, dtype), 40, solver=solver, block_size=block, progress=False)
+    assert result.converged and len(result.eigenvalues) == 40 and np.all(np.isfinite(result.eigenvalues))
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    np.testing.assert_allclose(result.eigenvalues[:5], values, rtol=rtol)
+    assert np.all(np.abs(result.eigenvalues[5:]) <= result.noise_floor) and result.replaced > 0
+    v = result.vectors.double()
+    gram = v.T @ v - torch.eye(40, dtype=torch.float64)
+    assert float(gram.abs().max()) < (1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_non_finite_products_stop_with_a_clear_error():
+    matrix, _ = _low_rank(200, 3)
+    matrix[0, 0] = float("nan")
+    with pytest.raises(SolverError, match="NaN or inf at column 0"):
+        top_eigenpairs(DenseOperator(matrix, torch.float64), 10, solver="block", progress=False)
+
+
+def test_no_fit_when_fewer_than_k_values_exceed_the_noise_floor():
+    values = np.concatenate([np.arange(1, 10) ** -1.0, np.full(91, 1e-12)])
+    record = {"converged": True, "solver": "block", "tol": 1e-3, "noise_floor": 1e-8, "epochs": 50}
+    fit_record(record, values, 50, chance=0.1)
+    assert record["status"] == "skipped" and "only 9 of the top-50" in record["reason"]
+    assert "did not learn" not in record["reason"]  # no training accuracy known
+    record = {**record, "train_acc": 0.114}
+    fit_record(record, values, 50, chance=0.1)
+    assert "did not learn (training accuracy 0.114, chance 0.100)" in record["reason"]
+
+
+@pytest.mark.slow
+def test_collapsed_lenet_gives_a_reason_not_nan():
+    """A real LeNet that collapsed in training (Hessian rank ~9, tests/data/dnn/README.md): the
+    default solver used to diverge to NaN after ~430 products; now it converges and says why
+    there is no fit."""
+    from hessian_powerlaw.dnn import spectrum
+
+    model = Path(__file__).parent / "data" / "dnn" / "lenet_collapsed.pt"
+    record, values, residuals = spectrum(model, k=300, n_eval=500, data_root="", progress=False)
+    assert record["converged"] and record["solver"] == "block" and np.all(np.isfinite(values))
+    assert record["status"] == "skipped" and "the Hessian's rank is below K" in record["reason"]
+    assert "did not learn" in record["reason"] and record["replaced"] > 0
+    assert 5 <= int(np.count_nonzero(values > record["noise_floor"])) <= 30

@@ -7,7 +7,7 @@ import torch
 
 from .eigensolvers import top_eigenpairs
 from .fit import FIT_KEYS, FitError, power_law_fit
-from .training import data_for, load_model, pick_device
+from .training import data_for, learned, load_model, pick_device
 
 RUN_KEYS = (
     "run",
@@ -24,6 +24,7 @@ RUN_KEYS = (
     "label_noise",
     "n_params",
     "train_loss",
+    "train_acc",
     "test_acc",
 )
 SPECTRUM_KEYS = (
@@ -39,9 +40,12 @@ SPECTRUM_KEYS = (
     "device",
     "n_modes",
     "lambda_max",
+    "noise_floor",
     "converged",
     "max_residual",
     "residual_kind",
+    "orthogonality",
+    "replaced",
     "steps",
     "hvp_count",
     "data_passes",
@@ -68,7 +72,7 @@ def spectrum(
     model_path,
     k=1000,
     n_eval=0,
-    solver="lanczos",
+    solver="block",
     tol=1e-3,
     dtype="float32",
     device="auto",
@@ -127,25 +131,41 @@ def spectrum(
         device=device,
         n_modes=len(values),
         lambda_max=float(values[0]),
+        noise_floor=float(result.noise_floor),
         converged=bool(result.converged),
         max_residual=float(np.max(result.residuals)),
         residual_kind=result.residual_kind,
+        orthogonality=float(result.orthogonality),
+        replaced=int(result.replaced),
         steps=result.steps,
         hvp_count=result.hvp_count,
         data_passes=result.data_passes,
     )
-    fit_record(record, values, k)
+    fit_record(record, values, k, chance=1 / meta['classes'])
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record, values, result.residuals
 
 
-def fit_record(record, values, k):
+def fit_record(record, values, k, chance=None):
     """Fill the fit and eigengap-fit keys; no verdict unless the solver converged (except for
     the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
-    that is the method; `converged` and `max_residual` say how good they are)."""
+    that is the method; `converged` and `max_residual` say how good they are), and none when
+    fewer than K eigenvalues lie above the solver's noise floor (a Hessian of rank below K)."""
     if not record["converged"] and record["solver"] not in ("slq", "power"):
         record.update(
-            status="not_converged", reason=f"{record['solver']} did not converge to tol {record['tol']}"
+            status="not_converged",
+            reason=f"{record['solver']} did not converge to tol {record['tol']} in {record.get('steps')} "
+            f"columns (worst residual {record.get('max_residual', float('nan')):.2g}); "
+            "try a larger --steps-per-k or a looser --tol",
+        )
+        return
+    floor = record.get("noise_floor") or 0.0
+    above = int(np.count_nonzero(np.asarray(values) > floor))
+    if above < k:
+        record.update(
+            status="skipped",
+            reason=f"only {above} of the top-{k} eigenvalues exceed the noise floor {floor:.2g} "
+            f"(zero to working precision): the Hessian's rank is below K{_collapse_hint(record, chance)}",
         )
         return
     try:
@@ -160,3 +180,11 @@ def fit_record(record, values, k):
     except FitError as err:
         record["reason"] = f"eigengap fit: {err}"
     record["status"] = "ok"
+
+
+def _collapse_hint(record, chance):
+    """'; the network did not learn (...)' when a trained run ended at chance accuracy."""
+    acc = record.get("train_acc")
+    if record.get("epochs") and acc is not None and chance and not learned(acc, 1 / chance):
+        return f"; the network did not learn (training accuracy {acc:.3f}, chance {chance:.3f})"
+    return ""

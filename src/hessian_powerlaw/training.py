@@ -238,10 +238,22 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
         "in_shape": list(x_train.shape[1:]),
         "classes": data["classes"],
     }
+    if epochs and not learned(train_acc, data["classes"]):
+        print(
+            f"train: warning: training accuracy {train_acc:.3f} is at chance ({1 / data['classes']:.3f}): "
+            f"the network did not learn (diverged or dead units); try a lower --lr than {spec['lr']:g} "
+            "or another --seed",
+            file=sys.stderr,
+        )
     _save({"state_dict": model.state_dict(), "meta": meta}, out)
     if metrics:
         write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
     return model, meta
+
+
+def learned(train_acc, classes):
+    """Whether a training accuracy is clearly above chance (1/classes)."""
+    return train_acc > 1.5 / classes
 
 
 def _scheduler(optimizer, spec):
