@@ -229,7 +229,8 @@ class DenseOperator:
 
 
 def _low_rank(n=2000, rank=5):
-    u, _ = torch.linalg.qr(torch.randn(n, rank, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(n, rank, generator=gen, dtype=torch.float64))
     values = torch.logspace(0, -2, rank, dtype=torch.float64)
     return u @ torch.diag(values) @ u.T, values.numpy()
 

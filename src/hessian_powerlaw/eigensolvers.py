@@ -237,7 +237,8 @@ def _next_block(w, basis, gen, floor, health):
         r[weak] = 0
         keep = q[:, ~weak]
         fresh = _orthogonalize(_random_block(len(q), count, gen, q.dtype, q.device), basis, keep)
-        fresh, _ = torch.linalg.qr(_orthogonalize(fresh / torch.linalg.vector_norm(fresh, dim=0), basis, keep))
+        fresh = fresh / torch.linalg.vector_norm(fresh, dim=0)
+        fresh, _ = torch.linalg.qr(_orthogonalize(fresh, basis, keep))
         q[:, weak] = fresh
     return q, r
 
