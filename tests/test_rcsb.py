@@ -5,6 +5,8 @@ import json
 import socket
 import struct
 import threading
+import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -14,8 +16,28 @@ from hessian_powerlaw import cli, rcsb
 from hessian_powerlaw.config import defaults
 
 FIXTURES = ROOT / "tests" / "data" / "rcsb"
-CIF_GZ = gzip.compress((EDGE / "4i39.cif").read_bytes())
+CIF_TEXT = (EDGE / "4i39.cif").read_text()
+
+
+def cif_gz(entry):
+    """The 4I39 fixture relabelled as `entry` (a server answers with the entry asked for)."""
+    return gzip.compress(CIF_TEXT.replace("4I39", entry).encode(), mtime=0)
+
+
+CIF_GZ = cif_gz("4HHB")
 QUERY = defaults()["pdb"]["query"]
+
+
+def _bomb(size):
+    """A gzip of `size` bytes of mmCIF-looking text, built in pieces (never held inflated)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = b"data_5BMB\n_atom_site.id\n"
+    line = b"1 " * 32768
+    parts = [packer.compress(head)] + [packer.compress(line) for _ in range(size // len(line))]
+    return b"".join(parts) + packer.flush()
+
+
+BOMB = _bomb(300 * 2**20)
 
 
 class Server:
@@ -58,12 +80,34 @@ class Server:
                 name = self.path.rsplit("/", 1)[-1]
                 entry = name.split(".")[0]
                 if entry in ("4HHB", "1AKI", "5CNA", "7TAA"):
-                    return self._send(200, CIF_GZ)
+                    return self._send(200, cif_gz(entry))
                 if entry in owner.flaky:
                     if owner.flaky[entry] > 0:
                         owner.flaky[entry] -= 1
                         return self._send(429, b"slow down", [("Retry-After", "0")])
-                    return self._send(200, CIF_GZ)
+                    return self._send(200, cif_gz(entry))
+                if entry == "1WRG":  # another entry's file
+                    return self._send(200, cif_gz("4HHB"))
+                if entry == "2RDR":  # a redirect to another host
+                    return self._send(302, b"", [("Location", "http://localhost:9/download/2RDR.cif.gz")])
+                if entry == "3BIG":  # announces 1 TB
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(10**12))
+                    self.end_headers()
+                    self.wfile.write(b"x" * 1000)
+                    return None
+                if entry == "4DRP":  # one byte every 0.5 s
+                    self.send_response(200)
+                    self.end_headers()
+                    for byte in cif_gz(entry)[:8]:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                    return None
+                if entry == "5BMB":  # 300 MB of mmCIF in a small gzip
+                    return self._send(200, BOMB)
+                if entry == "6WAI":
+                    return self._send(503, b"busy", [("Retry-After", "86400")])
                 if owner.broken.get(entry, 0) > 0:
                     owner.broken[entry] -= 1
                     if entry == "8RST":  # connection reset without an answer
@@ -77,7 +121,7 @@ class Server:
                     self.close_connection = True
                     return None
                 if entry in owner.broken:
-                    return self._send(200, CIF_GZ)
+                    return self._send(200, cif_gz(entry))
                 if entry == "5ERR":
                     return self._send(500, b"internal error")
                 if entry == "6TRN":
@@ -156,19 +200,43 @@ def test_downloads_retry_verify_and_never_cache_bad_files(server, tmp_path):
         "8RST.cif.gz",
         "9TRC.cif.gz",
     ]
+    assert (tmp_path / "2REG.cif.gz").read_bytes() == cif_gz("2REG")
     assert server.requests.count("/download/5ERR.cif.gz") == 3  # 1 + 2 retries
     assert server.requests.count("/download/9ZZZ.cif.gz") == 1  # 404 is not retried
     assert not any("etc" in r for r in server.requests)
     gzip.decompress((tmp_path / "4HHB.cif.gz").read_bytes())
 
 
+def test_hostile_servers_are_bounded_and_wrong_files_refused(server, tmp_path):
+    """Another entry's file, a redirect to another host, a 1 TB Content-Length, a byte drip, a
+    gzip bomb and Retry-After 86400: each a failed row with its reason, in bounded time and
+    memory, nothing cached."""
+    ids = ["1WRG", "2RDR", "3BIG", "4DRP", "5BMB", "6WAI"]
+    start = time.monotonic()
+    rows = rcsb.download_entries(ids, tmp_path, f"{server.url}/download", retries=1, timeout=2, backoff=0.01)
+    assert time.monotonic() - start < 30
+    status = {r["pdb_id"]: r for r in rows}
+    assert all(r["status"] == "failed" for r in rows), rows
+    assert "holds entry 4HHB, not 1WRG" in status["1WRG"]["reason"]
+    assert "refused redirect" in status["2RDR"]["reason"]
+    assert "larger than" in status["3BIG"]["reason"]
+    assert "more than 2 s" in status["4DRP"]["reason"]
+    assert "a gzip bomb" in status["5BMB"]["reason"]
+    assert "retry after 86400 s" in status["6WAI"]["reason"]
+    assert server.requests.count("/download/6WAI.cif.gz") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cache_is_reused_and_bad_cache_replaced(server, tmp_path):
     (tmp_path / "4HHB.cif.gz").write_bytes(CIF_GZ)
     (tmp_path / "1AKI.cif.gz").write_bytes(CIF_GZ[:100])  # a truncated leftover
-    rows = rcsb.download_entries(["4HHB", "1AKI"], tmp_path, f"{server.url}/download", retries=0, backoff=0)
-    assert [r["status"] for r in rows] == ["cached", "downloaded"]
-    assert server.requests == ["/download/1AKI.cif.gz"]
-    assert (tmp_path / "1AKI.cif.gz").read_bytes() == CIF_GZ
+    (tmp_path / "5CNA.cif.gz").write_bytes(CIF_GZ)  # another entry's file under this name
+    rows = rcsb.download_entries(
+        ["4HHB", "1AKI", "5CNA"], tmp_path, f"{server.url}/download", retries=0, backoff=0
+    )
+    assert [r["status"] for r in rows] == ["cached", "downloaded", "downloaded"]
+    assert server.requests == ["/download/1AKI.cif.gz", "/download/5CNA.cif.gz"]
+    assert (tmp_path / "1AKI.cif.gz").read_bytes() == cif_gz("1AKI")
 
 
 def test_validate_id():

@@ -20,12 +20,18 @@ def anm_hessian(coords, cutoff=9.0, gamma=1.0):
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise ValueError(f"coordinates must have shape (N, 3), got {coords.shape}")
-    if cutoff <= 0:
-        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    if not (np.isfinite(cutoff) and cutoff > 0 and np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"cutoff and gamma must be positive and finite, got {cutoff}, {gamma}")
+    if not np.all(np.isfinite(coords)):
+        raise ValueError("coordinates must be finite")
     n = len(coords)
     i, j = contact_pairs(coords, cutoff)
     r = coords[j] - coords[i]
-    blocks = (-gamma / np.einsum("pk,pk->p", r, r))[:, None, None] * (r[:, :, None] * r[:, None, :])
+    d2 = np.einsum("pk,pk->p", r, r)
+    if np.any(d2 <= 0):
+        p = int(np.argmin(d2))
+        raise ValueError(f"atoms {i[p]} and {j[p]} are at the same position: the ANM is undefined")
+    blocks = (-gamma / d2)[:, None, None] * (r[:, :, None] * r[:, None, :])
     hessian = np.zeros((n, 3, n, 3))
     hessian[i, :, j, :] = blocks
     hessian[j, :, i, :] = blocks

@@ -8,6 +8,7 @@ import argparse
 import datetime
 import glob
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,31 +28,60 @@ def resolve(args, names, paths=None):
     return values
 
 
-def _k_value(text):
+def _number(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"K must be a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _k_value(text):
+    value = _number(text)
     if value <= 0 or (value >= 1 and value != int(value)):
         raise argparse.ArgumentTypeError(f"K must be a fraction in (0, 1) or an integer count, got {text}")
     return value
 
 
 def _positive(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
-def _count(text):
-    value = int(text)
+def _non_negative(text):
+    value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _fraction(text):
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _integer(text, least):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, got {text}")
+    return value
+
+
+def _count(text):
+    return _integer(text, 0)
+
+
+def _positive_int(text):
+    return _integer(text, 1)
 
 
 # ---------------------------------------------------------------- entries
@@ -62,9 +92,11 @@ def read_entries(path, batch=None, batch_size=None):
     from .tables import read_tsv
 
     rows = read_tsv(path)
+    if rows and not {"pdb_id", "path"} <= set(rows[0]):
+        raise ConfigError(f"{path}: an entries file needs the columns pdb_id and path")
     if batch is not None:
         rows = rows[batch * batch_size : (batch + 1) * batch_size]
-    return [{"pdb_id": str(r["pdb_id"]), "path": str(r["path"])} for r in rows]
+    return [{"pdb_id": r["pdb_id"] or "", "path": r["path"] or ""} for r in rows]
 
 
 def local_entries(pattern):
@@ -407,9 +439,16 @@ def _dnn_items(paths):
 def _protein_items(records, records_dir, per_bin):
     """(title, sigma, record) of fitted proteins: per size bin, those closest to the median s."""
     from .atomic import load_npy
+    from .structure import SAFE_NAME
     from .tables import SIZE_BINS
 
-    ok = [r for r in records if r["status"] == "ok" and (Path(records_dir) / f"{r['pdb_id']}.npy").is_file()]
+    ok = [
+        r
+        for r in records
+        if r["status"] == "ok"
+        and SAFE_NAME.match(r["pdb_id"] or "")
+        and (Path(records_dir) / f"{r['pdb_id']}.npy").is_file()
+    ]
     chosen = []
     for _, low, high in SIZE_BINS:
         members = [r for r in ok if low <= 3 * r["n_residues"] < high]
@@ -496,14 +535,14 @@ def build_parser():
     p.add_argument("--source", choices=("local", "rcsb"))
     p.add_argument("--local", help="directory or glob of structure files (source local)")
     p.add_argument("--cache", help="download cache; entries' paths point into it (source rcsb)")
-    p.add_argument("--min-residues", type=int)
-    p.add_argument("--max-residues", type=int)
+    p.add_argument("--min-residues", type=_count)
+    p.add_argument("--max-residues", type=_count)
     p.add_argument("--query-url")
     p.add_argument("--method", help="experimental method (X-RAY DIFFRACTION)")
     p.add_argument("--max-resolution", type=_positive)
     p.add_argument("--polymer-types", help="selected polymer entity types (Protein (only))")
     p.add_argument("--identity-cutoff", type=int, choices=(30, 40, 50, 70, 90, 95, 100))
-    p.add_argument("--rows-per-page", type=int)
+    p.add_argument("--rows-per-page", type=_positive_int)
     p.add_argument("--max-entries", type=_count, help="keep the first N entries (0: all)")
     p.add_argument("--out", required=True, help="entries TSV (pdb_id, path) with provenance header")
     p.set_defaults(func=cmd_select)
@@ -514,7 +553,7 @@ def build_parser():
     _batch_args(p)
     p.add_argument("--cache")
     p.add_argument("--base-url", help="https://files.rcsb.org/download or a mirror")
-    p.add_argument("--workers", type=int)
+    p.add_argument("--workers", type=_positive_int)
     p.add_argument("--retries", type=_count)
     p.add_argument("--timeout", type=_positive)
     p.add_argument("--out", required=True, help="status TSV (pdb_id, path, status, reason)")
@@ -531,8 +570,8 @@ def build_parser():
     p.add_argument("--k", type=_k_value, help="fraction of non-zero modes (0.1) or a count (1000)")
     p.add_argument("--zero-mode-tol", type=_positive, help="relative zero-mode threshold (1e-12)")
     p.add_argument("--disconnected", choices=("exclude", "flag"), help="more than 6 zero modes")
-    p.add_argument("--min-residues", type=int)
-    p.add_argument("--max-residues", type=int)
+    p.add_argument("--min-residues", type=_count)
+    p.add_argument("--max-residues", type=_count)
     p.add_argument("--eigen-backend", choices=("auto", "scipy", "torch"))
     p.add_argument(
         "--no-compare",
@@ -565,13 +604,13 @@ def build_parser():
     p.add_argument("--epochs", type=_count, default=50, help="0 saves the random initialisation")
     p.add_argument("--optimizer", default="sgd", choices=_sweep_enum("optimizer"))
     p.add_argument("--lr", type=_positive, help="learning rate (default: the study's for the optimizer)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--weight-decay", type=_non_negative)
+    p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--seed", type=_count, default=0)
-    p.add_argument("--depth", type=int, default=2, help="hidden layers (fcn, lnn)")
-    p.add_argument("--width", type=int, default=100, help="hidden width (fcn, lnn)")
+    p.add_argument("--depth", type=_positive_int, default=2, help="hidden layers (fcn, lnn)")
+    p.add_argument("--width", type=_positive_int, default=100, help="hidden width (fcn, lnn)")
     p.add_argument("--normalization", choices=("pixel", "global", "none"))
-    p.add_argument("--label-noise", type=float, help="fraction of random training labels")
+    p.add_argument("--label-noise", type=_fraction, help="fraction of random training labels")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--schedule", default="step", choices=("step", "constant"), help="learning-rate schedule")
     p.add_argument("--checkpoint", help="per-epoch checkpoint for resuming (default OUT.ckpt)")
@@ -580,9 +619,9 @@ def build_parser():
     g.add_argument("--curvature-every", type=_count, default=0, help="epochs between measurements (0: none)")
     g.add_argument("--curvature-n-eval", type=_count, help="Hessian over the first N training images")
     g.add_argument("--curvature-estimator", choices=("hutchpp", "hutchinson"), help="trace estimator")
-    g.add_argument("--curvature-n-hvps", type=int, help="products per trace estimate")
-    g.add_argument("--curvature-top-k", type=int, help="top eigenvalues per measurement")
-    g.add_argument("--curvature-bottom-k", type=int, help="bottom eigenvalues per measurement")
+    g.add_argument("--curvature-n-hvps", type=_positive_int, help="products per trace estimate")
+    g.add_argument("--curvature-top-k", type=_positive_int, help="top eigenvalues per measurement")
+    g.add_argument("--curvature-bottom-k", type=_positive_int, help="bottom eigenvalues per measurement")
     g.add_argument("--curvature-tol", type=_positive, help="Lanczos tolerance of the extreme eigenvalues")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="model file (state dict + settings)")
@@ -591,16 +630,18 @@ def build_parser():
     p = sub.add_parser("dnn-spectrum", help="top-K loss-Hessian eigenvalues of a model and their fit")
     _config_arg(p)
     p.add_argument("model_file", metavar="MODEL")
-    p.add_argument("--k", type=int, help="number of top eigenvalues (1000)")
+    p.add_argument("--k", type=_positive_int, help="number of top eigenvalues (1000)")
     p.add_argument("--n-eval", type=_count, help="Hessian over the first N training images (0: all)")
     p.add_argument("--solver", choices=("lanczos", "block", "arpack", "slq", "power"))
     p.add_argument(
-        "--block-size", type=int, help="vectors per product of the block solver (16; at most K/4 used)"
+        "--block-size",
+        type=_positive_int,
+        help="vectors per product of the block solver (16; at most K/4 used)",
     )
     p.add_argument(
         "--hessian", choices=("auto", "autograd", "sequential"), help="Hessian-product implementation"
     )
-    p.add_argument("--slq-steps", type=int, help="Lanczos steps of the slq solver (3000)")
+    p.add_argument("--slq-steps", type=_positive_int, help="Lanczos steps of the slq solver (3000)")
     p.add_argument(
         "--weight-decay-term",
         action="store_true",
@@ -622,7 +663,7 @@ def build_parser():
 
     p = sub.add_parser("fidelity", help="beta at several K for every spectrum variant of the trained runs")
     p.add_argument("records", nargs="+", metavar="JSON", help="spectrum records (their .npy beside them)")
-    p.add_argument("--k", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--k", type=_positive_int, nargs="+", default=[100, 300, 1000])
     p.add_argument("--out", required=True, help="TSV")
     p.add_argument("--markdown", required=True)
     p.add_argument("--figure", required=True, help="PNG path (a PDF is written beside it)")
@@ -664,7 +705,7 @@ def build_parser():
     p = sub.add_parser("plots", help="rank-size, overlay, histogram, sweep and eigengap figures")
     p.add_argument("--proteins", help="per-protein TSV")
     p.add_argument("--protein-records", default="results/protein/records", help="directory of {ID}.npy")
-    p.add_argument("--per-bin", type=int, default=2, help="protein panels per size bin")
+    p.add_argument("--per-bin", type=_count, default=2, help="protein panels per size bin")
     p.add_argument("--dnn-records", nargs="*", default=[], metavar="JSON", help="with .npy beside them")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_plots)
@@ -686,14 +727,14 @@ def _config_arg(p):
 
 def _batch_args(p):
     p.add_argument("--batch", type=_count, help="batch index (with --batch-size)")
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=_positive_int, default=50)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, OSError, ValueError, RuntimeError) as err:
         print(f"hessian-powerlaw {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 """Configuration: one JSON schema for the workflow and the command line."""
 
+import math
 from pathlib import Path
 
 import jsonschema
@@ -37,6 +38,7 @@ def validate(config, source="config"):
     """Validate `config` in place (filling defaults); raise ConfigError naming the key."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
+    _check_finite(config, source)
     validator = _with_defaults(jsonschema.Draft202012Validator)(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -47,7 +49,24 @@ def validate(config, source="config"):
     return config
 
 
+def _check_finite(value, source, where=()):
+    """NaN and inf pass JSON-schema bounds (every comparison with NaN is false): refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{source}: {'.'.join(map(str, where)) or '(top level)'}: {value} is not a finite number"
+        )
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _check_finite(item, source, (*where, key))
+
+
 def _check_consistency(config, source):
+    results = config["results"]
+    if results.startswith("/") or ".." in Path(results).parts:
+        raise ConfigError(
+            f"{source}: results: {results!r} leads outside the working directory; "
+            "use a relative path below it"
+        )
     pdb = config["pdb"]
     if pdb["min_residues"] > pdb["max_residues"]:
         raise ConfigError(f"{source}: pdb.min_residues is larger than pdb.max_residues")
@@ -56,15 +75,28 @@ def _check_consistency(config, source):
         raise ConfigError(f"{source}: fit.k: a count must be an integer, got {k}")
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path):
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file (at most 1 MiB, no YAML aliases: a 'billion
+    laughs' document is refused before it expands)."""
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({err})") from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(f"{path}: YAML aliases (*name) are not allowed in a config")
+        config = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     return validate(config, source=str(path))
 
 

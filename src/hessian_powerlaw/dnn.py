@@ -141,7 +141,7 @@ def spectrum(
         hvp_count=result.hvp_count,
         data_passes=result.data_passes,
     )
-    fit_record(record, values, k, chance=1 / meta['classes'])
+    fit_record(record, values, k, chance=1 / meta["classes"])
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record, values, result.residuals
 

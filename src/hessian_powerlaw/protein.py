@@ -1,6 +1,7 @@
 """Per-entry protein analysis: structure -> ANM eigenvalues -> inverted spectrum -> fit."""
 
 import functools
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -8,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from . import anm
-from .atomic import save_npy, write_json
+from .atomic import load_npy, save_npy, write_json
 from .config import defaults, settings
 from .fit import FIT_KEYS, FitError, power_law_fit, resolve_k
 from .spectrum import RIGID_BODY_MODES, inverted_spectrum
-from .structure import StructureError, entry_id, read_calpha
+from .structure import StructureError, entry_id, read_calpha, validate_name
 
 SETTINGS = (
     "cutoff",
@@ -92,6 +93,10 @@ def analyse(path, cfg=None, source="local"):
         record["reason"] = err.args[0]
     except MemoryError:
         record["reason"] = "out of memory building the Hessian"
+    except np.linalg.LinAlgError as err:
+        record["reason"] = f"eigenvalue solver failed ({err})"
+    except Exception as err:  # one entry's defect must not lose the batch: it gets a reason
+        record["reason"] = f"analysis failed ({type(err).__name__}: {err})"
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record, sigma
 
@@ -141,23 +146,61 @@ def settings_key(cfg):
 
 def analyse_cached(path, records_dir, cfg=None, source="local", pdb_id=None):
     """Like analyse(), but reuse `records_dir/{id}.json` when it was made with the same
-    settings from the same file, and write the record and spectrum atomically otherwise."""
+    settings from a file with the same content (SHA-256) and, for a fitted entry, its spectrum
+    `{id}.npy` is intact; otherwise analyse and write the spectrum, then the record, atomically.
+    An id that cannot name a file gives a failed record and writes nothing."""
     cfg = {**default_settings(), **(cfg or {})}
-    pdb_id = pdb_id or entry_id(path)
+    pdb_id = entry_id(path) if pdb_id is None else pdb_id
+    try:
+        validate_name(pdb_id)
+    except StructureError as err:
+        record = new_record(path, source)
+        record.update(pdb_id=str(pdb_id)[:64], reason=err.args[0])
+        return record
     records_dir = Path(records_dir)
-    record_path = records_dir / f"{pdb_id}.json"
-    if record_path.is_file():
-        try:
-            saved = json.loads(record_path.read_text())
-            if saved.get("settings") == settings_key(cfg) and saved["record"]["file"] == str(path):
-                return saved["record"]
-        except (ValueError, KeyError, TypeError):
-            pass  # unreadable or old record: recompute
+    record_path, spectrum_path = records_dir / f"{pdb_id}.json", records_dir / f"{pdb_id}.npy"
+    digest = _sha256(path)
+    key = {"settings": settings_key(cfg), "file": str(path), "sha256": digest}
+    saved = _saved_record(record_path, spectrum_path, key) if digest else None
+    if saved is not None:
+        return saved
     record, sigma = analyse(path, cfg, source)
     if sigma is not None:
-        save_npy(records_dir / f"{pdb_id}.npy", sigma)
-    write_json(record_path, {"settings": settings_key(cfg), "record": _jsonable(record)})
+        save_npy(spectrum_path, sigma)
+    else:
+        spectrum_path.unlink(missing_ok=True)  # a stale spectrum must not sit beside a new record
+    if digest:
+        write_json(record_path, {**key, "record": _jsonable(record)})
     return record
+
+
+def _sha256(path):
+    """Hex SHA-256 of a file's bytes, or None when it cannot be read (analyse() says why)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _saved_record(record_path, spectrum_path, key):
+    """The saved record when it was made from this content with these settings and, if fitted,
+    its spectrum file loads with the recorded number of finite modes; else None."""
+    try:
+        saved = json.loads(record_path.read_text())
+        if any(saved.get(name) != value for name, value in key.items()):
+            return None
+        record = saved["record"]
+        if record["status"] == "ok":
+            sigma = load_npy(spectrum_path)
+            if sigma.shape != (record["n_modes"],) or not np.all(np.isfinite(sigma)):
+                return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, unreadable or old: recompute
 
 
 def _jsonable(record):

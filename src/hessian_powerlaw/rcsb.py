@@ -2,7 +2,6 @@
 
 import datetime
 import email.utils
-import gzip
 import http.client
 import io
 import json
@@ -11,13 +10,14 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import __version__
 from .atomic import write_bytes
-from .structure import PDB_ID
+from .structure import MAX_TEXT_BYTES, PDB_ID, StructureError, gunzip
 
 USER_AGENT = f"hessian-powerlaw/{__version__} (+https://github.com/hessian-powerlaw/hessian-powerlaw)"
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -86,8 +86,30 @@ def build_query(query, min_residues, max_residues, start=0):
     }
 
 
-def request(url, data=None, retries=5, timeout=60, backoff=1.0):
-    """GET (or POST JSON `data`) with retries on 429/5xx/timeouts; returns (status, body)."""
+MAX_RESPONSE_BYTES = 256 * 2**20  # no mmCIF.gz the study can use comes near this
+MAX_RETRY_AFTER = 120.0  # seconds: a server asking for a longer pause is given up on, not waited for
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only within the host asked (a mirror must not send us elsewhere)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if (new.scheme, new.netloc) != (old.scheme, old.netloc):
+            raise DownloadError(f"refused redirect from {req.full_url} to another host ({newurl})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameHostRedirects)
+
+
+def request(url, data=None, retries=5, timeout=60, backoff=1.0, max_bytes=MAX_RESPONSE_BYTES):
+    """GET (or POST JSON `data`) with retries on 429/5xx/timeouts; returns (status, body).
+
+    Each attempt has `timeout` seconds in all (a server that drips bytes is cut off), a body
+    over `max_bytes` is refused (by its Content-Length before reading, else while reading), a
+    Retry-After above MAX_RETRY_AFTER ends the retries, redirects stay on the same host.
+    """
     body = None if data is None else json.dumps(data).encode()
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if body is not None:
@@ -97,18 +119,42 @@ def request(url, data=None, retries=5, timeout=60, backoff=1.0):
         req = urllib.request.Request(url, data=body, headers=headers)
         wait = backoff * 2**attempt * (1 + 0.25 * random.random())
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
+            with _OPENER.open(req, timeout=timeout) as resp:
+                return resp.status, _read_body(resp, url, timeout, max_bytes)
         except urllib.error.HTTPError as err:
             if err.code not in RETRY_STATUS:
                 raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from None
             last = f"HTTP {err.code}"
-            wait = max(wait, _retry_after(err.headers.get("Retry-After")))
+            asked = _retry_after(err.headers.get("Retry-After"))
+            if asked > MAX_RETRY_AFTER:
+                raise DownloadError(
+                    f"HTTP {err.code} for {url}: the server asks to retry after {asked:.0f} s "
+                    f"(more than {MAX_RETRY_AFTER:.0f} s); try again later"
+                ) from None
+            wait = max(wait, asked)
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
             last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
         if attempt < retries:
-            time.sleep(min(wait, 300))
+            time.sleep(min(wait, MAX_RETRY_AFTER))
     raise DownloadError(f"{last} for {url} after {retries + 1} attempts")
+
+
+def _read_body(resp, url, timeout, max_bytes):
+    """The response body, read in chunks within `timeout` seconds in all and `max_bytes`."""
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise DownloadError(f"{url}: response of {int(length)} bytes is larger than {max_bytes} bytes")
+    deadline, chunks, size = time.monotonic() + timeout, [], 0
+    while True:
+        chunk = resp.read1(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise DownloadError(f"{url}: response larger than {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"transfer took more than {timeout} s")
+        chunks.append(chunk)
 
 
 def _retry_after(value):
@@ -117,7 +163,10 @@ def _retry_after(value):
     try:
         return float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
         return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
@@ -143,16 +192,20 @@ def search_entries(query, min_residues, max_residues, retries=5, timeout=60, bac
     return list(dict.fromkeys(ids))
 
 
-def verify_mmcif_gz(data):
-    """Raise ValueError unless `data` is a complete gzip of a parseable mmCIF with atoms."""
+def verify_mmcif_gz(data, pdb_id=None):
+    """Raise ValueError unless `data` is a complete gzip of a parseable mmCIF with atoms (of
+    entry `pdb_id`, when given: a mirror answering with another entry is caught)."""
     from Bio.PDB import MMCIFParser
 
     try:
-        text = gzip.decompress(data).decode("latin-1")
-    except (OSError, EOFError) as err:
-        raise ValueError(f"corrupt gzip ({err})") from None
+        text = gunzip(data, MAX_TEXT_BYTES).decode("latin-1")
+    except StructureError as err:
+        raise ValueError(err.args[0]) from None
     if not text.lstrip().startswith("data_") or "_atom_site." not in text:
         raise ValueError("not an mmCIF file with atom records")
+    block = text.lstrip()[5:].split(None, 1)[0].upper() if len(text.lstrip()) > 5 else ""
+    if pdb_id is not None and block != pdb_id.upper():
+        raise ValueError(f"the file holds entry {block[:20] or '(unnamed)'}, not {pdb_id.upper()}")
     try:
         MMCIFParser(QUIET=True).get_structure("check", io.StringIO(text))
     except Exception as err:
@@ -174,7 +227,7 @@ def fetch_entry(pdb_id, cache, base_url, retries=5, timeout=60, backoff=1.0):
     row["path"] = str(path)
     if path.is_file():
         try:
-            verify_mmcif_gz(path.read_bytes())
+            verify_mmcif_gz(path.read_bytes(), pdb_id)
             row["status"] = "cached"
             return row
         except ValueError:
@@ -184,7 +237,7 @@ def fetch_entry(pdb_id, cache, base_url, retries=5, timeout=60, backoff=1.0):
     for attempt in range(attempts):
         try:
             _, data = request(url, None, retries, timeout, backoff)
-            verify_mmcif_gz(data)
+            verify_mmcif_gz(data, pdb_id)
         except DownloadError as err:
             row["reason"] = str(err)
             return row

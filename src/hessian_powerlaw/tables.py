@@ -41,11 +41,21 @@ def write_tsv(path, rows, columns):
     write_text(path, to_tsv(rows, columns))
 
 
+# Columns that hold names, never numbers: a PDB id such as 1E10 must not become 1e+10.
+TEXT_COLUMNS = frozenset(
+    ("pdb_id", "path", "file", "run", "status", "reason", "source", "method", "variant", "bin_3n")
+)
+
+
 def read_tsv(path):
-    """Rows of a TSV written by write_tsv, with numbers and booleans converted back."""
+    """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
+    TEXT_COLUMNS, which stay text; empty cells are None)."""
     with open(path, newline="") as handle:
         lines = [line for line in handle if not line.startswith("#")]
-    return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(lines, delimiter="\t")]
+    return [
+        {k: (v or None) if k in TEXT_COLUMNS else _parse(v) for k, v in row.items()}
+        for row in csv.DictReader(lines, delimiter="\t")
+    ]
 
 
 def _parse(text):
