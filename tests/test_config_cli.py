@@ -187,3 +187,42 @@ def test_tables_size_bins(tmp_path):
     assert rows["1000-3000"]["beta_mean"] == pytest.approx(proteins["4HHB"]["beta"], rel=1e-5)
     assert "1.050 ± 0.175" in md.read_text() and "1 entries skipped" in md.read_text()
     assert read_tsv(fails)[0]["pdb_id"] == "1A8O"
+
+
+BILLION_LAUGHS = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (BILLION_LAUGHS, "YAML aliases (*name) are not allowed"),
+        ("fit:\n  k: .nan\n", "fit.k: nan is not a finite number"),
+        ("anm:\n  cutoff: .inf\n", "anm.cutoff: inf is not a finite number"),
+        ("dnn:\n  spectrum:\n    tol: .nan\n", "dnn.spectrum.tol: nan is not a finite number"),
+        ("results: ../elsewhere\n", "results: '../elsewhere' leads outside the working directory"),
+        ("results: /tmp/out\n", "leads outside the working directory"),
+        ("fit: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_hostile_config_files_get_one_line_errors(tmp_path, capsys, text, fragment):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert cli.main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and fragment in err and str(path) in err, err
+
+
+def test_oversize_config_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_config(path)

@@ -222,3 +222,144 @@ def test_records_are_reused_on_resume(tmp_path):
     assert (tmp_path / "1AKI.npy").exists()
     assert record_file.stat().st_mode & 0o044  # readable by others as with a plain open(), not 0600
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _edit_cif_column(text, column, edit):
+    """mmCIF text with edit(field) applied to one _atom_site column in every atom row."""
+    lines = text.splitlines()
+    header = [line.strip() for line in lines if line.startswith("_atom_site.")]
+    at = header.index(column)
+    out = []
+    for line in lines:
+        if line.startswith(("ATOM", "HETATM")):
+            fields = line.split()
+            fields[at] = edit(fields[at])
+            line = " ".join(fields)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _pdb_with(name, edit):
+    """A bundled entry's PDB text with edit(line) applied to every ATOM/HETATM line."""
+    lines = pdb_text(name).splitlines()
+    return "".join((edit(x) if x.startswith(("ATOM", "HETATM")) else x) + "\n" for x in lines)
+
+
+def test_structures_that_used_to_crash_a_batch_get_reasons(tmp_path, monkeypatch):
+    """Coincident C-alpha atoms, duplicate chain IDs, unreadable files and gzip bombs: a failed
+    row with a reason each, and the other files of the same command still analysed."""
+    from hessian_powerlaw import cli
+
+    text = pdb_text("1aki")
+    second = next(
+        x for x in text.splitlines() if x.startswith("ATOM") and x[12:16] == " CA " and x[22:26] == "   2"
+    )
+    first = next(x for x in text.splitlines() if x.startswith("ATOM") and x[12:16] == " CA ")
+    same = text.replace(second, second[:30] + first[30:54] + second[54:], 1)
+    duplicate_chain = _pdb_with("4hhb", lambda x: x[:21] + "A" + x[22:] if x[21] == "C" else x)
+    bomb = gzip.compress(b"HEADER" + b" " * (300 * 2**20))
+    files = {
+        "same.pdb": (same, "C-alpha atoms at the same position, e.g. A:1 and A:2"),
+        "dupchain.pdb": (duplicate_chain, "chain ID A is used by two chains with the same residue numbers"),
+        "bomb.pdb.gz": (bomb, "decompresses to more than 256 MiB (a gzip bomb?)"),
+        "locked.pdb": (text, "cannot read the file (Permission denied)"),
+    }
+    paths = [_write(tmp_path, name, content) for name, (content, _) in files.items()]
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "locked.pdb":  # as chmod 000 would (the tests may run as root)
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    table = tmp_path / "t.tsv"
+    assert (
+        cli.main(
+            ["protein", *map(str, paths), str(BUNDLED / "1aki.pdb.gz"), "--no-compare", "--out", str(table)]
+        )
+        == 0
+    )
+    from hessian_powerlaw.tables import read_tsv
+
+    rows = {Path(r["file"]).name: r for r in read_tsv(table)}
+    for name, (_, reason) in files.items():
+        assert rows[name]["status"] == "failed" and reason in rows[name]["reason"], rows[name]["reason"]
+    assert rows["1aki.pdb.gz"]["status"] == "ok"
+
+
+def test_coordinates_far_from_the_origin_keep_float64_precision(tmp_path):
+    """The same mmCIF translated by 1e6 and 1e8 Angstrom gives the same fit: coordinates stay
+    float64 from the file (float32 rounds them to 0.06 A at 1e6 and merges atoms at 1e8)."""
+    text = (EDGE / "4i39.cif").read_text()
+    reference, _ = analyse(EDGE / "4i39.cif", {"compare": False})
+    assert reference["status"] == "ok"
+    for shift in (1e6, 1e8):
+        moved = text
+        for axis in "xyz":
+            moved = _edit_cif_column(
+                moved, f"_atom_site.Cartn_{axis}", lambda v, s=shift: f"{float(v) + s:.3f}"
+            )
+        record, _ = analyse(_write(tmp_path, f"moved{shift:.0e}.cif", moved), {"compare": False})
+        assert record["status"] == "ok", record["reason"]
+        assert record["beta"] == pytest.approx(reference["beta"], rel=1e-7)
+
+
+def test_entry_ids_that_are_not_file_names_are_refused(tmp_path):
+    """Ids from an entries list name record files: traversal, empty and overlong ids give
+    failed rows and write nothing outside (or inside) the records folder."""
+    from hessian_powerlaw import cli
+
+    good = BUNDLED / "1aki.pdb.gz"
+    bad = ["../../etc/passwd", "", "x" * 300, "a/b"]
+    entries = tmp_path / "entries.tsv"
+    entries.write_text("pdb_id\tpath\n" + "".join(f"{i}\t{good}\n" for i in [*bad, "1AKI"]))
+    records = tmp_path / "deep" / "records"
+    table = tmp_path / "t.tsv"
+    argv = [
+        "protein",
+        "--entries",
+        str(entries),
+        "--records",
+        str(records),
+        "--no-compare",
+        "--out",
+        str(table),
+    ]
+    assert cli.main(argv) == 0
+    from hessian_powerlaw.tables import read_tsv
+
+    rows = read_tsv(table)
+    assert [r["status"] for r in rows] == ["failed"] * 4 + ["ok"]
+    assert all("invalid entry id" in r["reason"] for r in rows[:4])
+    assert sorted(p.name for p in records.iterdir()) == ["1AKI.json", "1AKI.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "entries.tsv", "t.tsv"]
+
+
+def test_ids_that_look_like_numbers_stay_text(tmp_path):
+    from hessian_powerlaw import cli
+    from hessian_powerlaw.tables import read_tsv, write_tsv
+
+    entries = tmp_path / "e.tsv"
+    write_tsv(entries, [{"pdb_id": "1E10", "path": "a"}, {"pdb_id": "2E50", "path": "b"}], ("pdb_id", "path"))
+    assert [r["pdb_id"] for r in cli.read_entries(entries)] == ["1E10", "2E50"]
+    assert [r["pdb_id"] for r in read_tsv(entries)] == ["1E10", "2E50"]
+
+
+def test_record_reuse_checks_content_and_spectrum(tmp_path):
+    """A missing or truncated spectrum is rebuilt; new content at the same path is analysed
+    anew, never given the old record."""
+    path = _write(tmp_path, "entry.pdb.gz", (BUNDLED / "1aki.pdb.gz").read_bytes())
+    records = tmp_path / "records"
+    first = analyse_cached(path, records, {"compare": False}, pdb_id="ENTRY")
+    spectrum = records / "ENTRY.npy"
+    for damage in (lambda: spectrum.unlink(), lambda: spectrum.write_bytes(spectrum.read_bytes()[:200])):
+        damage()
+        again = analyse_cached(path, records, {"compare": False}, pdb_id="ENTRY")
+        assert again["beta"] == first["beta"] and np.load(spectrum).shape == (first["n_modes"],)
+    stamp = (records / "ENTRY.json").stat().st_mtime_ns
+    assert analyse_cached(path, records, {"compare": False}, pdb_id="ENTRY") == again  # reused
+    assert (records / "ENTRY.json").stat().st_mtime_ns == stamp
+    path.write_bytes((BUNDLED / "3ptb.pdb.gz").read_bytes())
+    other = analyse_cached(path, records, {"compare": False}, pdb_id="ENTRY")
+    assert other["n_residues"] != first["n_residues"] and np.load(spectrum).shape == (other["n_modes"],)

@@ -196,3 +196,68 @@ def test_cli_train_and_spectrum_contract(tmp_path):
     assert "weight decay excluded" in record["hessian"] and "sequential products" in record["hessian"]
     assert record["solver"] == "block" and record["block_size"] == 5  # min(16 requested, K/4)
     assert not (tmp_path / "m.pt.ckpt").exists()
+
+
+def test_model_metadata_cannot_allocate_a_network_the_file_does_not_hold(tmp_path):
+    """Metadata asking for width 10^6 (a 3 GB fcn) is checked against the weights on the
+    'meta' device: an error naming the file, not an allocation."""
+    import resource
+
+    spec = {**SPEC, "model": "fcn", "width": 16, "epochs": 0}
+    train(spec, tmp_path / "fcn.pt", progress=False, data=training.data_for(spec))
+    saved = torch.load(tmp_path / "fcn.pt", weights_only=True)
+    saved["meta"]["width"] = 10**6
+    torch.save(saved, tmp_path / "huge.pt")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TrainingError, match=r"huge.pt: not a model file .*size mismatch"):
+        load_model(tmp_path / "huge.pt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500 * 1024  # KiB: < 500 MB
+    model, _ = load_model(tmp_path / "fcn.pt")
+    assert all(p.requires_grad and p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("batch_size", 0),
+        ("batch_size", -1),
+        ("width", 0),
+        ("depth", -1),
+        ("lr", float("nan")),
+        ("epochs", -2),
+    ],
+)
+def test_impossible_training_settings_are_refused(tmp_path, key, value):
+    with pytest.raises(TrainingError, match=key):
+        train({**SPEC, key: value}, tmp_path / "m.pt", progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--batch-size", "0"],
+        ["train", "--batch-size", "-1"],
+        ["train", "--width", "0"],
+        ["train", "--depth", "-1"],
+        ["train", "--lr", "nan"],
+        ["train", "--label-noise", "1.5"],
+        ["dnn-spectrum", "m.pt", "--block-size", "0"],
+        ["dnn-spectrum", "m.pt", "--tol", "nan"],
+        ["dnn-spectrum", "m.pt", "--k", "inf"],
+        ["protein", "x.pdb", "--k", "inf"],
+        ["protein", "x.pdb", "--k", "nan"],
+        ["protein", "x.pdb", "--cutoff", "nan"],
+        ["protein", "x.pdb", "--gamma", "nan"],
+        ["protein", "x.pdb", "--zero-mode-tol", "nan"],
+        ["protein", "--entries", "e.tsv", "--batch", "0", "--batch-size", "-5"],
+    ],
+)
+def test_cli_refuses_impossible_options_in_one_line(argv, capsys):
+    from hessian_powerlaw import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--out", "o"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "error: argument" in err[-1] and "Traceback" not in "\n".join(err)

@@ -376,6 +376,10 @@ def top_eigenpairs(
         raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos solver only")
     if solver not in SOLVERS:
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
+    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+        raise SolverError(f"tol must be a positive finite number, got {tol}")
+    if solver == "block" and not (isinstance(block_size, int) and block_size >= 1):
+        raise SolverError(f"block_size must be a positive integer, got {block_size}")
     if not 1 <= k < op.n:
         raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
     if solver == "slq" and not (slq_steps and slq_steps >= k):

@@ -147,6 +147,7 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     if missing:
         raise TrainingError(f"run settings lack {', '.join(sorted(missing))}")
     spec = {key: spec[key] for key in SPEC_KEYS}
+    _check_spec(spec)
     if spec["lr"] is None:
         spec["lr"] = OPTIMIZERS[spec["optimizer"]][1] if spec["optimizer"] in OPTIMIZERS else None
     if spec["schedule"] not in SCHEDULES:
@@ -251,6 +252,21 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     return model, meta
 
 
+def _check_spec(spec):
+    """One-line errors for settings no training can use (before any data is loaded)."""
+    least = {"batch_size": 1, "epochs": 0, "depth": 1, "width": 1, "n_train": 0, "seed": 0}
+    for key, low in least.items():
+        value = spec[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise TrainingError(f"{key} must be an integer >= {low}, got {value!r}")
+    for key in ("lr", "weight_decay", "label_noise"):
+        value = spec[key]
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise TrainingError(f"{key} must be a finite number >= 0, got {value!r}")
+    if spec["lr"] is not None and spec["lr"] <= 0:
+        raise TrainingError(f"lr must be positive, got {spec['lr']}")
+
+
 def learned(train_acc, classes):
     """Whether a training accuracy is clearly above chance (1/classes)."""
     return train_acc > 1.5 / classes
@@ -339,14 +355,25 @@ def _progress(iterable, desc, enabled):
 
 
 def load_model(path, device="cpu"):
-    """(model in eval mode, meta) from a file written by train(); never unpickles objects."""
+    """(model in eval mode, meta) from a file written by train(); never unpickles objects.
+
+    The network is first built on the 'meta' device (no memory) and its shapes checked against
+    the saved weights, which are then assigned: metadata that asks for a huge network cannot
+    allocate anything before it is found not to match the file."""
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
         meta = saved["meta"]
-        model = build(meta["model"], tuple(meta["in_shape"]), meta["classes"], meta["depth"], meta["width"])
-        model.load_state_dict(saved["state_dict"])
+        shape = tuple(meta["in_shape"])
+        with torch.device("meta"):
+            model = build(meta["model"], shape, meta["classes"], meta["depth"], meta["width"])
+        model.load_state_dict(saved["state_dict"], assign=True)
     except FileNotFoundError:
         raise
     except Exception as err:
-        raise TrainingError(f"{path}: not a model file written by hessian-powerlaw train ({err})") from None
+        message = " ".join(str(err).split())
+        if len(message) > 300:
+            message = message[:300] + "..."
+        raise TrainingError(
+            f"{path}: not a model file written by hessian-powerlaw train ({message})"
+        ) from None
     return model.to(device).eval(), meta
