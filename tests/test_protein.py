@@ -363,3 +363,17 @@ def test_record_reuse_checks_content_and_spectrum(tmp_path):
     path.write_bytes((BUNDLED / "3ptb.pdb.gz").read_bytes())
     other = analyse_cached(path, records, {"compare": False}, pdb_id="ENTRY")
     assert other["n_residues"] != first["n_residues"] and np.load(spectrum).shape == (other["n_modes"],)
+
+
+def test_plots_leave_out_a_damaged_spectrum_with_a_warning(tmp_path, capsys):
+    from hessian_powerlaw import cli
+
+    records = tmp_path / "records"
+    rows = [
+        analyse_cached(BUNDLED / f"{name}.pdb.gz", records, {"compare": False}) for name in ("1aki", "3ptb")
+    ]
+    spectrum = records / "1AKI.npy"
+    spectrum.write_bytes(spectrum.read_bytes()[:150])
+    shown, overlay = cli._protein_items(rows, records, per_bin=2)
+    assert [item[0] for item in overlay] == ["3PTB"]
+    assert "1AKI.npy left out" in capsys.readouterr().err

@@ -437,27 +437,43 @@ def _dnn_items(paths):
 
 
 def _protein_items(records, records_dir, per_bin):
-    """(title, sigma, record) of fitted proteins: per size bin, those closest to the median s."""
-    from .atomic import load_npy
+    """(title, sigma, record) of fitted proteins: per size bin, those closest to the median s.
+    An entry whose spectrum file is missing or unreadable is left out, with a warning."""
     from .structure import SAFE_NAME
     from .tables import SIZE_BINS
 
-    ok = [
-        r
-        for r in records
-        if r["status"] == "ok"
-        and SAFE_NAME.match(r["pdb_id"] or "")
-        and (Path(records_dir) / f"{r['pdb_id']}.npy").is_file()
-    ]
+    spectra = {}
+    for r in records:
+        if r["status"] == "ok" and SAFE_NAME.match(r["pdb_id"] or ""):
+            sigma = _spectrum_file(Path(records_dir) / f"{r['pdb_id']}.npy", r["n_modes"])
+            if sigma is not None:
+                spectra[r["pdb_id"]] = sigma
+    ok = [r for r in records if r["pdb_id"] in spectra and r["status"] == "ok"]
     chosen = []
     for _, low, high in SIZE_BINS:
         members = [r for r in ok if low <= 3 * r["n_residues"] < high]
         if members:
             median = float(np.median([r["s"] for r in members]))
             chosen += sorted(members, key=lambda r: abs(r["s"] - median))[:per_bin]
-    load = lambda r: load_npy(Path(records_dir) / f"{r['pdb_id']}.npy")  # noqa: E731
     title = lambda r: f"{r['pdb_id']} ({r['n_residues']} Cα, 3N={3 * r['n_residues']})"  # noqa: E731
-    return [(title(r), load(r), r) for r in chosen], [(r["pdb_id"], load(r), r) for r in ok[:300]]
+    return [(title(r), spectra[r["pdb_id"]], r) for r in chosen], [
+        (r["pdb_id"], spectra[r["pdb_id"]], r) for r in ok[:300]
+    ]
+
+
+def _spectrum_file(path, n_modes):
+    """The spectrum in `path` if it loads with `n_modes` finite values, else None (warned)."""
+    from .atomic import load_npy
+
+    try:
+        sigma = load_npy(path)
+        if sigma.shape == (n_modes,) and np.all(np.isfinite(sigma)):
+            return sigma
+        problem = f"holds {sigma.shape} values, not {n_modes} finite ones"
+    except (OSError, ValueError) as err:
+        problem = " ".join(str(err).split()) or type(err).__name__
+    print(f"plots: warning: {path} left out ({problem}); rerun its protein batch", file=sys.stderr)
+    return None
 
 
 def cmd_compare(args):

@@ -153,11 +153,6 @@ def block_lanczos(
         width = q.shape[1]
         basis[:, j : j + width] = q
         w = matmat(q).to(dtype)
-        if not bool(torch.isfinite(w).all()):
-            raise SolverError(
-                f"the Hessian product returned NaN or inf at column {j}: the model's loss is not "
-                "finite on these data (check the model file, or try --dtype float64)"
-            )
         norm = max(norm, float(torch.linalg.vector_norm(w, dim=0).max()))  # ||H|| >= ||H q_i||
         a = q.T @ w
         a = (a + a.T) / 2
@@ -354,6 +349,23 @@ def _bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="hvp", file=sys.stderr, mininterval=2.0, leave=False)
 
 
+def _finite_products(matmat):
+    """`matmat` that stops the run at the first product holding NaN or inf (every solver)."""
+    done = [0]
+
+    def checked(v):
+        out = matmat(v)
+        if not bool(torch.isfinite(out).all()):
+            raise SolverError(
+                f"the Hessian product returned NaN or inf after {done[0]} products: the model's loss "
+                "is not finite on these data (check the model file, or try --dtype float64)"
+            )
+        done[0] += v.shape[1]
+        return out
+
+    return checked
+
+
 def top_eigenpairs(
     op,
     k,
@@ -397,7 +409,7 @@ def top_eigenpairs(
         "arpack": arpack,
         "power": power_iteration,
     }[solver]
-    matmat = op.matmat if which == "LA" else (lambda v: -op.matmat(v))
+    matmat = _finite_products(op.matmat if which == "LA" else (lambda v: -op.matmat(v)))
     extra = {"relative_to": "norm"} if which == "SA" else {}
     if solver == "slq":
         extra["steps"] = min(slq_steps, op.n)
