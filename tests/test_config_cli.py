@@ -7,7 +7,7 @@ import yaml
 from conftest import BUNDLED, EDGE, ROOT
 from hessian_powerlaw import cli
 from hessian_powerlaw.config import ConfigError, defaults, load_config, validate
-from hessian_powerlaw.tables import read_tsv
+from hessian_powerlaw.io import read_tsv
 
 
 def test_default_config_file_is_valid():

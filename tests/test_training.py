@@ -4,8 +4,15 @@ import subprocess
 import pytest
 import torch
 
-from hessian_powerlaw import datasets, training
-from hessian_powerlaw.training import OPTIMIZERS, STUDY_SPEC, TrainingError, load_model, make_optimizer, train
+from hessian_powerlaw.network import datasets, training
+from hessian_powerlaw.network.training import (
+    OPTIMIZERS,
+    STUDY_SPEC,
+    TrainingError,
+    load_model,
+    make_optimizer,
+    train,
+)
 
 SPEC = {**STUDY_SPEC, "n_train": 1024, "epochs": 6}
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import BUNDLED, EDGE, ROOT
-from hessian_powerlaw.tables import read_tsv
+from hessian_powerlaw.io import read_tsv
 
 pytestmark = pytest.mark.slow
 

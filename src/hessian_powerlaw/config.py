@@ -100,67 +100,6 @@ def load_config(path):
     return validate(config, source=str(path))
 
 
-# Command-line option name -> path of the config key that provides its default.
-SETTING_PATHS = {
-    "source": ("pdb", "source"),
-    "local": ("pdb", "local"),
-    "cache": ("pdb", "cache"),
-    "min_residues": ("pdb", "min_residues"),
-    "max_residues": ("pdb", "max_residues"),
-    "query_url": ("pdb", "query", "url"),
-    "method": ("pdb", "query", "method"),
-    "max_resolution": ("pdb", "query", "max_resolution"),
-    "polymer_types": ("pdb", "query", "polymer_types"),
-    "identity_cutoff": ("pdb", "query", "identity_cutoff"),
-    "rows_per_page": ("pdb", "query", "rows_per_page"),
-    "max_entries": ("pdb", "query", "max_entries"),
-    "base_url": ("pdb", "download", "base_url"),
-    "workers": ("pdb", "download", "workers"),
-    "retries": ("pdb", "download", "retries"),
-    "timeout": ("pdb", "download", "timeout"),
-    "cutoff": ("anm", "cutoff"),
-    "gamma": ("anm", "gamma"),
-    "zero_mode_tol": ("anm", "zero_mode_tol"),
-    "disconnected": ("anm", "disconnected"),
-    "eigen_backend": ("anm", "eigen_backend"),
-    "k": ("fit", "k"),
-    "compare": ("fit", "compare"),
-}
-
-
-# The same for the network commands (train, dnn-spectrum).
-DNN_SETTING_PATHS = {
-    "data_root": ("dnn", "data_root"),
-    "device": ("dnn", "device"),
-    "lr": ("dnn", "training", "lr"),
-    "weight_decay": ("dnn", "training", "weight_decay"),
-    "normalization": ("dnn", "training", "normalization"),
-    "label_noise": ("dnn", "training", "label_noise"),
-    "k": ("dnn", "spectrum", "k"),
-    "n_eval": ("dnn", "spectrum", "n_eval"),
-    "solver": ("dnn", "spectrum", "solver"),
-    "tol": ("dnn", "spectrum", "tol"),
-    "dtype": ("dnn", "spectrum", "dtype"),
-    "verify": ("dnn", "spectrum", "verify"),
-    "slq_steps": ("dnn", "spectrum", "slq_steps"),
-    "block_size": ("dnn", "spectrum", "block_size"),
-    "hessian": ("dnn", "spectrum", "hessian"),
-    "weight_decay_term": ("dnn", "spectrum", "weight_decay_term"),
-}
-
-
-def settings(config, names, paths=None):
-    """Flat settings {name: value} for the given option names from a validated config."""
-    paths = paths or SETTING_PATHS
-    out = {}
-    for name in names:
-        value = config
-        for key in paths[name]:
-            value = value[key]
-        out[name] = value
-    return out
-
-
 def defaults():
     """The configuration with every default filled in."""
     return validate({}, source="defaults")

@@ -2,9 +2,9 @@ import itertools
 import os
 import sys
 from pathlib import Path
-from shlex import quote
-
 from snakemake.utils import validate
+
+from hessian_powerlaw.options import COMMANDS, TRAINING_SETTINGS, command_line, values
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -52,42 +52,29 @@ def batches(wildcards=None):
     return range((count_entries(entries) + BATCH_SIZE - 1) // BATCH_SIZE)
 
 
-def protein_settings():
-    """Command-line options of the protein step, from the (validated) config."""
-    anm, fit = config["anm"], config["fit"]
-    opts = [
-        f"--cutoff {anm['cutoff']}",
-        f"--gamma {anm['gamma']}",
-        f"--zero-mode-tol {anm['zero_mode_tol']}",
-        f"--disconnected {anm['disconnected']}",
-        f"--eigen-backend {anm['eigen_backend']}",
-        f"--k {fit['k']}",
-        f"--min-residues {PDB['min_residues']}",
-        f"--max-residues {PDB['max_residues']}",
-    ]
-    if not fit["compare"]:
-        opts.append("--no-compare")
-    return " ".join(opts)
+def options(names, **settings):
+    """The flags of the option table's `names`, from the config (overridden by `settings`)."""
+    return command_line({**values(config, names), **settings})
 
 
-def select_options():
-    """Command-line options of the entry selection, from the (validated) config."""
-    q = PDB["query"]
-    opts = [
-        f"--source {PDB['source']}",
-        f"--local {quote(PDB['local'])}",
-        f"--cache {quote(PDB['cache'])}",
-        f"--min-residues {PDB['min_residues']}",
-        f"--max-residues {PDB['max_residues']}",
-        f"--query-url {quote(q['url'])}",
-        f"--method {quote(q['method'])}",
-        f"--max-resolution {q['max_resolution']}",
-        f"--polymer-types {quote(q['polymer_types'])}",
-        f"--identity-cutoff {q['identity_cutoff']}",
-        f"--rows-per-page {q['rows_per_page']}",
-        f"--max-entries {q['max_entries']}",
-    ]
-    return " ".join(opts)
+def spectrum_options(wildcards):
+    """`dnn-spectrum` flags: dnn.spectrum, overridden by the variant's settings; run and variant."""
+    variant = VARIANTS.get(wildcards.get("variant"), {})
+    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
+    settings = {
+        ("spectrum_k" if key == "k" else key): v
+        for key, v in variant.items()
+        if key != "name"
+    }
+    settings.setdefault("spectrum_k", DNN_RUNS[run])
+    flags = options(COMMANDS["dnn-spectrum"], **settings)
+    return f"{flags} --run {run} --variant {variant.get('name', 'spectrum')}"
+
+
+def curvature_train_options(wildcards):
+    """`train` flags of a curvature run: the table's (lr from the run), schedule, measurements."""
+    flags = options(COMMANDS["train"], lr=float(wildcards.lr))
+    return f"{flags} --schedule {wildcards.schedule} --curvature-every {CURVATURE['every']}"
 
 
 def k_label():
@@ -146,47 +133,6 @@ def dnn_runs():
 DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
 VARIANTS = {variant["name"]: variant for variant in DNN["variants"]}
 TRAINED_RUNS = [run for run in DNN_RUNS if not run.endswith("_e0")]
-
-
-def train_options(lr=True):
-    """Options of `hessian-powerlaw train` shared by all runs (lr=False: the run names it)."""
-    t = DNN["training"]
-    opts = [
-        f"--device {quote(DNN['device'])}",
-        f"--weight-decay {t['weight_decay']}",
-        f"--normalization {t['normalization']}",
-        f"--label-noise {t['label_noise']}",
-    ]
-    if DNN["data_root"]:
-        opts.append(f"--data-root {quote(DNN['data_root'])}")
-    if lr and t["lr"] is not None:
-        opts.append(f"--lr {t['lr']}")
-    return " ".join(opts)
-
-
-def spectrum_options(wildcards):
-    """Options of `dnn-spectrum`: dnn.spectrum, overridden by the variant's settings."""
-    variant = VARIANTS.get(wildcards.get("variant"), {})
-    s = {**DNN["spectrum"], **variant}
-    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
-    opts = [
-        f"--k {variant.get('k', DNN_RUNS[run])}",
-        f"--n-eval {s['n_eval']}",
-        f"--solver {s['solver']}",
-        f"--slq-steps {s['slq_steps']}",
-        f"--block-size {s['block_size']}",
-        f"--hessian {s['hessian']}",
-        f"--tol {s['tol']}",
-        f"--dtype {s['dtype']}",
-        f"--device {DNN['device']}",
-        f"--run {run}",
-        f"--variant {variant.get('name', 'spectrum')}",
-    ]
-    if s["verify"]:
-        opts.append("--verify")
-    if s["weight_decay_term"]:
-        opts.append("--weight-decay-term")
-    return " ".join(opts)
 
 
 def dnn_records(wildcards=None):
@@ -279,22 +225,6 @@ def curvature_runs():
 
 
 CURVATURE_RUNS = curvature_runs() if DNN["enabled"] else []
-
-
-def curvature_options():
-    c = CURVATURE
-    return " ".join(
-        [
-            train_options(lr=False),
-            f"--curvature-every {c['every']}",
-            f"--curvature-n-eval {c['n_eval']}",
-            f"--curvature-estimator {c['estimator']}",
-            f"--curvature-n-hvps {c['n_hvps']}",
-            f"--curvature-top-k {c['top_k']}",
-            f"--curvature-bottom-k {c['bottom_k']}",
-            f"--curvature-tol {c['tol']}",
-        ]
-    )
 
 
 def curvature_metrics(wildcards=None):

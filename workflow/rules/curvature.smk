@@ -1,29 +1,16 @@
-CRUN = CURVATURE_PATTERN
-
-
-rule train_curvature:
+use rule train as train_curvature with:
     output:
-        model=f"{RESULTS}/curvature/models/{CRUN}.pt",
-        metrics=f"{RESULTS}/curvature/metrics/{CRUN}.json",
+        model=f"{RESULTS}/curvature/models/{CURVATURE_PATTERN}.pt",
+        metrics=f"{RESULTS}/curvature/metrics/{CURVATURE_PATTERN}.json",
     log:
-        f"logs/train_curvature/{CRUN}.log",
-    conda:
-        "../../envs/dnn.yaml"
-    threads: 2
+        f"logs/train_curvature/{CURVATURE_PATTERN}.log",
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=480,
     params:
-        options=curvature_options(),
-        checkpoint=f"{RESULTS}/curvature/checkpoints/{CRUN}.ckpt",
-    shell:
-        "hessian-powerlaw train --model {wildcards.model} --dataset {wildcards.dataset} "
-        "--optimizer {wildcards.optimizer} --lr {wildcards.lr} --schedule {wildcards.schedule} "
-        "--batch-size {wildcards.batch_size} --n-train {wildcards.n_train} "
-        "--width {wildcards.width} --depth {wildcards.depth} --seed {wildcards.seed} "
-        "--epochs {wildcards.epochs} {params.options} --checkpoint {params.checkpoint} "
-        "--metrics {output.metrics} --out {output.model} 2> {log}"
+        options=curvature_train_options,
+        checkpoint=f"{RESULTS}/curvature/checkpoints/{CURVATURE_PATTERN}.ckpt",
 
 
 rule curvature_table:

@@ -1,12 +1,9 @@
-RUN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
-
-
 rule train:
     output:
-        model=f"{RESULTS}/dnn/models/{RUN}.pt",
-        metrics=f"{RESULTS}/dnn/metrics/{RUN}.json",
+        model=f"{RESULTS}/dnn/models/{RUN_PATTERN}.pt",
+        metrics=f"{RESULTS}/dnn/metrics/{RUN_PATTERN}.json",
     log:
-        f"logs/train/{RUN}.log",
+        f"logs/train/{RUN_PATTERN}.log",
     conda:
         "../../envs/dnn.yaml"
     threads: 2
@@ -15,8 +12,8 @@ rule train:
         mem_mb=8000,
         runtime=240,
     params:
-        options=train_options(),
-        checkpoint=f"{RESULTS}/dnn/checkpoints/{RUN}.ckpt",
+        options=options(TRAINING_SETTINGS),
+        checkpoint=f"{RESULTS}/dnn/checkpoints/{RUN_PATTERN}.ckpt",
     shell:
         "hessian-powerlaw train --model {wildcards.model} --dataset {wildcards.dataset} "
         "--optimizer {wildcards.optimizer} --batch-size {wildcards.batch_size} "
@@ -29,10 +26,10 @@ rule dnn_spectrum:
     input:
         model=rules.train.output.model,
     output:
-        record=f"{RESULTS}/dnn/spectra/{RUN}.json",
-        spectrum=f"{RESULTS}/dnn/spectra/{RUN}.npy",
+        record=f"{RESULTS}/dnn/spectra/{RUN_PATTERN}.json",
+        spectrum=f"{RESULTS}/dnn/spectra/{RUN_PATTERN}.npy",
     log:
-        f"logs/dnn_spectrum/{RUN}.log",
+        f"logs/dnn_spectrum/{RUN_PATTERN}.log",
     conda:
         "../../envs/dnn.yaml"
     threads: 2
@@ -63,26 +60,12 @@ rule dnn_table:
         "hessian-powerlaw dnn-table {input} --out {output.table} --markdown {output.markdown} 2> {log}"
 
 
-rule dnn_variant:
-    input:
-        model=rules.train.output.model,
+use rule dnn_spectrum as dnn_variant with:
     output:
-        record=f"{RESULTS}/dnn/variants/{{variant}}/{RUN}.json",
-        spectrum=f"{RESULTS}/dnn/variants/{{variant}}/{RUN}.npy",
+        record=f"{RESULTS}/dnn/variants/{{variant}}/{RUN_PATTERN}.json",
+        spectrum=f"{RESULTS}/dnn/variants/{{variant}}/{RUN_PATTERN}.npy",
     log:
-        f"logs/dnn_variant/{{variant}}/{RUN}.log",
-    conda:
-        "../../envs/dnn.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=600,
-    params:
-        options=spectrum_options,
-    shell:
-        "hessian-powerlaw dnn-spectrum {input.model} {params.options} "
-        "--spectrum {output.spectrum} --out {output.record} 2> {log}"
+        f"logs/dnn_variant/{{variant}}/{RUN_PATTERN}.log",
 
 
 rule fidelity:

@@ -6,7 +6,7 @@ checkpoint select_entries:
     conda:
         "../../envs/protein.yaml"
     params:
-        options=select_options(),
+        options=options(COMMANDS["select"]),
     shell:
         "hessian-powerlaw select {params.options} --out {output.entries} 2> {log}"
 
@@ -21,14 +21,10 @@ rule download_batch:
     conda:
         "../../envs/protein.yaml"
     params:
-        dl=PDB["download"],
-        cache=PDB["cache"],
-        size=BATCH_SIZE,
+        options=options(COMMANDS["download"]),
     shell:
         "hessian-powerlaw download --entries {input.entries} --batch {wildcards.batch} "
-        "--batch-size {params.size} --cache {params.cache} --base-url {params.dl[base_url]} "
-        "--workers {params.dl[workers]} --retries {params.dl[retries]} "
-        "--timeout {params.dl[timeout]} --out {output.status} 2> {log}"
+        "{params.options} --out {output.status} 2> {log}"
 
 
 rule protein_batch:
@@ -45,16 +41,15 @@ rule protein_batch:
         mem_mb=4000,
         runtime=120,
     params:
-        settings=protein_settings(),
+        options=options(COMMANDS["protein"]),
         downloads=lambda wildcards, input: (
             f"--downloads {input.downloads}" if "downloads" in input.keys() else ""
         ),
         records=f"{RESULTS}/protein/records",
-        size=BATCH_SIZE,
     shell:
         "OMP_NUM_THREADS={threads} hessian-powerlaw protein --entries {input.entries} "
-        "--batch {wildcards.batch} --batch-size {params.size} {params.downloads} "
-        "{params.settings} --records {params.records} --out {output.table} 2> {log}"
+        "--batch {wildcards.batch} {params.downloads} {params.options} "
+        "--records {params.records} --out {output.table} 2> {log}"
 
 
 rule protein_tables:

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from .tables import SIZE_BINS  # noqa: E402
+from hessian_powerlaw.io import atomic_path  # noqa: E402
+from hessian_powerlaw.report.tables import SIZE_BINS  # noqa: E402
 
 SWEEP_DIMS = ("model", "optimizer", "batch_size", "n_train", "width", "depth")
 
@@ -244,7 +244,7 @@ def _fit_line(ax, x, fit, color):
 
 def lr_figure(runs, from_epoch=0):
     """Trace change per optimizer step against lr² with a linear fit per group (study Fig 2b)."""
-    from .curvature import linear_fit, run_row
+    from hessian_powerlaw.report.curvature import linear_fit, run_row
 
     rows = [run_row(name, metrics, from_epoch) for name, metrics in runs]
     groups = {}
@@ -274,7 +274,7 @@ def lr_figure(runs, from_epoch=0):
 def negative_figure(runs):
     """Sum of the negative bottom-K eigenvalues against training loss, every measurement,
     with a linear fit per group (study Fig 2a: the intercept is near zero)."""
-    from .curvature import linear_fit
+    from hessian_powerlaw.report.curvature import linear_fit
 
     groups = _curvature_groups(runs)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -318,7 +318,7 @@ def noise_figure(runs):
 def fidelity_figure(table):
     """beta against K for every spectrum variant of the trained runs (filled: xmin at the K-th
     value; open: xmin by KS minimisation, drawn at its tail size), the study's value marked."""
-    from .fidelity import STUDY
+    from hessian_powerlaw.report.fidelity import STUDY
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     groups = {}

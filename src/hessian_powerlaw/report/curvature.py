@@ -1,29 +1,12 @@
-"""Curvature along training: trace, extreme eigenvalues and loss of the training-loss Hessian,
-and the fits that summarise them (trace change rate, its learning-rate dependence, the negative
-eigenvalues against the loss).
-
-A measurement uses the Hessian of the mean cross-entropy over the first `n_eval` training images
-(weight decay excluded, eval mode), like the spectrum step.
-"""
+"""Curvature along training, summarised: the trace change rate of each run, its learning-rate
+dependence, the negative eigenvalues against the loss (numpy only; the measurements themselves
+are made by `network.probe`)."""
 
 import math
 from collections import defaultdict
 
 import numpy as np
 import scipy.stats
-
-from .eigensolvers import top_eigenpairs
-from .trace import estimate_trace
-
-DEFAULTS = {
-    "every": 0,
-    "n_eval": 1000,
-    "estimator": "hutchpp",
-    "n_hvps": 30,
-    "top_k": 5,
-    "bottom_k": 5,
-    "tol": 1e-3,
-}
 
 # What identifies a group of runs that differ only in seed (and, for the lr fit, in lr).
 GROUP_KEYS = (
@@ -56,43 +39,6 @@ RUN_COLUMNS = (
     "hvps",
 )
 FIT_COLUMNS = ("group", "x", "y", "n_points", "slope", "slope_se", "intercept", "intercept_se", "r2")
-
-
-def measure(model, x, y, settings, seed=0):
-    """One measurement at the model's current parameters (a record of plain numbers)."""
-    import time
-
-    from .hessian import make_operator
-
-    start = time.perf_counter()
-    op = make_operator(model, x, y)
-    trace = estimate_trace(op, settings["estimator"], settings["n_hvps"], seed=seed)
-    top = top_eigenpairs(op, settings["top_k"], tol=settings["tol"], seed=seed, progress=False)
-    bottom = top_eigenpairs(
-        op, settings["bottom_k"], tol=settings["tol"], seed=seed, progress=False, which="SA"
-    )
-    top_values = [float(v) for v in top.eigenvalues]
-    bottom_values = [float(v) for v in bottom.eigenvalues]
-    negative = [v for v in bottom_values if v < 0]
-    return {
-        "train_loss": op.loss(),
-        "trace": trace["trace"],
-        "trace_stderr": trace["stderr"],
-        "trace_estimator": trace["estimator"],
-        "trace_hvps": trace["hvps"],
-        "top": top_values,
-        "lambda_max": top_values[0],
-        "logdet_top": float(np.sum(np.log(top_values))) if min(top_values) > 0 else None,
-        "top_converged": bool(top.converged),
-        "bottom": bottom_values,
-        "lambda_min": bottom_values[0],
-        "n_negative": len(negative),
-        "neg_sum": float(sum(negative)),
-        "bottom_converged": bool(bottom.converged),
-        "n_eval": len(x),
-        "hvps": op.hvp_count,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
 
 
 def linear_fit(x, y):

@@ -15,9 +15,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import __version__
-from .atomic import write_bytes
-from .structure import MAX_TEXT_BYTES, PDB_ID, StructureError, gunzip
+from hessian_powerlaw import __version__
+from hessian_powerlaw.io import write_bytes
+from hessian_powerlaw.protein.structure import MAX_TEXT_BYTES, PDB_ID, StructureError, gunzip
 
 USER_AGENT = f"hessian-powerlaw/{__version__} (+https://github.com/hessian-powerlaw/hessian-powerlaw)"
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}

@@ -2,7 +2,7 @@
 (solver, Hessian data, weight-decay term, training run) at several K, with xmin at the K-th
 value and with xmin chosen by KS minimisation."""
 
-from .fit import FitError, ks_xmin_fit, power_law_fit
+from hessian_powerlaw.fit import FitError, ks_xmin_fit, power_law_fit
 
 STUDY = {"beta": 2.001, "beta_sigma": 0.032, "k": 1000, "source": "study Table 6 (LeNet, MNIST 6000, SGD)"}
 FIT_COLUMNS = ("k", "window", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law", "vs_study_sigma")

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import datasets
-from .atomic import atomic_path, write_json
-from .models import build, n_params
+from hessian_powerlaw.io import atomic_path, write_json
+from hessian_powerlaw.network import datasets
+from hessian_powerlaw.network.device import pick_device
+from hessian_powerlaw.network.models import build, n_params
 
 # name -> (factory(params, lr, weight_decay), the study's learning rate)
 OPTIMIZERS = {
@@ -48,14 +49,6 @@ def _po():
     except ImportError:
         raise TrainingError("this optimizer needs the pytorch-optimizer package") from None
     return pytorch_optimizer
-
-
-def pick_device(device="auto"):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device {device!r} requested but CUDA is not available")
-    return device
 
 
 def make_optimizer(name, params, lr=None, weight_decay=5e-4):
@@ -139,10 +132,42 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
 
     With `checkpoint`, the state after every epoch is saved there (atomically) and a rerun
     resumes from it; shuffling and noise are seeded per epoch, so a resumed run is bit-identical
-    on CPU. With `curvature` settings (curvature.DEFAULTS, every > 0), the Hessian trace, top and
+    on CPU. With `curvature` settings (probe.DEFAULTS, every > 0), the Hessian trace, top and
     bottom eigenvalues and loss are measured at initialisation and every `every` epochs, into the
     metrics' 'curvature' list (their probes are seeded apart: training is unchanged).
     """
+    spec = _run_spec(spec)
+    curvature = dict(curvature) if curvature and curvature.get("every", 0) > 0 else None
+    device = pick_device(device)
+    data = data if data is not None else data_for(spec)
+    torch.manual_seed(spec["seed"])
+    train_set = tuple(t.to(device) for t in data["train"])
+    test_set = tuple(t.to(device) for t in data["test"])
+    model = build(spec["model"], tuple(train_set[0].shape[1:]), data["classes"], spec["depth"], spec["width"])
+    model.to(device)
+    optimizer = make_optimizer(spec["optimizer"], model.parameters(), spec["lr"], spec["weight_decay"])
+    scheduler = _scheduler(optimizer, spec)
+    trainer = (model, optimizer, scheduler)
+    history, measured, start = _resume(checkpoint, spec, curvature, trainer, device)
+    if curvature and start == 0:
+        measured.append(_measure(model, *train_set, curvature, spec, 0))
+    for epoch in range(start, spec["epochs"]):
+        history.append(_epoch(trainer, train_set, test_set, spec, epoch, device, progress))
+        if curvature and _due(epoch + 1, spec["epochs"], curvature["every"]):
+            measured.append(_measure(model, *train_set, curvature, spec, epoch + 1))
+        if checkpoint:
+            _save(_checkpoint_state(spec, epoch + 1, trainer, history, measured, curvature), checkpoint)
+        if metrics:
+            write_json(metrics, _metrics(spec, device, history, curvature, measured))
+    meta = _final_meta(model, spec, data["classes"], device, train_set, test_set)
+    _save({"state_dict": model.state_dict(), "meta": meta}, out)
+    if metrics:
+        write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
+    return model, meta
+
+
+def _run_spec(spec):
+    """The run's settings (SPEC_KEYS), checked, with the optimizer's study rate for lr None."""
     missing = set(SPEC_KEYS) - set(spec)
     if missing:
         raise TrainingError(f"run settings lack {', '.join(sorted(missing))}")
@@ -152,104 +177,98 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
         spec["lr"] = OPTIMIZERS[spec["optimizer"]][1] if spec["optimizer"] in OPTIMIZERS else None
     if spec["schedule"] not in SCHEDULES:
         raise TrainingError(f"unknown schedule {spec['schedule']!r} (choose from {', '.join(SCHEDULES)})")
-    curvature = dict(curvature) if curvature and curvature.get("every", 0) > 0 else None
-    device = pick_device(device)
-    data = data if data is not None else data_for(spec)
-    torch.manual_seed(spec["seed"])
-    x_train, y_train = (t.to(device) for t in data["train"])
-    x_test, y_test = (t.to(device) for t in data["test"])
-    model = build(spec["model"], tuple(x_train.shape[1:]), data["classes"], spec["depth"], spec["width"])
-    model.to(device)
-    optimizer = make_optimizer(spec["optimizer"], model.parameters(), spec["lr"], spec["weight_decay"])
-    epochs = spec["epochs"]
-    scheduler = _scheduler(optimizer, spec)
-    history, measured, start = [], [], 0
-    if checkpoint and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["spec"] == spec and state.get("curvature_settings") == curvature:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, measured, start = state["history"], state.get("curvature", []), state["epoch"]
-            print(f"train: resuming after epoch {start} from {checkpoint}", file=sys.stderr)
-        else:
-            print(f"train: {checkpoint} was made with other settings; starting afresh", file=sys.stderr)
-    n = len(x_train)
+    return spec
+
+
+def _resume(checkpoint, spec, curvature, trainer, device):
+    """(history, measurements, first epoch) from a checkpoint made with the same settings."""
+    if not (checkpoint and Path(checkpoint).is_file()):
+        return [], [], 0
+    state = torch.load(checkpoint, map_location=device, weights_only=True)
+    if state["spec"] != spec or state.get("curvature_settings") != curvature:
+        print(f"train: {checkpoint} was made with other settings; starting afresh", file=sys.stderr)
+        return [], [], 0
+    model, optimizer, scheduler = trainer
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    print(f"train: resuming after epoch {state['epoch']} from {checkpoint}", file=sys.stderr)
+    return state["history"], state.get("curvature", []), state["epoch"]
+
+
+def _epoch(trainer, train_set, test_set, spec, epoch, device, progress):
+    """One epoch of optimizer steps (seeded order and noise), then the schedule step and the
+    test evaluation; returns the epoch's history record."""
+    model, optimizer, scheduler = trainer
+    x_train, y_train = train_set
     step = _full_batch_step if spec["optimizer"] in FULL_BATCH else _batch_step
-    if curvature and start == 0:
-        measured.append(_measure(model, x_train, y_train, curvature, spec, 0))
-    for epoch in range(start, epochs):
-        model.train()
-        lr = _base_optimizer(optimizer).param_groups[0]["lr"]
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["seed"] * 100003 + epoch))
-        noise = torch.Generator(device=device).manual_seed(spec["seed"] * 100003 + epoch + 7919)
-        steps = range(0, n, spec["batch_size"])
-        bar = _progress(steps, f"epoch {epoch + 1}/{epochs}", progress)
-        seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
-        for i in bar:
-            idx = order[i : i + spec["batch_size"]].to(device)
-            loss, hits = step(model, optimizer, x_train, y_train, idx, spec["optimizer"], noise)
-            if not math.isfinite(loss):
-                raise TrainingError(f"loss became {loss} at epoch {epoch + 1}, step {i // len(idx)}")
-            seen += len(idx)
-            loss_sum += loss * len(idx)
-            correct += hits
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        scheduler.step()
-        test_loss, test_acc = evaluate(model, x_test, y_test)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": loss_sum / seen,
-                "train_acc": correct / seen,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
+    model.train()
+    lr = _base_optimizer(optimizer).param_groups[0]["lr"]
+    n = len(x_train)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["seed"] * 100003 + epoch))
+    noise = torch.Generator(device=device).manual_seed(spec["seed"] * 100003 + epoch + 7919)
+    bar = _progress(range(0, n, spec["batch_size"]), f"epoch {epoch + 1}/{spec['epochs']}", progress)
+    seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
+    for i in bar:
+        idx = order[i : i + spec["batch_size"]].to(device)
+        loss, hits = step(model, optimizer, x_train, y_train, idx, spec["optimizer"], noise)
+        if not math.isfinite(loss):
+            raise TrainingError(f"loss became {loss} at epoch {epoch + 1}, step {i // len(idx)}")
+        seen += len(idx)
+        loss_sum += loss * len(idx)
+        correct += hits
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    scheduler.step()
+    test_loss, test_acc = evaluate(model, *test_set)
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": loss_sum / seen,
+        "train_acc": correct / seen,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _checkpoint_state(spec, epoch, trainer, history, measured, curvature):
+    model, optimizer, scheduler = trainer
+    return {
+        "spec": spec,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "curvature": measured,
+        "curvature_settings": curvature,
+    }
+
+
+def _final_meta(model, spec, classes, device, train_set, test_set):
+    """The model file's metadata: settings, size and final losses; warns when it did not learn."""
+    train_loss, train_acc = evaluate(model, *train_set)
+    test_loss, test_acc = evaluate(model, *test_set)
+    if spec["epochs"] and not learned(train_acc, classes):
+        print(
+            f"train: warning: training accuracy {train_acc:.3f} is at chance ({1 / classes:.3f}): "
+            f"the network did not learn (diverged or dead units); try a lower --lr than {spec['lr']:g} "
+            "or another --seed",
+            file=sys.stderr,
         )
-        if curvature and _due(epoch + 1, epochs, curvature["every"]):
-            measured.append(_measure(model, x_train, y_train, curvature, spec, epoch + 1))
-        if checkpoint:
-            state = {
-                "spec": spec,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "curvature": measured,
-                "curvature_settings": curvature,
-            }
-            _save(state, checkpoint)
-        if metrics:
-            write_json(metrics, _metrics(spec, device, history, curvature, measured))
-    train_loss, train_acc = evaluate(model, x_train, y_train)
-    test_loss, test_acc = evaluate(model, x_test, y_test)
-    meta = {
+    return {
         **spec,
         "n_params": n_params(model),
-        "n_train_used": n,
+        "n_train_used": len(train_set[0]),
         "train_loss": train_loss,
         "train_acc": train_acc,
         "test_loss": test_loss,
         "test_acc": test_acc,
         "device": device,
-        "in_shape": list(x_train.shape[1:]),
-        "classes": data["classes"],
+        "in_shape": list(train_set[0].shape[1:]),
+        "classes": classes,
     }
-    if epochs and not learned(train_acc, data["classes"]):
-        print(
-            f"train: warning: training accuracy {train_acc:.3f} is at chance ({1 / data['classes']:.3f}): "
-            f"the network did not learn (diverged or dead units); try a lower --lr than {spec['lr']:g} "
-            "or another --seed",
-            file=sys.stderr,
-        )
-    _save({"state_dict": model.state_dict(), "meta": meta}, out)
-    if metrics:
-        write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
-    return model, meta
 
 
 def _check_spec(spec):
@@ -319,7 +338,7 @@ def _due(epoch, epochs, every):
 
 
 def _measure(model, x, y, settings, spec, epoch):
-    from .curvature import measure
+    from hessian_powerlaw.network.probe import measure
 
     n_eval = settings["n_eval"] or len(x)
     if n_eval > len(x):

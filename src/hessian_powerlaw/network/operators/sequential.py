@@ -15,9 +15,17 @@ transposed copy.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.grad import conv2d_input, conv2d_weight
+from torch.nn.grad import conv2d_input
 
-from .eigensolvers import available_bytes
+from hessian_powerlaw.network.device import available_bytes
+from hessian_powerlaw.network.operators.base import own_copy
+from hessian_powerlaw.network.operators.conv_products import (
+    input_products,
+    kernel_on_tangent,
+    outer_with_tangent,
+    tangent_kernel_on_input,
+    tangent_outer,
+)
 
 
 class UnsupportedModel(ValueError):
@@ -250,7 +258,8 @@ class SequentialHessian:
         shift=0.0,
         cache_bytes=None,
     ):
-        self.model = model.eval().to(dtype)
+        plan(model)  # UnsupportedModel before any copy
+        self.model = model = own_copy(model, dtype)
         self.prefix, self.layers = plan(model)
         self.device = next(model.parameters()).device
         self.dtype = dtype
@@ -301,12 +310,12 @@ class SequentialHessian:
             if pool:
                 dz = pool.forward(dw, db)
                 if das[i] is not None:
-                    dz = dz + pool.select(_kernel_on_tangent(module, das[i], self.params[w]))
+                    dz = dz + pool.select(kernel_on_tangent(module, das[i], self.params[w]))
                 dz = dz.reshape(*dz.shape[:3], *pool.shape[2:])
             else:
-                dz = _tangent_kernel_on_input(module, primal.inputs[i], dw)
+                dz = tangent_kernel_on_input(module, primal.inputs[i], dw)
                 if das[i] is not None:
-                    dz += _kernel_on_tangent(module, das[i], self.params[w])
+                    dz += kernel_on_tangent(module, das[i], self.params[w])
                 if bn:
                     dz += db.view(1, b, -1, *([1] * (dz.dim() - 3)))
             das.append(primal.phis[i].forward(dz))
@@ -323,17 +332,15 @@ class SequentialHessian:
                 hw = hw.reshape(b, *shape)
                 dd = pool.scatter(dd) if i else None
             else:
-                hw = _tangent_outer(module, primal.inputs[i], dd, shape, b)
+                hw = tangent_outer(module, primal.inputs[i], dd, shape, b)
                 hb = dd.sum(dim=[0, *range(3, dd.dim())]) if bn else None
             if das[i] is not None:
-                hw += _outer_with_tangent(module, delta, das[i], shape, b)
+                hw += outer_with_tangent(module, delta, das[i], shape, b)
             out[w] = hw
             if bn:
                 out[bn] = hb
             if i:
-                dd = _input_products(
-                    module, primal.inputs[i].shape, self.params[w], dd, delta, tangents[w], b
-                )
+                dd = input_products(module, primal.inputs[i].shape, self.params[w], dd, delta, tangents[w], b)
         return out
 
     def matmat(self, vectors):
@@ -377,51 +384,3 @@ class SequentialHessian:
                 for i in range(0, len(self.x), self.chunk_size)
             )
         return float(total) / len(self.x)
-
-
-def _tangent_kernel_on_input(module, a, dw):
-    """dW * a for tangent kernels dW (b, ...) and the layer's input a: (N, b, ...)."""
-    b = dw.shape[0]
-    if isinstance(module, nn.Conv2d):
-        return F.conv2d(a, dw.flatten(0, 1), None, module.stride, module.padding).unflatten(1, (b, -1))
-    return (a @ dw.flatten(0, 1).T).unflatten(1, (b, -1))
-
-
-def _kernel_on_tangent(module, da, w):
-    """W * da for input tangents da (N, b, ...): (N, b, ...)."""
-    if isinstance(module, nn.Conv2d):
-        n, b = da.shape[:2]
-        return F.conv2d(da.flatten(0, 1), w, None, module.stride, module.padding).unflatten(0, (n, b))
-    return da @ w.T
-
-
-def _tangent_outer(module, a, dd, shape, b):
-    """sum_n dd (x) a: the weight product from the output-gradient tangent, (b, *shape)."""
-    if isinstance(module, nn.Conv2d):
-        kw = {"stride": module.stride, "padding": module.padding}
-        return conv2d_weight(a, (b * shape[0], *shape[1:]), dd.flatten(1, 2), **kw).unflatten(
-            0, (b, shape[0])
-        )
-    return (dd.flatten(1, 2).T @ a).unflatten(0, (b, shape[0]))
-
-
-def _outer_with_tangent(module, delta, da, shape, b):
-    """sum_n delta (x) da: the weight product from the input tangent, (b, *shape)."""
-    if isinstance(module, nn.Conv2d):
-        # sum_n delta[n, o] corr da[n, b, c]: a convolution over the images (as channels)
-        x = da.flatten(1, 2).transpose(0, 1)  # (b*C, N, H, W)
-        corr = F.conv2d(x, delta.transpose(0, 1), padding=module.padding)  # (b*C, O, kh, kw)
-        return corr.unflatten(0, (b, shape[1])).transpose(1, 2)
-    return delta.T @ da.transpose(0, 1)
-
-
-def _input_products(module, in_shape, w, dd, delta, dw, b):
-    """Tangent of the input gradient: W^T dd + dW^T delta, shape (N, b, ...)."""
-    if isinstance(module, nn.Conv2d):
-        kw = {"stride": module.stride, "padding": module.padding}  # stride 1: no output padding
-        n = dd.shape[0]
-        shared = F.conv_transpose2d(dd.flatten(0, 1), w, None, **kw).unflatten(0, (n, b))
-        stacked = dw.transpose(0, 1).flatten(1, 2)  # (O, b*C, kh, kw): b kernels side by side
-        own = F.conv_transpose2d(delta, stacked, None, module.stride, module.padding)
-        return shared.add_(own.unflatten(1, (b, -1)))
-    return (dd @ w).add_((delta @ dw.transpose(0, 1).flatten(1, 2)).unflatten(1, (b, -1)))

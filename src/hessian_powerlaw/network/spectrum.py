@@ -5,55 +5,11 @@ import time
 import numpy as np
 import torch
 
-from .eigensolvers import top_eigenpairs
-from .fit import FIT_KEYS, FitError, power_law_fit
-from .training import data_for, learned, load_model, pick_device
-
-RUN_KEYS = (
-    "run",
-    "model",
-    "dataset",
-    "optimizer",
-    "lr",
-    "batch_size",
-    "epochs",
-    "n_train",
-    "seed",
-    "width",
-    "depth",
-    "label_noise",
-    "n_params",
-    "train_loss",
-    "train_acc",
-    "test_acc",
-)
-SPECTRUM_KEYS = (
-    "variant",
-    "n_eval",
-    "hessian",
-    "solver",
-    "slq_steps",
-    "block_size",
-    "weight_decay_term",
-    "tol",
-    "dtype",
-    "device",
-    "n_modes",
-    "lambda_max",
-    "noise_floor",
-    "converged",
-    "max_residual",
-    "residual_kind",
-    "orthogonality",
-    "replaced",
-    "steps",
-    "hvp_count",
-    "data_passes",
-    "seconds",
-)
-GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")
-GAP_KEYS = tuple(f"gap_{key}" for key in GAP_FIT_KEYS)
-RECORD_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
+from hessian_powerlaw.fit import FitError, power_law_fit
+from hessian_powerlaw.network.device import pick_device
+from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.training import data_for, learned, load_model
+from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -88,9 +44,9 @@ def spectrum(
     variant="spectrum",
     hessian="auto",
 ):
-    """Record (RECORD_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
+    """Record (NETWORK_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
     (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2)."""
-    from .hessian import HessianOperator, make_operator
+    from hessian_powerlaw.network.operators import HessianOperator, make_operator
 
     start = time.perf_counter()
     device = pick_device(device)
@@ -112,7 +68,7 @@ def spectrum(
         slq_steps=slq_steps,
         block_size=block_size,
     )
-    record = dict.fromkeys(RECORD_KEYS)
+    record = dict.fromkeys(NETWORK_KEYS)
     record.update({key: meta.get(key) for key in RUN_KEYS})
     record["n_train"] = meta["n_train_used"]
     values = np.asarray(result.eigenvalues, dtype=float)

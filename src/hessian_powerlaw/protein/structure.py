@@ -12,7 +12,6 @@ from Bio.PDB.Polypeptide import is_aa
 from scipy.spatial import cKDTree
 
 PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 NUCLEIC = {"A", "C", "G", "U", "T", "I", "DA", "DC", "DG", "DT", "DU", "DI", "N", "DN"}
 END_RECORD = re.compile(r"^END\s*$", re.MULTILINE)
 CHAIN_BREAK = 4.5  # Angstrom between consecutive C-alpha atoms of one chain
@@ -22,17 +21,6 @@ MAX_TEXT_BYTES = 256 * 2**20  # decompressed text: ~3 million atoms, far past wh
 
 class StructureError(ValueError):
     """A structure file that cannot give usable C-alpha coordinates."""
-
-
-def validate_name(name):
-    """Return `name` if it can safely become a file name (records, spectra), else raise
-    StructureError: 1-64 letters, digits, '_', '.', '+', '-', no leading dot, no '..'."""
-    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
-        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "..."
-        raise StructureError(
-            f"invalid entry id {shown!r} (1-64 letters, digits, '_', '.', '+' or '-'; it names files)"
-        )
-    return name
 
 
 def entry_id(path):

@@ -10,12 +10,14 @@ the data (vmap).
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 
+from hessian_powerlaw.network.operators.base import own_copy
+
 
 class HessianOperator:
     """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i) at the model's current parameters."""
 
     def __init__(self, model, x, y, chunk_size=2000, dtype=torch.float32, shift=0.0):
-        self.model = model.eval().to(dtype)
+        self.model = model = own_copy(model, dtype)
         self.device = next(model.parameters()).device
         self.dtype = dtype
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -86,44 +88,3 @@ class HessianOperator:
             ) / len(self.x)
 
         return torch.autograd.functional.hessian(loss, flat)
-
-
-IMPLEMENTATIONS = ("auto", "autograd", "sequential")
-
-
-def make_operator(model, x, y, implementation="auto", dtype=torch.float32, shift=0.0, check=True):
-    """The Hessian operator of `model` over (x, y).
-
-    'autograd': HessianOperator (any model). 'sequential': SequentialHessian, exact block
-    products for ReLU/max-pool sequential networks (LeNet, fcn, lnn), checked on creation against
-    autograd on two vectors over 64 images. 'auto': sequential where the model allows it.
-    """
-    from .sequential_hessian import SequentialHessian, UnsupportedModel
-
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown Hessian implementation {implementation!r} ({', '.join(IMPLEMENTATIONS)})")
-    if implementation != "autograd":
-        try:
-            op = SequentialHessian(model, x, y, dtype=dtype, shift=shift)
-        except UnsupportedModel:
-            if implementation == "sequential":
-                raise
-        else:
-            if check:
-                _check_against_autograd(model, x, y, dtype)
-            return op
-    return HessianOperator(model, x, y, dtype=dtype, shift=shift)
-
-
-def _check_against_autograd(model, x, y, dtype):
-    from .sequential_hessian import SequentialHessian
-
-    x, y = x[:64], y[:64]
-    v = torch.randn(sum(p.numel() for p in model.parameters()), 2, generator=torch.Generator().manual_seed(0))
-    ref = HessianOperator(model, x, y, dtype=dtype).matmat(v)
-    fast = SequentialHessian(model, x, y, dtype=dtype).matmat(v)
-    error = float(torch.linalg.matrix_norm(fast - ref) / torch.linalg.matrix_norm(ref))
-    if not error < (1e-3 if dtype == torch.float32 else 1e-8):
-        raise RuntimeError(
-            f"the sequential Hessian differs from autograd by {error:.1e}; use --hessian autograd"
-        )

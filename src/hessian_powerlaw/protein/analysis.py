@@ -8,41 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anm
-from .atomic import load_npy, save_npy, write_json
-from .config import defaults, settings
-from .fit import FIT_KEYS, FitError, power_law_fit, resolve_k
-from .spectrum import RIGID_BODY_MODES, inverted_spectrum
-from .structure import StructureError, entry_id, read_calpha, validate_name
+from hessian_powerlaw.config import defaults
+from hessian_powerlaw.fit import FitError, power_law_fit, resolve_k
+from hessian_powerlaw.io import load_npy, save_npy, validate_name, write_json
+from hessian_powerlaw.options import PROTEIN_SETTINGS, values
+from hessian_powerlaw.protein import anm
+from hessian_powerlaw.protein.anm import RIGID_BODY_MODES, inverted_spectrum
+from hessian_powerlaw.protein.structure import StructureError, entry_id, read_calpha
+from hessian_powerlaw.records import PROTEIN_KEYS
 
-SETTINGS = (
-    "cutoff",
-    "gamma",
-    "k",
-    "zero_mode_tol",
-    "disconnected",
-    "min_residues",
-    "max_residues",
-    "eigen_backend",
-    "compare",
-)
-RECORD_KEYS = (
-    "pdb_id",
-    "file",
-    "source",
-    "method",
-    "resolution",
-    "n_models",
-    "n_chains",
-    "n_residues",
-    "chain_breaks",
-    "n_modes",
-    "n_zero_modes",
-    *FIT_KEYS,
-    "status",
-    "reason",
-    "seconds",
-)
+SETTINGS = PROTEIN_SETTINGS
 TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beats scipy here
 
 
@@ -60,14 +35,14 @@ def eigenvalues(hessian, backend="auto"):
 
 
 def new_record(path, source="local"):
-    record = dict.fromkeys(RECORD_KEYS)
+    record = dict.fromkeys(PROTEIN_KEYS)
     record.update(file=str(path), source=source, status="failed")
     return record
 
 
 @functools.cache
 def _default_settings():
-    return settings(defaults(), SETTINGS)
+    return values(defaults(), SETTINGS)
 
 
 def default_settings():
@@ -153,7 +128,7 @@ def analyse_cached(path, records_dir, cfg=None, source="local", pdb_id=None):
     pdb_id = entry_id(path) if pdb_id is None else pdb_id
     try:
         validate_name(pdb_id)
-    except StructureError as err:
+    except ValueError as err:
         record = new_record(path, source)
         record.update(pdb_id=str(pdb_id)[:64], reason=err.args[0])
         return record

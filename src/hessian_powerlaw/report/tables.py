@@ -1,12 +1,9 @@
-"""Tidy tables of records (TSV, Markdown) and the protein size-bin summary."""
+"""Summaries of records: the protein size bins, the network table, the comparison of both sides
+(Markdown and HTML; the TSV reading and writing is in `hessian_powerlaw.io`)."""
 
-import csv
-import io
 import math
 
 import numpy as np
-
-from .atomic import write_text
 
 # Bins by 3N (number of C-alpha degrees of freedom), as in the source study's Tables 12/13.
 SIZE_BINS = (("300-1000", 300, 1000), ("1000-3000", 1000, 3000), ("3000-6000", 3000, 6000))
@@ -17,58 +14,6 @@ STUDY_BINS = {
     "3000-6000": {"s": "1.002 ± 0.084", "beta": "2.004 ± 0.080", "d_ratio": "0.317"},
     "all": {"s": "1.045 ± 0.155", "beta": "1.975 ± 0.128", "d_ratio": "0.300"},
 }
-
-
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value).replace("\t", " ").replace("\n", " ")
-
-
-def to_tsv(rows, columns):
-    out = io.StringIO()
-    out.write("\t".join(columns) + "\n")
-    for row in rows:
-        out.write("\t".join(_cell(row.get(c)) for c in columns) + "\n")
-    return out.getvalue()
-
-
-def write_tsv(path, rows, columns):
-    write_text(path, to_tsv(rows, columns))
-
-
-# Columns that hold names, never numbers: a PDB id such as 1E10 must not become 1e+10.
-TEXT_COLUMNS = frozenset(
-    ("pdb_id", "path", "file", "run", "status", "reason", "source", "method", "variant", "bin_3n")
-)
-
-
-def read_tsv(path):
-    """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
-    TEXT_COLUMNS, which stay text; empty cells are None)."""
-    with open(path, newline="") as handle:
-        lines = [line for line in handle if not line.startswith("#")]
-    return [
-        {k: (v or None) if k in TEXT_COLUMNS else _parse(v) for k, v in row.items()}
-        for row in csv.DictReader(lines, delimiter="\t")
-    ]
-
-
-def _parse(text):
-    if text in ("", None):
-        return None
-    if text in ("true", "false"):
-        return text == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _mean_std(values):

@@ -46,3 +46,23 @@ def anm_hessian(coords, cutoff=9.0, gamma=1.0):
 def eigenvalues(hessian):
     """All eigenvalues of a symmetric matrix, ascending (LAPACK divide and conquer, no vectors)."""
     return scipy.linalg.eigh(hessian, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+
+
+RIGID_BODY_MODES = 6
+
+
+def count_zero_modes(eigvals, tol):
+    """Number of eigenvalues at or below `tol` times the largest (round-off zeros)."""
+    ev = np.asarray(eigvals, dtype=float)
+    return int(np.count_nonzero(ev <= tol * ev.max()))
+
+
+def inverted_spectrum(eigvals, tol):
+    """(n_zero_modes, sigma) with sigma = 1/lambda over the non-zero modes, descending.
+
+    Every near-zero mode is dropped, never inverted; the caller decides what more than
+    six of them (a disconnected network) means for the entry.
+    """
+    ev = np.sort(np.asarray(eigvals, dtype=float))
+    n_zero = count_zero_modes(ev, tol)
+    return n_zero, 1.0 / ev[n_zero:]

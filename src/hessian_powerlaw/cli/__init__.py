@@ -1,0 +1,40 @@
+"""Command-line interface: one subcommand per pipeline step, in one module per wing.
+
+Options left unset take their value from `--config FILE` when given, else from the config
+schema's defaults (the option table, `hessian_powerlaw.options`), so a step behaves the same
+inside and outside Snakemake.
+"""
+
+import argparse
+import sys
+
+from hessian_powerlaw import __version__
+from hessian_powerlaw.cli import network, protein, report
+from hessian_powerlaw.config import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="hessian-powerlaw",
+        description="Power-law Hessian spectra of protein elastic networks and neural networks. "
+        "Unset options come from --config FILE, else from the schema defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for wing in (protein, network, report):
+        wing.register(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, OSError, ValueError, RuntimeError) as err:
+        print(f"hessian-powerlaw {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,111 @@
+"""Network-wing commands: train, dnn-spectrum."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hessian_powerlaw.cli.flags import add_options, config_arg, count, positive, positive_int, resolve
+from hessian_powerlaw.options import CURVATURE_SETTINGS
+
+
+def _sweep_enum(key):
+    """Allowed values of a sweep dimension, from the config schema (no torch import)."""
+    from hessian_powerlaw.config import load_schema
+
+    sweeps = load_schema()["properties"]["dnn"]["properties"]["sweeps"]["items"]["properties"]
+    return sweeps[key]["items"]["enum"]
+
+
+def cmd_train(args):
+    from hessian_powerlaw.network.training import train
+
+    opts = resolve(args, "train")
+    spec = {key: getattr(args, key) for key in ("model", "dataset", "n_train", "optimizer", "batch_size")}
+    spec.update({key: getattr(args, key) for key in ("epochs", "schedule", "seed", "depth", "width")})
+    spec.update({key: opts[key] for key in ("normalization", "label_noise", "lr", "weight_decay")})
+    spec["data_root"] = opts["data_root"] or ""
+    curvature = None
+    if args.curvature_every:
+        curvature = {"every": args.curvature_every}
+        curvature.update({name.removeprefix("curvature_"): opts[name] for name in CURVATURE_SETTINGS})
+    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    _, meta = train(
+        spec, args.out, checkpoint, args.metrics, opts["device"], progress=not args.quiet, curvature=curvature
+    )
+    Path(checkpoint).unlink(missing_ok=True)
+    print(
+        f"train: {meta['model']} on {meta['n_train_used']} {meta['dataset']} images, "
+        f"{meta['epochs']} epochs: "
+        f"train loss {meta['train_loss']:.4g}, test accuracy {meta['test_acc']:.4f} -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+def cmd_dnn_spectrum(args):
+    from hessian_powerlaw.io import save_npy, write_json
+    from hessian_powerlaw.network.spectrum import spectrum
+
+    opts = resolve(args, "dnn-spectrum")
+    opts["k"] = opts.pop("spectrum_k")
+    record, values, residuals = spectrum(
+        args.model_file,
+        data_root=args.data_root,
+        steps_per_k=args.steps_per_k,
+        progress=not args.quiet,
+        variant=args.variant,
+        **opts,
+    )
+    record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
+    if args.spectrum:
+        save_npy(args.spectrum, np.stack([values, residuals]))
+    write_json(args.out, record)
+    if record["status"] == "ok":
+        law = "power law" if record["power_law"] else "not a power law"
+        verdict = (
+            f"beta {record['beta']:.3f} ± {record['beta_sigma']:.3f}, s {record['s']:.3f}, "
+            f"d_ks {record['d_ks']:.4f} (d_c {record['d_c']:.4f}): {law}"
+        )
+    else:
+        verdict = record["reason"]
+    print(
+        f"dnn-spectrum: {record['run']} top-{record['k'] or opts['k']}, {record['hvp_count']} HVPs, "
+        f"{record['seconds']:.0f} s: {verdict}",
+        file=sys.stderr,
+    )
+
+
+def register(sub):
+    """Add the network-wing subcommands to the parser's subparsers."""
+    p = sub.add_parser("train", help="train a reference network (or save its initialisation)")
+    config_arg(p)
+    p.add_argument("--model", default="lenet", choices=_sweep_enum("model"))
+    p.add_argument("--dataset", default="mnist", choices=_sweep_enum("dataset"))
+    p.add_argument("--n-train", type=count, default=0, help="seeded training subset (0: all)")
+    p.add_argument("--epochs", type=count, default=50, help="0 saves the random initialisation")
+    p.add_argument("--optimizer", default="sgd", choices=_sweep_enum("optimizer"))
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--depth", type=positive_int, default=2, help="hidden layers (fcn, lnn)")
+    p.add_argument("--width", type=positive_int, default=100, help="hidden width (fcn, lnn)")
+    p.add_argument("--schedule", default="step", choices=("step", "constant"), help="learning-rate schedule")
+    add_options(p, "train")
+    p.add_argument("--curvature-every", type=count, default=0, help="epochs between curvature measurements")
+    p.add_argument("--checkpoint", help="per-epoch checkpoint for resuming (default OUT.ckpt)")
+    p.add_argument("--metrics", help="per-epoch metrics JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="model file (state dict + settings)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("dnn-spectrum", help="top-K loss-Hessian eigenvalues of a model and their fit")
+    config_arg(p)
+    p.add_argument("model_file", metavar="MODEL")
+    add_options(p, "dnn-spectrum")
+    p.add_argument("--variant", default="spectrum", help="name of this spectrum variant in the record")
+    p.add_argument("--steps-per-k", type=positive, help="step limit / K (lanczos 6; arpack: ncv/K, 2)")
+    p.add_argument("--data-root", help="where the model's data set lives, if moved")
+    p.add_argument("--run", help="run name in the record (default: the model file's name)")
+    p.add_argument("--spectrum", help=".npy with eigenvalues (row 0) and residuals (row 1)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="record JSON")
+    p.set_defaults(func=cmd_dnn_spectrum)

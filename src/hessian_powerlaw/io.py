@@ -1,0 +1,126 @@
+"""Files: atomic output (a temporary file beside the target, then a rename), TSV tables of
+records, JSON and NPY (never pickled)."""
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path in the target's directory; rename it onto `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n")
+
+
+def save_npy(path, array):
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def load_npy(path):
+    return np.load(path, allow_pickle=False)
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def to_tsv(rows, columns):
+    out = io.StringIO()
+    out.write("\t".join(columns) + "\n")
+    for row in rows:
+        out.write("\t".join(_cell(row.get(c)) for c in columns) + "\n")
+    return out.getvalue()
+
+
+def write_tsv(path, rows, columns):
+    write_text(path, to_tsv(rows, columns))
+
+
+# Columns that hold names, never numbers: a PDB id such as 1E10 must not become 1e+10.
+TEXT_COLUMNS = frozenset(
+    ("pdb_id", "path", "file", "run", "status", "reason", "source", "method", "variant", "bin_3n")
+)
+
+
+def read_tsv(path):
+    """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
+    TEXT_COLUMNS, which stay text; empty cells are None)."""
+    with open(path, newline="") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return [
+        {k: (v or None) if k in TEXT_COLUMNS else _parse(v) for k, v in row.items()}
+        for row in csv.DictReader(lines, delimiter="\t")
+    ]
+
+
+def _parse(text):
+    if text in ("", None):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def validate_name(name):
+    """Return `name` if it can safely become a file name (records, spectra), else raise
+    ValueError: 1-64 letters, digits, '_', '.', '+', '-', no leading dot, no '..'."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "..."
+        raise ValueError(
+            f"invalid entry id {shown!r} (1-64 letters, digits, '_', '.', '+' or '-'; it names files)"
+        )
+    return name

@@ -1,0 +1,151 @@
+"""Top-K eigenvalues of a symmetric operator given by matrix products (Hessians of networks).
+
+- 'block': block Lanczos (b vectors per product, i.e. per pass over the data), full
+  reorthogonalisation, no restart: the Krylov basis grows until the top-K Ritz pairs have
+  residual estimates ||B_m s_i|| / |theta_i| < tol, so converged pairs are never recomputed.
+  Every new block is orthogonalised twice against the basis, factored, then checked and
+  repaired by a third pass; numerically dependent columns (an invariant subspace: a Hessian of
+  rank below the basis size) are replaced by random orthogonal directions, so the basis stays
+  orthonormal on any Hessian. NaN or inf in a product or in the projected matrix stops the run
+  with a SolverError saying so.
+- 'lanczos': the same with b = 1 (one product per pass over the data).
+- 'arpack': scipy.sparse.linalg.eigsh(which='LA') on a LinearOperator (the baseline; top only).
+- 'slq': the Ritz values of an m-step Lanczos run from one random start (full
+  reorthogonalisation, no convergence test), as stochastic Lanczos quadrature (PyHessian)
+  computes them; the residual estimates say how far each is from an eigenvalue.
+- 'power': deflated power iteration as PyHessian runs it (one eigenvalue at a time,
+  Gram-Schmidt against those found, stop at a relative change < tol or 100 iterations); it
+  converges to the largest |lambda|, so on an indefinite Hessian it can return negative ones.
+
+Both return a SolverResult with eigenvalues (descending), Ritz vectors, residuals
+||H v - lambda v|| / |lambda| and a convergence flag. With which='SA', Lanczos returns the
+bottom-k (ascending) from the top of -H, with residuals relative to ||H|| (the smallest
+eigenvalues of a network Hessian crowd around zero, where a relative residual means nothing).
+Without full reorthogonalisation a Lanczos run repeats converged eigenvalues ("ghosts"), so none
+is offered.
+"""
+
+import math
+
+import torch
+
+from hessian_powerlaw.network.eigensolvers.baselines import arpack, power_iteration
+from hessian_powerlaw.network.eigensolvers.lanczos import NOISE_FLOOR, block_lanczos, lanczos
+from hessian_powerlaw.network.eigensolvers.result import (
+    SolverError,
+    SolverResult,
+    basis_bytes,
+    check_memory,
+    explicit_residuals,
+    steps_for,
+)
+
+SOLVERS = ("lanczos", "block", "arpack", "slq", "power")
+__all__ = [
+    "NOISE_FLOOR",
+    "SOLVERS",
+    "SolverError",
+    "SolverResult",
+    "arpack",
+    "basis_bytes",
+    "block_lanczos",
+    "check_memory",
+    "explicit_residuals",
+    "lanczos",
+    "power_iteration",
+    "steps_for",
+    "top_eigenpairs",
+]
+
+
+def _finite_products(matmat):
+    """`matmat` that stops the run at the first product holding NaN or inf (every solver)."""
+    done = [0]
+
+    def checked(v):
+        out = matmat(v)
+        if not bool(torch.isfinite(out).all()):
+            raise SolverError(
+                f"the Hessian product returned NaN or inf after {done[0]} products: the model's loss "
+                "is not finite on these data (check the model file, or try --dtype float64)"
+            )
+        done[0] += v.shape[1]
+        return out
+
+    return checked
+
+
+def top_eigenpairs(
+    op,
+    k,
+    solver="lanczos",
+    tol=1e-3,
+    steps_per_k=None,
+    seed=0,
+    verify=False,
+    memory_limit=None,
+    progress=True,
+    which="LA",
+    slq_steps=None,
+    block_size=16,
+):
+    """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
+    (matmat, n, dtype, device, counters)."""
+    if which not in ("LA", "SA"):
+        raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
+    if which == "SA" and solver != "lanczos":
+        raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos solver only")
+    if solver not in SOLVERS:
+        raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
+    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+        raise SolverError(f"tol must be a positive finite number, got {tol}")
+    if solver == "block" and not (isinstance(block_size, int) and block_size >= 1):
+        raise SolverError(f"block_size must be a positive integer, got {block_size}")
+    if not 1 <= k < op.n:
+        raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
+    if solver == "slq" and not (slq_steps and slq_steps >= k):
+        raise SolverError(f"slq needs slq_steps >= K={k}, got {slq_steps}")
+    steps_per_k = steps_per_k or (6.0 if solver in ("lanczos", "block") else 2.0)
+    if solver == "slq":
+        steps_per_k = (slq_steps - 100) / k
+    element = torch.tensor([], dtype=op.dtype).element_size()
+    check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
+    hvp0, passes0 = op.hvp_count, op.data_passes
+    run = {
+        "lanczos": lanczos,
+        "slq": lanczos,
+        "block": block_lanczos,
+        "arpack": arpack,
+        "power": power_iteration,
+    }[solver]
+    matmat = _finite_products(op.matmat if which == "LA" else (lambda v: -op.matmat(v)))
+    extra = {"relative_to": "norm"} if which == "SA" else {}
+    if solver == "slq":
+        extra["steps"] = min(slq_steps, op.n)
+    if solver == "power":
+        steps_per_k = None
+    if solver == "block":
+        extra["block"] = block_size
+    result = run(
+        matmat,
+        op.n,
+        k,
+        tol=tol,
+        **({} if steps_per_k is None else {"steps_per_k": steps_per_k}),
+        seed=seed,
+        dtype=op.dtype,
+        device=op.device,
+        progress=progress,
+        **extra,
+    )
+    scale = None
+    if which == "SA":
+        result.eigenvalues = -result.eigenvalues
+        result.residual_kind = "lanczos estimate, relative to ||H||"
+        scale = result.norm
+    if verify and result.residual_kind != "explicit":
+        result.residuals = explicit_residuals(op.matmat, result.vectors, result.eigenvalues, scale=scale)
+        result.residual_kind = "explicit"
+    result.hvp_count = op.hvp_count - hvp0
+    result.data_passes = op.data_passes - passes0
+    return result

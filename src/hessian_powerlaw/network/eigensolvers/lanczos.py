@@ -1,0 +1,168 @@
+"""(Block) Lanczos with full reorthogonalisation that keeps its basis orthonormal on any
+Hessian, rank-deficient ones included (see the package doc)."""
+
+import time
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from hessian_powerlaw.network.eigensolvers.result import SolverError, SolverResult, progress_bar, steps_for
+
+# A basis column whose new component has norm <= DEPENDENT eps ||H|| is round-off (dependent);
+# a Ritz value with |theta| <= NOISE_FLOOR eps ||H|| is zero to the products' working precision.
+DEPENDENT = 10
+NOISE_FLOOR = 100
+
+
+def lanczos(matmat, n, k, block=1, **kwargs):
+    """Top-k eigenpairs by Lanczos with full reorthogonalisation: block Lanczos with b = 1."""
+    return block_lanczos(matmat, n, k, block=1, **kwargs)
+
+
+def block_lanczos(
+    matmat,
+    n,
+    k,
+    tol=1e-3,
+    steps_per_k=6.0,
+    block=16,
+    seed=0,
+    dtype=torch.float32,
+    device="cpu",
+    progress=True,
+    relative_to="value",
+    steps=None,
+):
+    """Top-k eigenpairs by (block) Lanczos with full reorthogonalisation (see the module doc).
+
+    Stops when every top-k Ritz pair has residual estimate ||B_m s_i|| / |theta_i| < tol (with
+    relative_to='norm', divided by the largest |theta| instead), or after steps_per_k * k + 100
+    columns (then converged=False). With `steps`, runs exactly that many columns (SLQ) and
+    reports the estimates then. Ritz values at or below the noise floor (NOISE_FLOOR eps ||H||)
+    are zero to working precision: they count as converged once their residual is below the floor.
+    """
+    max_cols = min(n, steps or steps_for(k, steps_per_k))
+    block = min(block, max(1, k // 4), max_cols)  # a block much wider than K wastes products
+    check_every = max(10, k // 20) if block == 1 else max(block, k // 10)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    eps = torch.finfo(dtype).eps
+    basis = torch.empty(n, max_cols, dtype=dtype, device=device)
+    t = np.zeros((max_cols, max_cols))
+    q = _random_block(n, block, gen, dtype, device)
+    q, _ = torch.linalg.qr(q)
+    bar = progress_bar(max_cols, f"{'block ' if block > 1 else ''}lanczos top-{k} (b={block})", progress)
+    start, j, b_prev, checked, norm = time.perf_counter(), 0, None, 0, 0.0
+    health = {"orthogonality": 0.0, "replaced": 0}
+    converged, estimates, theta, s, top = False, None, None, None, None
+    while j + q.shape[1] <= max_cols:
+        width = q.shape[1]
+        basis[:, j : j + width] = q
+        w = matmat(q).to(dtype)
+        norm = max(norm, float(torch.linalg.vector_norm(w, dim=0).max()))  # ||H|| >= ||H q_i||
+        a = q.T @ w
+        a = (a + a.T) / 2
+        t[j : j + width, j : j + width] = a.double().cpu().numpy()
+        w -= q @ a
+        if b_prev is not None:
+            w -= basis[:, j - b_prev.shape[1] : j] @ b_prev.T
+        j += width
+        q, r = _next_block(w, basis[:, :j], gen, DEPENDENT * eps * norm, health)
+        if bar:
+            bar.update(width)
+        done = j + width > max_cols
+        if (j >= k and j - checked >= check_every and not steps) or done:
+            checked = j
+            theta, s = _ritz(t[:j, :j], width)
+            top = np.argsort(theta)[::-1][:k]
+            residual = np.linalg.norm(r.double().cpu().numpy() @ s[j - width : j, top], axis=0)
+            floor = NOISE_FLOOR * eps * max(norm, np.abs(theta).max())
+            scale = np.abs(theta[top]) if relative_to == "value" else np.abs(theta).max()
+            estimates = residual / np.maximum(scale, floor)
+            converged = len(top) == k and bool(np.all(estimates < np.where(scale > floor, tol, 1.0)))
+            if bar:
+                bar.set_postfix(worst=f"{estimates.max():.1e}")
+            if converged and not steps:
+                break
+        cols = min(width, max_cols - j)
+        if cols <= 0:
+            break
+        q, r = q[:, :cols], r[:cols]
+        t[j : j + cols, j - width : j] = r.double().cpu().numpy()
+        t[j - width : j, j : j + cols] = t[j : j + cols, j - width : j].T
+        b_prev = r
+    if bar:
+        bar.close()
+    if theta is None:
+        raise SolverError(f"Lanczos stopped after {j} columns, before K={k}")
+    result = _ritz_result(basis[:, :j], theta, s, top, estimates, converged, start, block)
+    result.noise_floor = NOISE_FLOOR * eps * result.norm
+    result.orthogonality, result.replaced = health["orthogonality"], health["replaced"]
+    return result
+
+
+def _random_block(n, width, gen, dtype, device):
+    return torch.randn(n, width, generator=gen, dtype=torch.float64).to(device, dtype)
+
+
+def _orthogonalize(w, *against):
+    """w minus its components in the orthonormal columns of each of `against`, twice."""
+    for _ in range(2):  # "twice is enough"
+        for basis in against:
+            if basis.shape[1]:
+                w = w - basis @ (basis.T @ w)
+    return w
+
+
+def _next_block(w, basis, gen, floor, health):
+    """(Q, R) with w = Q R + (a part in span(basis) and round-off): Q orthonormal and
+    orthogonal to the orthonormal `basis`.
+
+    After the block Gram-Schmidt and QR, Q is orthogonalised against the basis once more and
+    re-factored, which measures and repairs the orthogonality lost to round-off. A column that
+    was numerically dependent (|R_ii| at the noise floor, or mostly in the basis) carries no
+    Krylov information, only round-off with components along the basis: it is replaced by a
+    random direction orthogonal to everything so far and its row of R set to zero. This is
+    what keeps the basis orthonormal past an invariant subspace (a Hessian of rank below the
+    basis size, such as a network with dead units).
+    """
+    q, r = torch.linalg.qr(_orthogonalize(w, basis))
+    c = basis.T @ q
+    health["orthogonality"] = max(health["orthogonality"], float(c.abs().max()) if c.numel() else 0.0)
+    q, r2 = torch.linalg.qr(q - basis @ c)
+    r = r2 @ r
+    weak = (torch.diagonal(r).abs() <= floor) | (torch.diagonal(r2).abs() < 0.5)
+    if bool(weak.any()):
+        count = int(weak.sum())
+        health["replaced"] += count
+        r[weak] = 0
+        keep = q[:, ~weak]
+        fresh = _orthogonalize(_random_block(len(q), count, gen, q.dtype, q.device), basis, keep)
+        fresh = fresh / torch.linalg.vector_norm(fresh, dim=0)
+        fresh, _ = torch.linalg.qr(_orthogonalize(fresh, basis, keep))
+        q[:, weak] = fresh
+    return q, r
+
+
+def _ritz(t, width):
+    """Eigenvalues (ascending) and eigenvectors of the projected matrix (tridiagonal when width 1)."""
+    if not np.all(np.isfinite(t)):
+        raise SolverError("the Lanczos matrix holds NaN or inf values (see the Hessian product)")
+    if width == 1:
+        return scipy.linalg.eigh_tridiagonal(np.diag(t).copy(), np.diag(t, -1).copy())
+    return scipy.linalg.eigh(t)
+
+
+def _ritz_result(basis, theta, s, top, estimates, converged, start, block=1):
+    """The SolverResult of a Lanczos run: the top Ritz pairs of `basis` with residual estimates."""
+    return SolverResult(
+        eigenvalues=theta[top],
+        vectors=basis @ torch.as_tensor(s[:, top], dtype=basis.dtype, device=basis.device),
+        residuals=estimates,
+        converged=converged,
+        steps=basis.shape[1],
+        seconds=time.perf_counter() - start,
+        residual_kind="lanczos estimate",
+        norm=float(np.abs(theta).max()),
+        block=block,
+    )

@@ -1,0 +1,75 @@
+"""What every solver shares: its result, its errors, the memory check, explicit residuals and
+the progress bar."""
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hessian_powerlaw.network.device import available_bytes
+
+
+class SolverError(RuntimeError):
+    """A run that cannot start (memory) or was asked something impossible."""
+
+
+@dataclass
+class SolverResult:
+    eigenvalues: np.ndarray
+    vectors: torch.Tensor = field(repr=False)
+    residuals: np.ndarray
+    converged: bool
+    steps: int
+    hvp_count: int = 0
+    data_passes: int = 0
+    seconds: float = 0.0
+    residual_kind: str = "explicit"
+    norm: float = 0.0  # max |Ritz value| seen: an estimate of ||H|| (lanczos)
+    block: int = 1  # vectors per product (block Lanczos: min(requested, K/4))
+    noise_floor: float = 0.0  # |lambda| at or below this is zero to working precision (Lanczos)
+    orthogonality: float = 0.0  # largest |basis^T q| left by block Gram-Schmidt, then repaired
+    replaced: int = 0  # numerically dependent basis columns replaced by random directions
+
+
+def basis_bytes(n, k, steps_per_k, element_size):
+    """Memory of the Krylov basis (n x steps) plus the K Ritz vectors."""
+    return n * (steps_for(k, steps_per_k) + k) * element_size
+
+
+def steps_for(k, steps_per_k):
+    return int(math.ceil(steps_per_k * k)) + 100
+
+
+def check_memory(n, k, steps_per_k, element_size, device, limit=None):
+    """Refuse, naming the K that fits, when the basis would not fit in memory."""
+    budget = 0.8 * (available_bytes(device) if limit is None else limit)
+    need = basis_bytes(n, k, steps_per_k, element_size)
+    if need > budget:
+        fits = int(budget / (n * element_size) - 100) // int(math.ceil(steps_per_k + 1))
+        raise SolverError(
+            f"top-{k} needs about {need / 2**30:.1f} GiB for its Krylov basis ({n} parameters x "
+            f"{steps_for(k, steps_per_k)} vectors) but {budget / 2**30:.1f} GiB is usable on {device}; "
+            + (f"K <= {fits} would fit" if fits > 0 else "no K fits on this device")
+        )
+
+
+def explicit_residuals(matmat, vectors, values, block=32, scale=None):
+    """||H v_i - lambda_i v_i|| / |lambda_i| (or / `scale`) with products in blocks of `block`."""
+    out = []
+    for i in range(0, vectors.shape[1], block):
+        v = vectors[:, i : i + block]
+        lam = torch.as_tensor(values[i : i + block], dtype=v.dtype, device=v.device)
+        r = matmat(v) - v * lam
+        norm = lam.abs() if scale is None else scale
+        out.append((torch.linalg.vector_norm(r, dim=0) / norm).cpu().numpy())
+    return np.concatenate(out).astype(float)
+
+
+def progress_bar(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="hvp", file=sys.stderr, mininterval=2.0, leave=False)

@@ -1,0 +1,32 @@
+"""The interface every Hessian operator offers to the solvers, and what they share."""
+
+import copy
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Operator(Protocol):
+    """A symmetric n x n operator H given by products (a loss Hessian over fixed data).
+
+    Attributes: `n` (int, the number of parameters), `dtype` and `device` (of the vectors it
+    takes and returns), `hvp_count` and `data_passes` (products and passes over the data so far).
+    """
+
+    n: int
+    dtype: torch.dtype
+    device: torch.device
+    hvp_count: int
+    data_passes: int
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """H @ V for V of shape (n, b); returns shape (n, b)."""
+
+    def loss(self) -> float:
+        """The loss at the current parameters (mean over the data)."""
+
+
+def own_copy(model, dtype):
+    """A copy of `model` in eval mode at `dtype`: operators never change the caller's model."""
+    return copy.deepcopy(model).eval().to(dtype)

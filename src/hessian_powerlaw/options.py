@@ -1,0 +1,173 @@
+"""The option table: every command option that has a config key, declared once.
+
+An option's type, bounds, choices, default and help come from the config schema at its path.
+The command-line flags (`cli.flags`), the settings a step resolves (explicit option, else
+`--config FILE`, else the schema default) and the workflow's option strings (`command_line`)
+are all generated from this table: adding an option is one schema entry plus one line here
+(and its name in `COMMANDS`).
+"""
+
+import functools
+import shlex
+
+from hessian_powerlaw.config import load_schema
+
+# option name -> (config path, flag); the flag is --name-with-dashes unless given.
+TABLE = {
+    "source": (("pdb", "source"), None),
+    "local": (("pdb", "local"), None),
+    "cache": (("pdb", "cache"), None),
+    "batch_size": (("pdb", "batch_size"), None),
+    "min_residues": (("pdb", "min_residues"), None),
+    "max_residues": (("pdb", "max_residues"), None),
+    "query_url": (("pdb", "query", "url"), None),
+    "method": (("pdb", "query", "method"), None),
+    "max_resolution": (("pdb", "query", "max_resolution"), None),
+    "polymer_types": (("pdb", "query", "polymer_types"), None),
+    "identity_cutoff": (("pdb", "query", "identity_cutoff"), None),
+    "rows_per_page": (("pdb", "query", "rows_per_page"), None),
+    "max_entries": (("pdb", "query", "max_entries"), None),
+    "base_url": (("pdb", "download", "base_url"), None),
+    "workers": (("pdb", "download", "workers"), None),
+    "retries": (("pdb", "download", "retries"), None),
+    "timeout": (("pdb", "download", "timeout"), None),
+    "cutoff": (("anm", "cutoff"), None),
+    "gamma": (("anm", "gamma"), None),
+    "zero_mode_tol": (("anm", "zero_mode_tol"), None),
+    "disconnected": (("anm", "disconnected"), None),
+    "eigen_backend": (("anm", "eigen_backend"), None),
+    "k": (("fit", "k"), None),
+    "compare": (("fit", "compare"), None),
+    "data_root": (("dnn", "data_root"), None),
+    "device": (("dnn", "device"), None),
+    "lr": (("dnn", "training", "lr"), None),
+    "weight_decay": (("dnn", "training", "weight_decay"), None),
+    "normalization": (("dnn", "training", "normalization"), None),
+    "label_noise": (("dnn", "training", "label_noise"), None),
+    "spectrum_k": (("dnn", "spectrum", "k"), "--k"),
+    "n_eval": (("dnn", "spectrum", "n_eval"), None),
+    "solver": (("dnn", "spectrum", "solver"), None),
+    "tol": (("dnn", "spectrum", "tol"), None),
+    "dtype": (("dnn", "spectrum", "dtype"), None),
+    "verify": (("dnn", "spectrum", "verify"), None),
+    "slq_steps": (("dnn", "spectrum", "slq_steps"), None),
+    "block_size": (("dnn", "spectrum", "block_size"), None),
+    "hessian": (("dnn", "spectrum", "hessian"), None),
+    "weight_decay_term": (("dnn", "spectrum", "weight_decay_term"), None),
+    "curvature_n_eval": (("dnn", "curvature", "n_eval"), None),
+    "curvature_estimator": (("dnn", "curvature", "estimator"), None),
+    "curvature_n_hvps": (("dnn", "curvature", "n_hvps"), None),
+    "curvature_top_k": (("dnn", "curvature", "top_k"), None),
+    "curvature_bottom_k": (("dnn", "curvature", "bottom_k"), None),
+    "curvature_tol": (("dnn", "curvature", "tol"), None),
+}
+
+PROTEIN_SETTINGS = (
+    "cutoff",
+    "gamma",
+    "k",
+    "zero_mode_tol",
+    "disconnected",
+    "min_residues",
+    "max_residues",
+    "eigen_backend",
+    "compare",
+)
+TRAINING_SETTINGS = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
+CURVATURE_SETTINGS = tuple(name for name in TABLE if name.startswith("curvature_"))
+
+# command -> the table options it takes
+COMMANDS = {
+    "select": (
+        "source",
+        "local",
+        "cache",
+        "min_residues",
+        "max_residues",
+        "query_url",
+        "method",
+        "max_resolution",
+        "polymer_types",
+        "identity_cutoff",
+        "rows_per_page",
+        "max_entries",
+    ),
+    "download": ("batch_size", "cache", "base_url", "workers", "retries", "timeout"),
+    "protein": ("batch_size", *PROTEIN_SETTINGS),
+    "train": (*TRAINING_SETTINGS, *CURVATURE_SETTINGS),
+    "dnn-spectrum": (
+        "device",
+        "spectrum_k",
+        "n_eval",
+        "solver",
+        "tol",
+        "dtype",
+        "verify",
+        "slq_steps",
+        "block_size",
+        "hessian",
+        "weight_decay_term",
+    ),
+}
+
+
+def path(name):
+    return TABLE[name][0]
+
+
+def flag(name):
+    return TABLE[name][1] or "--" + name.replace("_", "-")
+
+
+@functools.cache
+def _schema():
+    return load_schema()
+
+
+def schema_node(name):
+    """The config schema's entry for an option (type, bounds, enum, default, description)."""
+    node = _schema()
+    for key in path(name):
+        node = node["properties"][key]
+    return node
+
+
+def values(config, names):
+    """{name: value} of the options `names` in a validated config."""
+    out = {}
+    for name in names:
+        value = config
+        for key in path(name):
+            value = value[key]
+        out[name] = value
+    return out
+
+
+def with_values(config, settings):
+    """A copy of `config` with the given {option name: value} set at their paths."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for name, value in settings.items():
+        *parents, leaf = path(name)
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return config
+
+
+def command_line(settings):
+    """The flags that give these {option name: value} settings to a command, shell-quoted.
+
+    A boolean becomes its flag when it differs from the schema default (`--verify`,
+    `--no-compare`); None and empty strings are left out (the command's default applies)."""
+    parts = []
+    for name, value in settings.items():
+        node = schema_node(name)
+        if isinstance(value, bool):
+            if value != node.get("default", False):
+                parts.append(flag(name) if value else "--no-" + flag(name)[2:])
+        elif value is not None and value != "":
+            parts += [flag(name), shlex.quote(str(value))]
+    return " ".join(parts)

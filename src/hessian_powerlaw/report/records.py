@@ -1,0 +1,70 @@
+"""Reading what the wings wrote, for the tables and figures: network records with their spectra,
+the protein panels to draw, and training metrics with curvature measurements."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hessian_powerlaw.io import SAFE_NAME, load_npy
+from hessian_powerlaw.report.tables import SIZE_BINS
+
+
+def dnn_items(paths):
+    """(run, eigenvalues, record) of the network records whose spectrum file sits beside them."""
+    items = []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        spectrum = Path(path).with_suffix(".npy")
+        if spectrum.is_file():
+            items.append((record["run"], load_npy(spectrum)[0], record))
+    return items
+
+
+def protein_items(records, records_dir, per_bin):
+    """([(title, sigma, record)] of the proteins closest to their size bin's median s, per_bin
+    each; [(id, sigma, record)] of up to 300 fitted proteins for the overlay). An entry whose
+    spectrum file is missing or damaged is left out, with a warning."""
+    spectra = {}
+    for r in records:
+        if r["status"] == "ok" and SAFE_NAME.match(r["pdb_id"] or ""):
+            sigma = spectrum_file(Path(records_dir) / f"{r['pdb_id']}.npy", r["n_modes"])
+            if sigma is not None:
+                spectra[r["pdb_id"]] = sigma
+    ok = [r for r in records if r["status"] == "ok" and r["pdb_id"] in spectra]
+    chosen = []
+    for _, low, high in SIZE_BINS:
+        members = [r for r in ok if low <= 3 * r["n_residues"] < high]
+        if members:
+            median = float(np.median([r["s"] for r in members]))
+            chosen += sorted(members, key=lambda r: abs(r["s"] - median))[:per_bin]
+    shown = [
+        (f"{r['pdb_id']} ({r['n_residues']} Cα, 3N={3 * r['n_residues']})", spectra[r["pdb_id"]], r)
+        for r in chosen
+    ]
+    return shown, [(r["pdb_id"], spectra[r["pdb_id"]], r) for r in ok[:300]]
+
+
+def spectrum_file(path, n_modes):
+    """The spectrum in `path` (shape (n_modes,)) if it loads with finite values, else None (warned)."""
+    try:
+        sigma = load_npy(path)
+        if sigma.shape == (n_modes,) and np.all(np.isfinite(sigma)):
+            return sigma
+        problem = f"holds {sigma.shape} values, not {n_modes} finite ones"
+    except (OSError, ValueError) as err:
+        problem = " ".join(str(err).split()) or type(err).__name__
+    print(f"plots: warning: {path} left out ({problem}); rerun its protein batch", file=sys.stderr)
+    return None
+
+
+def metrics_files(paths):
+    """(run name, metrics) of finished training runs (their metrics JSON has a final record)."""
+    runs = []
+    for path in paths:
+        metrics = json.loads(Path(path).read_text())
+        if "final" not in metrics:
+            raise ValueError(f"{path}: training did not finish (no final record)")
+        runs.append((Path(path).stem, metrics))
+    return runs
