@@ -46,7 +46,8 @@ def resolve_k(k, n_values):
 
 
 def top_k(values, k):
-    """The K largest values, sorted descending; requires K positive finite values."""
+    """The K largest of `values` (any shape, flattened), shape (K,) descending; requires K
+    positive finite values (FitError otherwise)."""
     x = np.asarray(values, dtype=float).ravel()
     if not np.all(np.isfinite(x)):
         raise FitError("spectrum contains NaN or inf")
@@ -58,7 +59,8 @@ def top_k(values, k):
 
 
 def power_law_fit(values, k, compare=True):
-    """Fit a power law to the K largest of `values`; returns a record dict (FIT_KEYS).
+    """Fit a power law to the K largest of `values` (shape (M,), any order, M >= K; the unit of
+    the values is the unit of xmin); returns a record dict (FIT_KEYS).
 
     beta = 1 + K / sum(ln(x_i / xmin)), sigma = (beta - 1) / sqrt(K), s = 1 / (beta - 1),
     d_ks = max |F_emp - F_fit| with F_emp = (0..K-1)/K (the `powerlaw` convention),

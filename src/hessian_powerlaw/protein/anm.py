@@ -6,13 +6,17 @@ from scipy.spatial import cKDTree
 
 
 def contact_pairs(coords, cutoff):
-    """Index pairs (i < j) of atoms within `cutoff` (inclusive), as two int arrays."""
+    """Index pairs (i < j) of atoms within `cutoff` Angstrom (inclusive).
+
+    coords: (N, 3) float, Angstrom. Returns two int arrays of shape (P,), i and j.
+    """
     pairs = cKDTree(coords).query_pairs(cutoff, output_type="ndarray")
     return pairs[:, 0], pairs[:, 1]
 
 
 def anm_hessian(coords, cutoff=9.0, gamma=1.0):
-    """Dense 3N x 3N ANM Hessian, identical in convention to ProDy's ANM.buildHessian.
+    """Dense ANM Hessian, shape (3N, 3N) for coords of shape (N, 3) in Angstrom, in units of
+    gamma / Angstrom^2 scaled away (identical in convention to ProDy's ANM.buildHessian).
 
     Off-diagonal block (i, j) = -gamma * r r^T / |r|^2 for every pair within the cutoff;
     diagonal block i = minus the sum of its row's off-diagonal blocks.
@@ -44,7 +48,8 @@ def anm_hessian(coords, cutoff=9.0, gamma=1.0):
 
 
 def eigenvalues(hessian):
-    """All eigenvalues of a symmetric matrix, ascending (LAPACK divide and conquer, no vectors)."""
+    """All eigenvalues, shape (M,) ascending, of a symmetric (M, M) matrix (LAPACK divide and
+    conquer, no vectors; the matrix is overwritten)."""
     return scipy.linalg.eigh(hessian, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
 
 
@@ -52,13 +57,14 @@ RIGID_BODY_MODES = 6
 
 
 def count_zero_modes(eigvals, tol):
-    """Number of eigenvalues at or below `tol` times the largest (round-off zeros)."""
+    """Number of eigenvalues (shape (M,)) at or below `tol` times the largest (round-off zeros)."""
     ev = np.asarray(eigvals, dtype=float)
     return int(np.count_nonzero(ev <= tol * ev.max()))
 
 
 def inverted_spectrum(eigvals, tol):
-    """(n_zero_modes, sigma) with sigma = 1/lambda over the non-zero modes, descending.
+    """(n_zero_modes, sigma): sigma = 1/lambda over the non-zero modes, shape (M - n_zero,),
+    descending, for eigenvalues of shape (M,) in any order.
 
     Every near-zero mode is dropped, never inverted; the caller decides what more than
     six of them (a disconnected network) means for the entry.

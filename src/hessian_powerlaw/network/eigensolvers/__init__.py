@@ -89,8 +89,14 @@ def top_eigenpairs(
     slq_steps=None,
     block_size=16,
 ):
-    """Top-k (which='LA') or bottom-k ('SA') eigenpairs of a HessianOperator-like `op`
-    (matmat, n, dtype, device, counters)."""
+    """Top-k (which='LA') or bottom-k ('SA') eigenpairs of an operator (`operators.Operator`:
+    matmat on (n, b) blocks, n, dtype, device, counters).
+
+    Returns a SolverResult: eigenvalues (k,) float64 in the operator's units (descending for
+    'LA', ascending for 'SA'), vectors (n, k) on the operator's device, residuals (k,) relative
+    (see residual_kind), the HVP count and data passes of this call. Checks shared by every
+    solver live here: the solver name, 1 <= k < n, tol, block size, the basis memory, and a
+    NaN or inf in any product (SolverError)."""
     if which not in ("LA", "SA"):
         raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
     if which == "SA" and solver != "lanczos":

@@ -34,7 +34,9 @@ def block_lanczos(
     relative_to="value",
     steps=None,
 ):
-    """Top-k eigenpairs by (block) Lanczos with full reorthogonalisation (see the module doc).
+    """Top-k eigenpairs of the symmetric n x n operator `matmat` ((n, b) -> (n, b) tensors) by
+    (block) Lanczos with full reorthogonalisation; a SolverResult with eigenvalues (k,) and
+    vectors (n, k).
 
     Stops when every top-k Ritz pair has residual estimate ||B_m s_i|| / |theta_i| < tol (with
     relative_to='norm', divided by the largest |theta| instead), or after steps_per_k * k + 100

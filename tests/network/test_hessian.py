@@ -1,9 +1,8 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from hessian_powerlaw.network.eigensolvers import (
     SolverError,
     check_memory,
@@ -283,7 +282,7 @@ def test_collapsed_lenet_gives_a_reason_not_nan():
     there is no fit."""
     from hessian_powerlaw.network.spectrum import spectrum
 
-    model = Path(__file__).parent / "data" / "dnn" / "lenet_collapsed.pt"
+    model = ROOT / "tests" / "data" / "dnn" / "lenet_collapsed.pt"
     record, values, residuals = spectrum(model, k=300, n_eval=500, data_root="", progress=False)
     assert record["converged"] and record["solver"] == "block" and np.all(np.isfinite(values))
     assert record["status"] == "skipped" and "the Hessian's rank is below K" in record["reason"]
