@@ -75,13 +75,7 @@ def block_lanczos(
         done = j + width > max_cols
         if (j >= k and j - checked >= check_every and not steps) or done:
             checked = j
-            theta, s = _ritz(t[:j, :j], width)
-            top = np.argsort(theta)[::-1][:k]
-            residual = np.linalg.norm(r.double().cpu().numpy() @ s[j - width : j, top], axis=0)
-            floor = NOISE_FLOOR * eps * max(norm, np.abs(theta).max())
-            scale = np.abs(theta[top]) if relative_to == "value" else np.abs(theta).max()
-            estimates = residual / np.maximum(scale, floor)
-            converged = len(top) == k and bool(np.all(estimates < np.where(scale > floor, tol, 1.0)))
+            theta, s, top, estimates, converged = _check(t[:j, :j], r, width, k, tol, eps, norm, relative_to)
             if bar:
                 bar.set_postfix(worst=f"{estimates.max():.1e}")
             if converged and not steps:
@@ -101,6 +95,20 @@ def block_lanczos(
     result.noise_floor = NOISE_FLOOR * eps * result.norm
     result.orthogonality, result.replaced = health["orthogonality"], health["replaced"]
     return result
+
+
+def _check(t, r, width, k, tol, eps, norm, relative_to):
+    """Ritz values (ascending) and vectors of the projected matrix `t`, the indices of the top
+    k, their residual estimates ||R s_i|| / scale and whether all have converged (a value at or
+    below the noise floor is converged once its residual is below the floor)."""
+    theta, s = _ritz(t, width)
+    top = np.argsort(theta)[::-1][:k]
+    residual = np.linalg.norm(r.double().cpu().numpy() @ s[-width:, top], axis=0)
+    floor = NOISE_FLOOR * eps * max(norm, np.abs(theta).max())
+    scale = np.abs(theta[top]) if relative_to == "value" else np.abs(theta).max()
+    estimates = residual / np.maximum(scale, floor)
+    converged = len(top) == k and bool(np.all(estimates < np.where(scale > floor, tol, 1.0)))
+    return theta, s, top, estimates, converged
 
 
 def _random_block(n, width, gen, dtype, device):
