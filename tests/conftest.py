@@ -67,7 +67,7 @@ def tiny_trained():
 
 @pytest.fixture
 def tiny(tiny_trained):
-    """tiny_trained with its own copy of the model (operators cast models in place) and an
+    """tiny_trained with its own copy of the model and an
     autograd Hessian operator of it."""
     from hessian_powerlaw.network.operators.autograd import HessianOperator
 

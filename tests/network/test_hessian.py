@@ -288,3 +288,18 @@ def test_collapsed_lenet_gives_a_reason_not_nan():
     assert record["status"] == "skipped" and "the Hessian's rank is below K" in record["reason"]
     assert "did not learn" in record["reason"] and record["replaced"] > 0
     assert 5 <= int(np.count_nonzero(values > record["noise_floor"])) <= 30
+
+
+def test_operators_share_one_interface_and_leave_the_callers_model_alone():
+    from hessian_powerlaw.network.operators import Operator, SequentialHessian
+
+    torch.manual_seed(0)
+    model = LeNet((1, 12, 12), 4).train()
+    x, y = torch.randn(20, 1, 12, 12), torch.randint(0, 4, (20,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for cls in (HessianOperator, SequentialHessian):
+        op = cls(model, x, y, dtype=torch.float64)
+        assert isinstance(op, Operator) and op.n == sum(p.numel() for p in model.parameters())
+        assert op.matmat(torch.randn(op.n, 2, dtype=torch.float64)).shape == (op.n, 2)
+    assert model.training and all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
