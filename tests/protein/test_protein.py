@@ -31,11 +31,12 @@ def test_4hhb_k1000_reproduces_study_table_11():
 def test_bundled_entries_match_manifest_reference_fits(path, bundled_manifest):
     """MANIFEST.tsv holds fits made independently with ProDy ('name CA and protein', altloc A)
     and powerlaw, K = 10%. Two documented differences: we keep the highest-occupancy altloc
-    (ProDy keeps A), and 1A4W's sulfotyrosine TYS (a modified residue, which we keep)."""
+    (ProDy keeps A), and 1A4W's sulfotyrosine TYS and D-arginine DAR (modified or D amino acids,
+    which we keep)."""
     record, _ = analyse(path, {"compare": False})
     ref = bundled_manifest[record["pdb_id"]]
     if record["pdb_id"] == "1A4W":
-        assert record["n_residues"] == int(ref["n_ca"]) + 1  # + TYS I 363
+        assert record["n_residues"] == int(ref["n_ca"]) + 2  # + TYS I 363, DAR H 350
         return
     assert record["n_residues"] == int(ref["n_ca"])
     assert record["n_modes"] == int(ref["n_modes"])
@@ -262,11 +263,11 @@ def test_structures_that_used_to_crash_a_batch_get_reasons(tmp_path, monkeypatch
     bomb = gzip.compress(b"HEADER" + b" " * (300 * 2**20))
     files = {
         "same.pdb": (same, "C-alpha atoms at the same position, e.g. A:1 and A:2"),
-        "dupchain.pdb": (duplicate_chain, "chain ID A is used by two chains with the same residue numbers"),
         "bomb.pdb.gz": (bomb, "decompresses to more than 256 MiB (a gzip bomb?)"),
         "locked.pdb": (text, "cannot read the file (Permission denied)"),
     }
     paths = [_write(tmp_path, name, content) for name, (content, _) in files.items()]
+    paths.append(_write(tmp_path, "dupchain.pdb", duplicate_chain))
     real = Path.read_bytes
 
     def read_bytes(self):
@@ -288,6 +289,9 @@ def test_structures_that_used_to_crash_a_batch_get_reasons(tmp_path, monkeypatch
     for name, (_, reason) in files.items():
         assert rows[name]["status"] == "failed" and reason in rows[name]["reason"], rows[name]["reason"]
     assert rows["1aki.pdb.gz"]["status"] == "ok"
+    shared = rows["dupchain.pdb"]  # 4HHB with chain C relabelled A: all 574 residues, noted
+    assert shared["status"] == "ok" and shared["n_residues"] == 574
+    assert "1 chain(s) written with another chain's ID, kept apart" in shared["reason"]
 
 
 def test_coordinates_far_from_the_origin_keep_float64_precision(tmp_path):

@@ -89,8 +89,12 @@ def _analyse(path, cfg, record):
         raise
     coords = info.pop("coords")
     record.update({k: v for k, v in info.items() if k in record})
+    notes = []
     if info["duplicate_atoms"]:
-        record["reason"] = f"{info['duplicate_atoms']} duplicated atom records ignored (first kept)"
+        notes.append(f"{info['duplicate_atoms']} duplicated atom records ignored (first kept)")
+    if info["shared_chain_ids"]:
+        notes.append(f"{info['shared_chain_ids']} chain(s) written with another chain's ID, kept apart")
+    record["reason"] = "; ".join(notes) or None
     n = len(coords)
     if n < cfg["min_residues"]:
         raise _Skip(f"{n} residues, fewer than the minimum {cfg['min_residues']}")

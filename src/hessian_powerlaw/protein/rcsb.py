@@ -3,7 +3,6 @@
 import datetime
 import email.utils
 import http.client
-import io
 import json
 import random
 import re
@@ -14,6 +13,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+import gemmi
 
 from hessian_powerlaw import __version__
 from hessian_powerlaw.io import write_bytes
@@ -195,8 +196,6 @@ def search_entries(query, min_residues, max_residues, retries=5, timeout=60, bac
 def verify_mmcif_gz(data, pdb_id=None):
     """Raise ValueError unless `data` is a complete gzip of a parseable mmCIF with atoms (of
     entry `pdb_id`, when given: a mirror answering with another entry is caught)."""
-    from Bio.PDB import MMCIFParser
-
     try:
         text = gunzip(data, MAX_TEXT_BYTES).decode("latin-1")
     except StructureError as err:
@@ -207,9 +206,13 @@ def verify_mmcif_gz(data, pdb_id=None):
     if pdb_id is not None and block != pdb_id.upper():
         raise ValueError(f"the file holds entry {block[:20] or '(unnamed)'}, not {pdb_id.upper()}")
     try:
-        MMCIFParser(QUIET=True).get_structure("check", io.StringIO(text))
-    except Exception as err:
-        raise ValueError(f"mmCIF does not parse ({type(err).__name__}: {err})") from None
+        structure = gemmi.make_structure_from_block(gemmi.cif.read_string(text).sole_block())
+    except Exception as err:  # gemmi raises ValueError/RuntimeError on malformed input
+        raise ValueError(
+            f"mmCIF does not parse ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        ) from None
+    if len(structure) == 0 or structure[0].count_atom_sites() == 0:
+        raise ValueError("mmCIF has no atoms")
 
 
 def cache_path(cache, pdb_id):

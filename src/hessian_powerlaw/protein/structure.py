@@ -1,14 +1,13 @@
-"""Structure files (PDB or mmCIF, plain or gzipped) to C-alpha coordinates."""
+"""Structure files (PDB or mmCIF, plain or gzipped) to C-alpha coordinates, read with gemmi
+(a C++ parser: 15-20 times faster than Biopython here, float64 coordinates, and it reads
+entries such as 2YEX whose shifted ANISOU records stop Biopython)."""
 
-import io
 import re
-import warnings
 import zlib
 from pathlib import Path
 
+import gemmi
 import numpy as np
-from Bio.PDB import MMCIFParser, PDBParser
-from Bio.PDB.Polypeptide import is_aa
 from scipy.spatial import cKDTree
 
 PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
@@ -16,6 +15,7 @@ NUCLEIC = {"A", "C", "G", "U", "T", "I", "DA", "DC", "DG", "DT", "DU", "DI", "N"
 END_RECORD = re.compile(r"^END\s*$", re.MULTILINE)
 CHAIN_BREAK = 4.5  # Angstrom between consecutive C-alpha atoms of one chain
 COINCIDENT = 0.01  # Angstrom: two C-alpha atoms closer than this are one position written twice
+ATOM_SITE = ("Cartn_x", "Cartn_y", "Cartn_z", "label_atom_id", "label_comp_id")
 MAX_TEXT_BYTES = 256 * 2**20  # decompressed text: ~3 million atoms, far past what a dense ANM can take
 
 
@@ -71,140 +71,137 @@ def _is_mmcif(path, text):
 
 
 def _parse(path, text):
+    """The gemmi Structure of a PDB or mmCIF text (coordinates in float64 as written)."""
     mmcif = _is_mmcif(path, text)
     if not mmcif and not END_RECORD.search(text):
         raise StructureError("truncated PDB file (no END record)")
-    parser = MMCIFParser(QUIET=False) if mmcif else PDBParser(QUIET=False)  # warnings are captured
     kind = "mmCIF" if mmcif else "PDB"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            structure = parser.get_structure(entry_id(path), io.StringIO(text))
-        except KeyError as err:
-            raise StructureError(f"unreadable {kind} file: missing column {err.args[0]}") from None
-        except Exception as err:  # Biopython raises many types on malformed input
-            raise StructureError(f"unreadable {kind} file ({type(err).__name__}: {err})") from None
-    duplicates = sum("defined twice" in str(w.message) for w in caught)
-    table = getattr(parser, "_mmcif_dict", None) if mmcif else None
-    return structure, duplicates, table
+    try:
+        if mmcif:
+            block = gemmi.cif.read_string(text).sole_block()
+            table = block.find_mmcif_category("_atom_site.")
+            tags = set(table.tags) if table else set()
+            for tag in (f"_atom_site.{name}" for name in ATOM_SITE):
+                if tags and tag not in tags:
+                    raise StructureError(f"unreadable mmCIF file: missing column {tag}")
+            return gemmi.make_structure_from_block(block)
+        return gemmi.read_pdb_string(text)
+    except StructureError:
+        raise
+    except Exception as err:  # gemmi raises ValueError/RuntimeError on malformed input
+        message = " ".join(str(err).split())[:200]
+        raise StructureError(f"unreadable {kind} file ({type(err).__name__}: {message})") from None
 
 
-def _pdb_chain_clash(text):
-    """A chain ID whose C-alpha residue numbers recur in a later, separate run of records of the
-    first model (two chains written with one ID), else None."""
-    first, segment, previous = {}, 0, None
-    for line in text.splitlines():
-        if line.startswith("ENDMDL"):
-            break
-        if not line.startswith(("ATOM  ", "HETATM")) or len(line) < 27:
+def _is_amino_acid(residue):
+    """An amino acid, modified and D ones included, by gemmi's residue table; a residue the
+    table does not know counts when it has the backbone atoms N, CA and C."""
+    info = gemmi.find_tabulated_residue(residue.name)
+    if info is not None:
+        return info.is_amino_acid()
+    return {"N", "CA", "C"} <= {atom.name for atom in residue}
+
+
+def _calpha(residues):
+    """The C-alpha atom of one residue position (all its alternative residues and atoms): the
+    highest occupancy, the first on ties; None for a non-amino acid or no carbon CA."""
+    best = None
+    for residue in residues:
+        if not _is_amino_acid(residue):
             continue
-        chain = line[21]
-        if chain != previous:
-            segment, previous = segment + 1, chain
-        if line[12:16].strip() == "CA" and is_aa(line[17:20].strip(), standard=False):
-            key = (chain, line[22:27].strip())
-            if first.setdefault(key, segment) != segment:
-                return chain, key[1]
-    return None
+        for atom in residue:
+            if (
+                atom.name == "CA"
+                and atom.element.name in ("C", "X")
+                and (best is None or atom.occ > best.occ)
+            ):
+                best = atom
+    return best
 
 
-def _mmcif_chain_clash(table):
-    """The same for mmCIF: one (auth_asym_id, auth_seq_id, insertion code) in two label_asym_id chains."""
-    try:
-        names, auth, label, seq = (
-            table[f"_atom_site.{k}"]
-            for k in ("label_atom_id", "auth_asym_id", "label_asym_id", "auth_seq_id")
-        )
-    except (KeyError, TypeError):
-        return None
-    models = table.get("_atom_site.pdbx_PDB_model_num") or ["1"] * len(names)
-    codes = table.get("_atom_site.pdbx_PDB_ins_code") or ["?"] * len(names)
-    owner = {}
-    for i, name in enumerate(names):
-        if models[i] != models[0]:
-            break
-        if name == "CA" and owner.setdefault((auth[i], seq[i], codes[i]), label[i]) != label[i]:
-            return auth[i], seq[i]
-    return None
+def _chains(model):
+    """(chain id, [[residues of one position], ...]) in file order. gemmi keeps each run of
+    records of one chain ID as its own part: parts of one ID are joined (a ligand part after its
+    polymer), unless their residue numbers overlap, which makes them two chains written with one
+    ID (then both are kept, and counted in the second value)."""
+    chains, clashes = [], 0
+    by_name = {}
+    for part in model:
+        positions, keys = [], []
+        for residue in part:
+            key = (residue.seqid.num, residue.seqid.icode)
+            if keys and keys[-1] == key:
+                positions[-1].append(residue)  # microheterogeneity: one position, several residues
+            else:
+                positions.append([residue])
+                keys.append(key)
+        earlier = by_name.get(part.name)
+        if earlier is not None and not (set(keys) & earlier[2]):
+            earlier[1].extend(positions)
+            earlier[2].update(keys)
+            continue
+        clashes += earlier is not None and any(_calpha(p) for p in positions)
+        entry = [part.name, positions, set(keys)]
+        by_name[part.name] = entry
+        chains.append(entry)
+    return [(name, positions) for name, positions, _ in chains], clashes
 
 
-def _coordinates(table):
-    """atom -> float64 coordinates as written in the file. Biopython keeps float32, which
-    rounds mmCIF coordinates past 1e4 Angstrom; PDB's 8.3f fields survive float32 to 1e-3."""
-    try:
-        ids, xs, ys, zs = (table[f"_atom_site.{k}"] for k in ("id", "Cartn_x", "Cartn_y", "Cartn_z"))
-    except (KeyError, TypeError):
-        return lambda atom: np.round(atom.coord.astype(np.float64), 3)
-    rows = {}
-    for i, serial in enumerate(ids):
-        rows.setdefault(serial, i)
-
-    def exact(atom):
-        i = rows.get(str(atom.serial_number))
-        try:
-            return np.array([float(xs[i]), float(ys[i]), float(zs[i])])
-        except (TypeError, ValueError):
-            return atom.coord.astype(np.float64)
-
-    return exact
-
-
-def _calpha(residue):
-    """The residue's C-alpha atom when it is an amino acid (modified ones included), else None."""
-    atom = residue["CA"] if "CA" in residue else None
-    if atom is None or (atom.element or "C").upper() != "C":
-        return None
-    return atom if is_aa(residue, standard=False) else None
+def _duplicates(model):
+    """Repeated atom records (same residue position, atom name and altloc); the first is kept."""
+    count = 0
+    for part in model:
+        seen = set()
+        for residue in part:
+            for atom in residue:
+                key = (residue.seqid.num, residue.seqid.icode, residue.name, atom.name, atom.altloc)
+                count += key in seen
+                seen.add(key)
+    return count
 
 
 def read_calpha(path):
-    """C-alpha coordinates and metadata of the first model of a structure file.
+    """C-alpha coordinates and metadata of the first model of a structure file (gemmi).
 
-    Returns a dict: pdb_id, coords (N x 3 float array), n_chains, n_residues, chain_breaks,
-    n_nucleic, duplicate_atoms (repeated atom records, ignored: the first is kept), resolution,
+    Returns a dict: pdb_id, coords (N x 3 float64 array, Angstrom, as written), n_chains,
+    n_residues, chain_breaks, n_nucleic, duplicate_atoms (repeated atom records, ignored: the
+    first is kept), shared_chain_ids (chains written with another chain's ID, kept), resolution,
     method, n_models. Raises StructureError with a one-line reason.
     """
     path = Path(path)
     if not path.is_file():
         raise StructureError("file not found")
-    text = _read_text(path)
-    structure, duplicates, table = _parse(path, text)
-    models = list(structure.get_models())
-    if not models:
+    structure = _parse(path, _read_text(path))
+    if len(structure) == 0 or not any(len(chain) for chain in structure[0]):
         raise StructureError("no atoms found (not a PDB or mmCIF file, or truncated)")
-    clash = _mmcif_chain_clash(table) if table is not None else _pdb_chain_clash(text)
-    if clash:
-        raise StructureError(
-            f"chain ID {clash[0]} is used by two chains with the same residue numbers (from {clash[1]}): "
-            "one of them would be dropped; give the chains distinct IDs"
-        )
-    position = _coordinates(table)
-    coords, labels, chains, breaks, n_nucleic = [], [], 0, 0, 0
-    for chain in models[0]:
+    model = structure[0]
+    chains, clashes = _chains(model)
+    coords, labels, n_chains, breaks, n_nucleic = [], [], 0, 0, 0
+    for name, positions in chains:
         chain_coords = []
-        for residue in chain:
-            atom = _calpha(residue)
+        for residues in positions:
+            atom = _calpha(residues)
             if atom is not None:
-                chain_coords.append(position(atom))
-                labels.append(f"{chain.id}:{residue.id[1]}{residue.id[2].strip()}")
-            elif residue.get_resname().strip() in NUCLEIC:
+                chain_coords.append((atom.pos.x, atom.pos.y, atom.pos.z))
+                labels.append(f"{name}:{residues[0].seqid.num}{residues[0].seqid.icode.strip()}")
+            elif residues[0].name in NUCLEIC:
                 n_nucleic += 1
         if chain_coords:
-            chains += 1
-            xyz = np.asarray(chain_coords, dtype=float)
+            n_chains += 1
+            xyz = np.asarray(chain_coords, dtype=np.float64)
             breaks += int(np.count_nonzero(np.linalg.norm(np.diff(xyz, axis=0), axis=1) > CHAIN_BREAK))
             coords.append(xyz)
-    header = structure.header or {}
     info = {
-        "pdb_id": (header.get("idcode") or "").upper() or entry_id(path),
-        "n_models": len(models),
-        "n_chains": chains,
+        "pdb_id": _entry_code(structure) or entry_id(path),
+        "n_models": len(structure),
+        "n_chains": n_chains,
         "n_residues": int(sum(len(c) for c in coords)),
         "chain_breaks": breaks,
         "n_nucleic": n_nucleic,
-        "duplicate_atoms": duplicates,
-        "resolution": _float_or_none(header.get("resolution")),
-        "method": (header.get("structure_method") or "").upper() or None,
+        "duplicate_atoms": _duplicates(model),
+        "shared_chain_ids": int(clashes),
+        "resolution": _float_or_none(structure.resolution or None),
+        "method": (_method(structure) or "").upper() or None,
     }
     if not coords:
         what = "nucleic-acid only" if n_nucleic else "no protein C-alpha atoms (ligands/waters only?)"
@@ -221,6 +218,18 @@ def read_calpha(path):
             info,
         )
     return info
+
+
+def _entry_code(structure):
+    code = structure.info["_entry.id"] if "_entry.id" in structure.info else ""
+    return code.strip().upper() if code and code.strip() not in ("?", ".") else ""
+
+
+def _method(structure):
+    methods = [e.method for e in structure.meta.experiments if e.method]
+    if methods:
+        return methods[0]
+    return structure.info["_exptl.method"] if "_exptl.method" in structure.info else None
 
 
 def _float_or_none(value):
