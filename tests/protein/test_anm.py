@@ -51,3 +51,47 @@ def test_bad_arguments():
         anm_hessian(np.zeros((5, 3)), 0.0)
     with pytest.raises(ValueError, match="shape"):
         anm_hessian(np.zeros((5, 2)))
+
+
+def test_auto_backend_imports_torch_only_when_it_pays(monkeypatch):
+    """One large entry in a fresh process stays on scipy (torch's import would cost more than
+    it saves); once large entries have cost enough scipy time, torch takes over; a loaded torch
+    is used at once. Every backend gives the same eigenvalues."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from conftest import BUNDLED
+    from hessian_powerlaw.protein import analysis
+
+    script = (
+        "import sys; from hessian_powerlaw.protein.analysis import analyse; "
+        f"r, _ = analyse({str(BUNDLED / '4f7i.pdb.gz')!r}, {{'compare': False}}); "
+        "assert r['status'] == 'ok' and r['n_modes'] > 2400 / 3; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    monkeypatch.setattr(analysis, "_scipy_seconds", [0.0])
+    monkeypatch.setattr(analysis, "sys", SimpleNamespace(modules={}))  # as if torch were not loaded
+    assert not analysis._torch_pays()
+    analysis._scipy_seconds[0] = analysis.TORCH_IMPORT_SECONDS / analysis.TORCH_SAVING + 1
+    assert analysis._torch_pays()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((60, 60))
+    h = a + a.T
+    reference = np.linalg.eigvalsh(h)
+    for backend in ("scipy", "torch", "auto"):
+        np.testing.assert_allclose(analysis.eigenvalues(h.copy(), backend), reference, atol=1e-10)
+
+
+def test_cuda_backend_without_cuda_is_one_line_before_any_work(capsys):
+    import torch
+
+    from conftest import BUNDLED
+    from hessian_powerlaw import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["protein", str(BUNDLED / "1aki.pdb.gz"), "--eigen-backend", "cuda", "--out", "x.tsv"]
+    assert cli.main(argv) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

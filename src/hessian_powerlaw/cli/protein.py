@@ -63,6 +63,8 @@ def cmd_protein(args):
 
     opts = resolve(args, "protein")
     batch_size = opts.pop("batch_size")
+    if opts["eigen_backend"] == "cuda":
+        _require_cuda()
     if args.entries:
         items = read_entries(args.entries, args.batch, batch_size)
     else:
@@ -92,6 +94,16 @@ def cmd_protein(args):
             f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {_summary(record)}", file=sys.stderr
         )
     write_tsv(args.out, records, PROTEIN_KEYS)
+
+
+def _require_cuda():
+    """One line before any work when the cuda backend cannot run here."""
+    try:
+        import torch
+    except ImportError:
+        raise ConfigError("protein: eigen_backend cuda needs torch (pip install torch)") from None
+    if not torch.cuda.is_available():
+        raise ConfigError("protein: eigen_backend cuda, but CUDA is not available on this machine")
 
 
 def _summary(record):

@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,19 +20,48 @@ from hessian_powerlaw.records import PROTEIN_KEYS
 
 SETTINGS = PROTEIN_SETTINGS
 TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beats scipy here
+# Importing torch and its first eigvalsh cost about 2.5 s here; torch saves about a third of
+# scipy's time from TORCH_MIN_SIZE on. 'auto' therefore keeps scipy until the large entries of
+# this process have cost enough that torch would have paid for its import (or torch is loaded).
+TORCH_IMPORT_SECONDS = 2.5
+TORCH_SAVING = 0.35
+_scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
 
 
 def eigenvalues(hessian, backend="auto"):
-    """All eigenvalues of the Hessian; torch (MKL) is faster for large matrices when present."""
-    if backend == "torch" or (backend == "auto" and len(hessian) >= TORCH_MIN_SIZE):
+    """All eigenvalues, ascending, of a symmetric (M, M) float64 Hessian (overwritten).
+
+    backend: 'scipy' (LAPACK divide and conquer), 'torch' (MKL, on the CPU), 'cuda' (torch
+    float64 on the GPU) or 'auto': scipy, and torch for large matrices once its import pays
+    (see TORCH_IMPORT_SECONDS) or it is already loaded.
+    """
+    if backend == "cuda":
+        return _torch_eigenvalues(hessian, "cuda")
+    large = len(hessian) >= TORCH_MIN_SIZE
+    if backend == "torch" or (backend == "auto" and large and _torch_pays()):
         try:
-            import torch
+            return _torch_eigenvalues(hessian, "cpu")
         except ImportError:
             if backend == "torch":
                 raise
-        else:
-            return torch.linalg.eigvalsh(torch.from_numpy(hessian)).numpy()
-    return anm.eigenvalues(hessian)
+    start = time.perf_counter()
+    values = anm.eigenvalues(hessian)
+    if large:
+        _scipy_seconds[0] += time.perf_counter() - start
+    return values
+
+
+def _torch_pays():
+    return "torch" in sys.modules or TORCH_SAVING * _scipy_seconds[0] > TORCH_IMPORT_SECONDS
+
+
+def _torch_eigenvalues(hessian, device):
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("eigen_backend cuda, but CUDA is not available here")
+    matrix = torch.from_numpy(hessian).to(device)
+    return torch.linalg.eigvalsh(matrix).cpu().numpy()
 
 
 def new_record(path, source="local"):
