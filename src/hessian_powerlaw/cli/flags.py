@@ -103,6 +103,7 @@ def add_options(parser, command):
             dest=name,
             type=kind,
             choices=choices,
+            metavar=None if choices else flag(name)[2:].upper().replace("-", "_"),
             default=None,
             help=(text + shown) if (text or shown) else None,
         )
