@@ -7,6 +7,7 @@ are all generated from this table: adding an option is one schema entry plus one
 (and its name in `COMMANDS`).
 """
 
+import copy
 import functools
 import shlex
 
@@ -145,8 +146,6 @@ def values(config, names):
 
 def with_values(config, settings):
     """A copy of `config` with the given {option name: value} set at their paths."""
-    import copy
-
     config = copy.deepcopy(config)
     for name, value in settings.items():
         *parents, leaf = path(name)

@@ -15,7 +15,7 @@ DEPENDENT = 10
 NOISE_FLOOR = 100
 
 
-def lanczos(matmat, n, k, block=1, **kwargs):
+def lanczos(matmat, n, k, **kwargs):
     """Top-k eigenpairs by Lanczos with full reorthogonalisation: block Lanczos with b = 1."""
     return block_lanczos(matmat, n, k, block=1, **kwargs)
 
