@@ -45,6 +45,7 @@ TABLE = {
     "weight_decay": (("dnn", "training", "weight_decay"), None),
     "normalization": (("dnn", "training", "normalization"), None),
     "label_noise": (("dnn", "training", "label_noise"), None),
+    "label_smoothing": (("dnn", "training", "label_smoothing"), None),
     "spectrum_k": (("dnn", "spectrum", "k"), "--k"),
     "n_eval": (("dnn", "spectrum", "n_eval"), None),
     "solver": (("dnn", "spectrum", "solver"), None),
@@ -74,7 +75,15 @@ PROTEIN_SETTINGS = (
     "eigen_backend",
     "compare",
 )
-TRAINING_SETTINGS = ("data_root", "device", "lr", "weight_decay", "normalization", "label_noise")
+TRAINING_SETTINGS = (
+    "data_root",
+    "device",
+    "lr",
+    "weight_decay",
+    "normalization",
+    "label_noise",
+    "label_smoothing",
+)
 CURVATURE_SETTINGS = tuple(name for name in TABLE if name.startswith("curvature_"))
 
 # command -> the table options it takes

@@ -62,6 +62,10 @@ SPECTRUM_KEYS = (
     "steps",
     "hvp_count",
     "data_passes",
+    "trace",
+    "lambda_min",
+    "n_negative",
+    "negative_sum",
     "seconds",
 )
 GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")

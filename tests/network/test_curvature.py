@@ -78,7 +78,7 @@ def test_bottom_eigenvalues_match_dense(tiny):
     norm = np.abs(eigenvalues).max()
     np.testing.assert_allclose(result.eigenvalues, eigenvalues[:4], rtol=0, atol=1e-6 * norm)
     assert result.converged and result.residuals.max() < 1e-6
-    with pytest.raises(SolverError, match="lanczos solver only"):
+    with pytest.raises(SolverError, match="lanczos and dense solvers only"):
         top_eigenpairs(op, 4, solver="arpack", which="SA")
 
 

@@ -69,11 +69,19 @@ def _arrays(ds):
     return data.contiguous(), targets
 
 
-def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0):
+def _pooled(x, pool, name):
+    if not (isinstance(pool, int) and pool >= 1 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0):
+        raise DataError(f"pool must be a positive integer dividing the {name} image size {tuple(x.shape[2:])}, got {pool}")
+    return torch.nn.functional.avg_pool2d(x, pool)
+
+
+def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0, pool=1):
     """Training and test sets as float tensors: {'train': (x, y), 'test': (x, y), 'classes': n}.
 
     n_train: a seeded random subset of the training split (None or 0: all of it).
     label_noise: the fraction of training labels replaced by uniformly random ones (1.0: all).
+    pool: average-pool the images by this factor (2: 28x28 MNIST becomes 14x14), before the
+    normalisation.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
@@ -96,6 +104,8 @@ def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noi
         flip = torch.rand(len(y_train), generator=generator) < label_noise
         y_train[flip] = torch.randint(0, n_classes, (int(flip.sum()),), generator=generator)
     x_train, x_test = x_train.float() / 255.0, x_test.float() / 255.0
+    if pool != 1:
+        x_train, x_test = _pooled(x_train, pool, name), _pooled(x_test, pool, name)
     if normalization == "pixel":
         mean, std = x_train.mean(0, keepdim=True), x_train.std(0, keepdim=True)
     elif normalization == "global":

@@ -21,10 +21,10 @@ DEFAULTS = {
 }
 
 
-def measure(model, x, y, settings, seed=0):
+def measure(model, x, y, settings, seed=0, label_smoothing=0.0):
     """One measurement at the model's current parameters (a record of plain numbers)."""
     start = time.perf_counter()
-    op = make_operator(model, x, y)
+    op = make_operator(model, x, y, label_smoothing=label_smoothing)
     trace = estimate_trace(op, settings["estimator"], settings["n_hvps"], seed=seed)
     top = top_eigenpairs(op, settings["top_k"], tol=settings["tol"], seed=seed, progress=False)
     bottom = top_eigenpairs(

@@ -53,7 +53,8 @@ def spectrum(
     model, meta = load_model(model_path, device)
     x, y = eval_data(meta, n_eval, data_root)
     shift = meta["weight_decay"] if weight_decay_term else 0.0
-    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift)
+    smoothing = meta.get("label_smoothing", 0.0)
+    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
     implementation = "autograd" if isinstance(op, HessianOperator) else "sequential"
     result = top_eigenpairs(
         op,
@@ -76,6 +77,7 @@ def spectrum(
         variant=variant,
         n_eval=len(x),
         hessian=f"mean cross-entropy over {len(x)} training images; "
+        + (f"label smoothing {smoothing:g}; " if smoothing else "")
         + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
         + f"; eval mode; {implementation} products",
         solver=solver,
@@ -97,9 +99,24 @@ def spectrum(
         hvp_count=result.hvp_count,
         data_passes=result.data_passes,
     )
+    if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
+        record.update(spectrum_sums(result.full))
     fit_record(record, values, k, chance=1 / meta["classes"])
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record, values, result.residuals
+
+
+def spectrum_sums(values):
+    """Trace, smallest eigenvalue and the count and sum of the negative eigenvalues of a full
+    spectrum (n,)."""
+    values = np.asarray(values, dtype=float)
+    negative = values[values < 0]
+    return {
+        "trace": float(values.sum()),
+        "lambda_min": float(values.min()),
+        "n_negative": int(negative.size),
+        "negative_sum": float(negative.sum()),
+    }
 
 
 def fit_record(record, values, k, chance=None):

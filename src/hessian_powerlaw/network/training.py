@@ -62,14 +62,16 @@ def _base_optimizer(optimizer):
     return getattr(optimizer, "optimizer", optimizer)  # Lookahead wraps its base
 
 
-def evaluate(model, x, y, batch_size=1000):
-    """(mean cross-entropy, accuracy) of the model on (x, y), in eval mode."""
+def evaluate(model, x, y, batch_size=1000, label_smoothing=0.0):
+    """(mean cross-entropy, label-smoothed as in training, and accuracy) on (x, y), eval mode."""
     model.eval()
     loss, correct = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             out = model(x[i : i + batch_size])
-            loss += nn.functional.cross_entropy(out, y[i : i + batch_size], reduction="sum").item()
+            loss += nn.functional.cross_entropy(
+                out, y[i : i + batch_size], reduction="sum", label_smoothing=label_smoothing
+            ).item()
             correct += (out.argmax(1) == y[i : i + batch_size]).sum().item()
     return loss / len(x), correct / len(x)
 
@@ -81,6 +83,7 @@ SPEC_KEYS = (
     "n_train",
     "normalization",
     "label_noise",
+    "label_smoothing",
     "optimizer",
     "lr",
     "weight_decay",
@@ -101,6 +104,7 @@ STUDY_SPEC = {
     "n_train": 0,
     "normalization": "pixel",
     "label_noise": 0.0,
+    "label_smoothing": 0.0,
     "optimizer": "sgd",
     "lr": None,
     "weight_decay": 5e-4,
@@ -123,6 +127,7 @@ def data_for(spec, data_root=None):
         spec["seed"],
         spec["normalization"],
         spec["label_noise"],
+        pool=spec.get("pool", 1),
     )
 
 
@@ -211,7 +216,9 @@ def _epoch(trainer, train_set, test_set, spec, epoch, device, progress):
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
     for i in bar:
         idx = order[i : i + spec["batch_size"]].to(device)
-        loss, hits = step(model, optimizer, x_train, y_train, idx, spec["optimizer"], noise)
+        loss, hits = step(
+            model, optimizer, x_train, y_train, idx, spec["optimizer"], noise, spec["label_smoothing"]
+        )
         if not math.isfinite(loss):
             raise TrainingError(f"loss became {loss} at epoch {epoch + 1}, step {i // len(idx)}")
         seen += len(idx)
@@ -220,7 +227,7 @@ def _epoch(trainer, train_set, test_set, spec, epoch, device, progress):
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
     scheduler.step()
-    test_loss, test_acc = evaluate(model, *test_set)
+    test_loss, test_acc = evaluate(model, *test_set, label_smoothing=spec["label_smoothing"])
     return {
         "epoch": epoch + 1,
         "lr": lr,
@@ -248,8 +255,8 @@ def _checkpoint_state(spec, epoch, trainer, history, measured, curvature):
 
 def _final_meta(model, spec, classes, device, train_set, test_set):
     """The model file's metadata: settings, size and final losses; warns when it did not learn."""
-    train_loss, train_acc = evaluate(model, *train_set)
-    test_loss, test_acc = evaluate(model, *test_set)
+    train_loss, train_acc = evaluate(model, *train_set, label_smoothing=spec["label_smoothing"])
+    test_loss, test_acc = evaluate(model, *test_set, label_smoothing=spec["label_smoothing"])
     if spec["epochs"] and not learned(train_acc, classes):
         print(
             f"train: warning: training accuracy {train_acc:.3f} is at chance ({1 / classes:.3f}): "
@@ -278,7 +285,7 @@ def _check_spec(spec):
         value = spec[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise TrainingError(f"{key} must be an integer >= {low}, got {value!r}")
-    for key in ("lr", "weight_decay", "label_noise"):
+    for key in ("lr", "weight_decay", "label_noise", "label_smoothing"):
         value = spec[key]
         if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise TrainingError(f"{key} must be a finite number >= 0, got {value!r}")
@@ -300,17 +307,17 @@ def _scheduler(optimizer, spec):
     return torch.optim.lr_scheduler.MultiStepLR(_base_optimizer(optimizer), milestones, gamma=0.1)
 
 
-def _batch_step(model, optimizer, x, y, idx, name, noise):
+def _batch_step(model, optimizer, x, y, idx, name, noise, label_smoothing=0.0):
     """One optimizer step on the mini-batch idx: (batch loss, correct predictions)."""
     logits = model(x[idx])
-    loss = nn.functional.cross_entropy(logits, y[idx])
+    loss = nn.functional.cross_entropy(logits, y[idx], label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item(), (logits.argmax(1) == y[idx]).sum().item()
 
 
-def _full_batch_step(model, optimizer, x, y, idx, name, noise, chunk=2000):
+def _full_batch_step(model, optimizer, x, y, idx, name, noise, label_smoothing=0.0, chunk=2000):
     """One step on the full-batch gradient g ('gd'), plus, for 'gd-noise', isotropic Gaussian
     noise with E||xi||^2 = ||g_batch - g||^2 for the mini-batch idx SGD would have used."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -318,12 +325,14 @@ def _full_batch_step(model, optimizer, x, y, idx, name, noise, chunk=2000):
     total, hits = 0.0, 0
     for i in range(0, len(x), chunk):
         logits = model(x[i : i + chunk])
-        loss = nn.functional.cross_entropy(logits, y[i : i + chunk], reduction="sum") / len(x)
+        loss = nn.functional.cross_entropy(
+            logits, y[i : i + chunk], reduction="sum", label_smoothing=label_smoothing
+        ) / len(x)
         loss.backward()
         total += loss.item()
         hits += (logits.argmax(1) == y[i : i + chunk]).sum().item()
     if name == "gd-noise":
-        batch_loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        batch_loss = nn.functional.cross_entropy(model(x[idx]), y[idx], label_smoothing=label_smoothing)
         batch_grads = torch.autograd.grad(batch_loss, params)
         sq = sum(float(((gb - p.grad) ** 2).sum()) for gb, p in zip(batch_grads, params, strict=True))
         scale = math.sqrt(sq / sum(p.numel() for p in params))
@@ -343,7 +352,9 @@ def _measure(model, x, y, settings, spec, epoch):
     n_eval = settings["n_eval"] or len(x)
     if n_eval > len(x):
         raise TrainingError(f"curvature n_eval={n_eval} but the run has {len(x)} training images")
-    record = measure(model, x[:n_eval], y[:n_eval], settings, seed=spec["seed"] * 1009 + epoch)
+    record = measure(
+        model, x[:n_eval], y[:n_eval], settings, seed=spec["seed"] * 1009 + epoch, label_smoothing=spec["label_smoothing"]
+    )
     print(
         f"curvature epoch {epoch}: trace {record['trace']:.4g} +- {record['trace_stderr']:.2g}, "
         f"lambda_max {record['lambda_max']:.4g}, neg sum {record['neg_sum']:.3g}, "

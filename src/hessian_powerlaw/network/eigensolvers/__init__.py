@@ -13,6 +13,8 @@
 - 'slq': the Ritz values of an m-step Lanczos run from one random start (full
   reorthogonalisation, no convergence test), as stochastic Lanczos quadrature (PyHessian)
   computes them; the residual estimates say how far each is from an eigenvalue.
+- 'dense': the full matrix from n products with blocks of the identity and a dense
+  `eigh` (small networks only, DENSE_LIMIT parameters): exact, every eigenvalue in `full`.
 - 'power': deflated power iteration as PyHessian runs it (one eigenvalue at a time,
   Gram-Schmidt against those found, stop at a relative change < tol or 100 iterations); it
   converges to the largest |lambda|, so on an indefinite Hessian it can return negative ones.
@@ -30,6 +32,7 @@ import math
 import torch
 
 from hessian_powerlaw.network.eigensolvers.baselines import arpack, power_iteration
+from hessian_powerlaw.network.eigensolvers.dense import DENSE_LIMIT, dense, full_spectrum
 from hessian_powerlaw.network.eigensolvers.lanczos import NOISE_FLOOR, block_lanczos, lanczos
 from hessian_powerlaw.network.eigensolvers.result import (
     SolverError,
@@ -40,8 +43,9 @@ from hessian_powerlaw.network.eigensolvers.result import (
     steps_for,
 )
 
-SOLVERS = ("lanczos", "block", "arpack", "slq", "power")
+SOLVERS = ("lanczos", "block", "arpack", "slq", "power", "dense")
 __all__ = [
+    "DENSE_LIMIT",
     "NOISE_FLOOR",
     "SOLVERS",
     "SolverError",
@@ -50,7 +54,9 @@ __all__ = [
     "basis_bytes",
     "block_lanczos",
     "check_memory",
+    "dense",
     "explicit_residuals",
+    "full_spectrum",
     "lanczos",
     "power_iteration",
     "steps_for",
@@ -99,8 +105,8 @@ def top_eigenpairs(
     NaN or inf in any product (SolverError)."""
     if which not in ("LA", "SA"):
         raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
-    if which == "SA" and solver != "lanczos":
-        raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos solver only")
+    if which == "SA" and solver not in ("lanczos", "dense"):
+        raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only")
     if solver not in SOLVERS:
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
     if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
@@ -115,7 +121,8 @@ def top_eigenpairs(
     if solver == "slq":
         steps_per_k = (slq_steps - 100) / k
     element = torch.tensor([], dtype=op.dtype).element_size()
-    check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
+    if solver != "dense":
+        check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes
     run = {
         "lanczos": lanczos,
@@ -123,12 +130,13 @@ def top_eigenpairs(
         "block": block_lanczos,
         "arpack": arpack,
         "power": power_iteration,
+        "dense": dense,
     }[solver]
     matmat = _finite_products(op.matmat if which == "LA" else (lambda v: -op.matmat(v)))
     extra = {"relative_to": "norm"} if which == "SA" else {}
     if solver == "slq":
         extra["steps"] = min(slq_steps, op.n)
-    if solver == "power":
+    if solver in ("power", "dense"):
         steps_per_k = None
     if solver == "block":
         extra["block"] = block_size
@@ -147,6 +155,7 @@ def top_eigenpairs(
     scale = None
     if which == "SA":
         result.eigenvalues = -result.eigenvalues
+        result.full = None if result.full is None else -result.full[::-1]
         result.residual_kind = "lanczos estimate, relative to ||H||"
         scale = result.norm
     if verify and result.residual_kind != "explicit":

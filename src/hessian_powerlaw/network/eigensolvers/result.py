@@ -31,6 +31,7 @@ class SolverResult:
     noise_floor: float = 0.0  # |lambda| at or below this is zero to working precision (Lanczos)
     orthogonality: float = 0.0  # largest |basis^T q| left by block Gram-Schmidt, then repaired
     replaced: int = 0  # numerically dependent basis columns replaced by random directions
+    full: np.ndarray | None = field(default=None, repr=False)  # every eigenvalue (dense solver)
 
 
 def basis_bytes(n, k, steps_per_k, element_size):

@@ -1,6 +1,7 @@
 """The training-loss Hessian of a network as a linear operator (Hessian-vector products).
 
-The loss is the mean cross-entropy over an evaluation set, without the weight-decay term
+The loss is the mean cross-entropy over an evaluation set (label-smoothed with
+`label_smoothing`, torch's definition), without the weight-decay term
 unless `shift` adds it (wd * I: every eigenvalue + wd), with the model in eval mode (BatchNorm
 uses its running statistics). Products are computed forward-over-reverse with torch.func,
 summed over chunks of the data, on the model's device; a block of vectors shares one pass over
@@ -16,7 +17,7 @@ from hessian_powerlaw.network.operators.base import own_copy
 class HessianOperator:
     """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i) at the model's current parameters."""
 
-    def __init__(self, model, x, y, chunk_size=2000, dtype=torch.float32, shift=0.0):
+    def __init__(self, model, x, y, chunk_size=2000, dtype=torch.float32, shift=0.0, label_smoothing=0.0):
         self.model = model = own_copy(model, dtype)
         self.device = next(model.parameters()).device
         self.dtype = dtype
@@ -30,6 +31,7 @@ class HessianOperator:
         self.y = y.to(self.device)
         self.chunk_size = chunk_size
         self.shift = shift
+        self.label_smoothing = label_smoothing
         self.hvp_count = 0
         self.data_passes = 0
 
@@ -42,7 +44,7 @@ class HessianOperator:
 
     def _loss_sum(self, params, x, y):
         out = functional_call(self.model, {**params, **self.buffers}, (x,))
-        return torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        return torch.nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=self.label_smoothing)
 
     def _hvp_chunk(self, v, x, y):
         tangent = self._unflatten(v)

@@ -8,7 +8,9 @@ from hessian_powerlaw.network.operators.sequential import SequentialHessian, Uns
 IMPLEMENTATIONS = ("auto", "autograd", "sequential")
 
 
-def make_operator(model, x, y, implementation="auto", dtype=torch.float32, shift=0.0, check=True):
+def make_operator(
+    model, x, y, implementation="auto", dtype=torch.float32, shift=0.0, check=True, label_smoothing=0.0
+):
     """The Hessian operator of `model` over (x, y).
 
     'autograd': HessianOperator (any model). 'sequential': SequentialHessian, exact block
@@ -19,22 +21,22 @@ def make_operator(model, x, y, implementation="auto", dtype=torch.float32, shift
         raise ValueError(f"unknown Hessian implementation {implementation!r} ({', '.join(IMPLEMENTATIONS)})")
     if implementation != "autograd":
         try:
-            op = SequentialHessian(model, x, y, dtype=dtype, shift=shift)
+            op = SequentialHessian(model, x, y, dtype=dtype, shift=shift, label_smoothing=label_smoothing)
         except UnsupportedModel:
             if implementation == "sequential":
                 raise
         else:
             if check:
-                _check_against_autograd(model, x, y, dtype)
+                _check_against_autograd(model, x, y, dtype, label_smoothing)
             return op
-    return HessianOperator(model, x, y, dtype=dtype, shift=shift)
+    return HessianOperator(model, x, y, dtype=dtype, shift=shift, label_smoothing=label_smoothing)
 
 
-def _check_against_autograd(model, x, y, dtype):
+def _check_against_autograd(model, x, y, dtype, label_smoothing):
     x, y = x[:64], y[:64]
     v = torch.randn(sum(p.numel() for p in model.parameters()), 2, generator=torch.Generator().manual_seed(0))
-    ref = HessianOperator(model, x, y, dtype=dtype).matmat(v)
-    fast = SequentialHessian(model, x, y, dtype=dtype).matmat(v)
+    ref = HessianOperator(model, x, y, dtype=dtype, label_smoothing=label_smoothing).matmat(v)
+    fast = SequentialHessian(model, x, y, dtype=dtype, label_smoothing=label_smoothing).matmat(v)
     error = float(torch.linalg.matrix_norm(fast - ref) / torch.linalg.matrix_norm(ref))
     if not error < (1e-3 if dtype == torch.float32 else 1e-8):
         raise RuntimeError(

@@ -207,7 +207,7 @@ def _nbytes(obj):
 class _Primal:
     """One chunk's forward and backward pass: layer inputs, fixed linear maps, softmax, gradients."""
 
-    def __init__(self, prefix, layers, slots, params, x, y):
+    def __init__(self, prefix, layers, slots, params, x, y, label_smoothing=0.0):
         for op in prefix:
             x = op(x)
         self.inputs, self.pools, self.phis, a = [], [], [], x
@@ -224,7 +224,9 @@ class _Primal:
             a = self.phis[-1].out
         self.p = torch.softmax(a, dim=1)
         self.deltas = [None] * len(layers)
-        g = self.p - F.one_hot(y, self.p.shape[1]).to(self.p.dtype)
+        classes = self.p.shape[1]
+        target = F.one_hot(y, classes).to(self.p.dtype) * (1 - label_smoothing) + label_smoothing / classes
+        g = self.p - target
         for i in reversed(range(len(layers))):
             g = self.phis[i].transpose(g, batched=False)
             self.deltas[i] = self.pools[i].scatter(g.flatten(2), batched=False) if self.pools[i] else g
@@ -238,7 +240,7 @@ class _Primal:
 
 class SequentialHessian:
     """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i), like HessianOperator (same interface,
-    same parameter order), for models that plan() accepts.
+    same parameter order, same label smoothing), for models that plan() accepts.
 
     Each chunk's primal pass (masks, pool choices, selected patches, gradients) is kept between
     products while the kept chunks fit in `cache_bytes` (default: 4 GiB or a quarter of the
@@ -257,6 +259,7 @@ class SequentialHessian:
         dtype=torch.float32,
         shift=0.0,
         cache_bytes=None,
+        label_smoothing=0.0,
     ):
         plan(model)  # UnsupportedModel before any copy
         self.model = model = own_copy(model, dtype)
@@ -280,6 +283,7 @@ class SequentialHessian:
         self.chunk_size = chunk_size or (128 if cpu else 1024)
         self.group_size = group_size or (16 if cpu else 256)
         self.shift = shift
+        self.label_smoothing = label_smoothing
         self.cache_bytes = (
             min(4 << 30, available_bytes(self.device) // 4) if cache_bytes is None else cache_bytes
         )
@@ -293,7 +297,13 @@ class SequentialHessian:
             return self._cache[start]
         end = start + self.chunk_size
         primal = _Primal(
-            self.prefix, self.layers, self.slots, self.params, self.x[start:end], self.y[start:end]
+            self.prefix,
+            self.layers,
+            self.slots,
+            self.params,
+            self.x[start:end],
+            self.y[start:end],
+            self.label_smoothing,
         )
         size = _nbytes(primal)
         if self._cached_bytes + size <= self.cache_bytes:
@@ -380,6 +390,7 @@ class SequentialHessian:
                     self.model(self.x[i : i + self.chunk_size]),
                     self.y[i : i + self.chunk_size],
                     reduction="sum",
+                    label_smoothing=self.label_smoothing,
                 )
                 for i in range(0, len(self.x), self.chunk_size)
             )
