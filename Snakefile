@@ -10,6 +10,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/dnn.smk"
 include: "workflow/rules/curvature.smk"
+include: "workflow/rules/noise.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -24,6 +25,9 @@ localrules:
     plots,
     curvature_table,
     curvature_plots,
+    toy_valley,
+    noise_tables,
+    noise_plots,
 
 
 rule all:
@@ -34,3 +38,4 @@ rule all:
         comparison_outputs(),
         curvature_outputs(),
         fidelity_outputs(),
+        noise_outputs(),

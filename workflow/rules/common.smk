@@ -37,6 +37,9 @@ wildcard_constraints:
     epochs=r"\d+",
     lr=r"[0-9.e-]+",
     schedule=r"step|constant",
+    noise=r"sgd|gd|isotropic|isotropic-topk|none",
+    valley=r"trace|anticorrelated",
+    init=r"\d+",
     variant=r"[a-z0-9-]+",
 
 
@@ -92,6 +95,8 @@ def protein_batch_inputs(wildcards):
 
 
 def protein_outputs():
+    if not PDB["enabled"]:
+        return []
     return [
         f"{RESULTS}/protein/proteins.tsv",
         f"{RESULTS}/protein/size_bins.tsv",
@@ -167,6 +172,8 @@ def plot_outputs():
 
 
 def comparison_outputs():
+    if not PDB["enabled"]:
+        return []
     return [
         f"{RESULTS}/comparison/comparison.tsv",
         f"{RESULTS}/comparison/comparison.md",
@@ -251,4 +258,80 @@ def curvature_outputs():
         f"{RESULTS}/curvature/runs.tsv",
         f"{RESULTS}/curvature/curvature.md",
         *figures,
+    ]
+
+
+# ---------------------------------------------------------------- the noise study
+
+NOISE = config["noise"]
+TOY_RUN = "{valley}_{noise}_lr{lr}"
+
+
+def _lr(value):
+    return f"{value:g}"
+
+
+def noise_toy_records(wildcards=None):
+    toy = NOISE["toy"]
+    names = [
+        TOY_RUN.format(valley="trace", noise=noise, lr=_lr(lr))
+        for noise in ("sgd", "isotropic", "none")
+        for lr in toy["trace_lrs"]
+    ]
+    names += [
+        TOY_RUN.format(
+            valley="anticorrelated", noise=noise, lr=_lr(toy["anticorrelated_lr"])
+        )
+        for noise in ("sgd", "isotropic", "none")
+    ]
+    return [f"{RESULTS}/noise/toy/{name}.json" for name in names]
+
+
+def noise_equilibrium_records(wildcards=None):
+    eq = NOISE["equilibrium"]
+    return [
+        f"{RESULTS}/noise/equilibrium/b{size}_lr{_lr(lr)}.json"
+        for size in eq["batch_sizes"]
+        for lr in eq["lrs"]
+    ]
+
+
+def noise_trace_records(wildcards=None):
+    tr = NOISE["trace"]
+    runs = [(noise, lr) for noise in ("sgd", "gd") for lr in tr["lrs"]]
+    runs += [(noise, tr["compare_lr"]) for noise in ("isotropic", "isotropic-topk")]
+    if tr["compare_lr"] not in tr["lrs"]:
+        runs += [(noise, tr["compare_lr"]) for noise in ("sgd", "gd")]
+    return [
+        f"{RESULTS}/noise/trace/{noise}_lr{_lr(lr)}_init{init}.json"
+        for noise, lr in runs
+        for init in tr["init_seeds"]
+    ]
+
+
+def noise_records(wildcards=None):
+    return noise_toy_records() + noise_equilibrium_records() + noise_trace_records()
+
+
+NOISE_TABLES = ("toy_trace_rate", "toy_anticorrelated", "negative_vs_loss")
+NOISE_FIGURES = (
+    "noise_toy_trace",
+    "noise_toy_rate",
+    "noise_anticorrelated",
+    "noise_negative",
+    "noise_trace",
+)
+
+
+def noise_outputs():
+    if not NOISE["enabled"]:
+        return []
+    return [
+        *(f"{RESULTS}/noise/{name}.tsv" for name in NOISE_TABLES),
+        f"{RESULTS}/noise/noise.md",
+        *(
+            f"{RESULTS}/noise/{name}.{ext}"
+            for name in NOISE_FIGURES
+            for ext in ("png", "pdf")
+        ),
     ]

@@ -6,10 +6,11 @@ inside and outside Snakemake.
 """
 
 import argparse
+import shlex
 import sys
 
 from hessian_powerlaw import __version__
-from hessian_powerlaw.cli import network, protein, report
+from hessian_powerlaw.cli import network, noise, protein, report
 from hessian_powerlaw.config import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -23,13 +24,15 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for wing in (protein, network, report):
+    for wing in (protein, network, noise, report):
         wing.register(sub)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "hessian-powerlaw " + shlex.join(argv)
     try:
         args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:

@@ -23,7 +23,9 @@ def cmd_train(args):
     opts = resolve(args, "train")
     spec = {key: getattr(args, key) for key in ("model", "dataset", "n_train", "optimizer", "batch_size")}
     spec.update({key: getattr(args, key) for key in ("epochs", "schedule", "seed", "depth", "width")})
-    spec.update({key: opts[key] for key in ("normalization", "label_noise", "label_smoothing", "lr", "weight_decay")})
+    spec.update(
+        {key: opts[key] for key in ("normalization", "label_noise", "label_smoothing", "lr", "weight_decay")}
+    )
     spec["data_root"] = opts["data_root"] or ""
     curvature = None
     if args.curvature_every:

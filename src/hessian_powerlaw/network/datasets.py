@@ -71,7 +71,9 @@ def _arrays(ds):
 
 def _pooled(x, pool, name):
     if not (isinstance(pool, int) and pool >= 1 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0):
-        raise DataError(f"pool must be a positive integer dividing the {name} image size {tuple(x.shape[2:])}, got {pool}")
+        raise DataError(
+            f"pool must be a positive integer dividing the {name} image size {tuple(x.shape[2:])}, got {pool}"
+        )
     return torch.nn.functional.avg_pool2d(x, pool)
 
 

@@ -161,11 +161,11 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
         if curvature and _due(epoch + 1, spec["epochs"], curvature["every"]):
             measured.append(_measure(model, *train_set, curvature, spec, epoch + 1))
         if checkpoint:
-            _save(_checkpoint_state(spec, epoch + 1, trainer, history, measured, curvature), checkpoint)
+            save_atomic(_checkpoint_state(spec, epoch + 1, trainer, history, measured, curvature), checkpoint)
         if metrics:
             write_json(metrics, _metrics(spec, device, history, curvature, measured))
     meta = _final_meta(model, spec, data["classes"], device, train_set, test_set)
-    _save({"state_dict": model.state_dict(), "meta": meta}, out)
+    save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
     if metrics:
         write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
     return model, meta
@@ -353,7 +353,12 @@ def _measure(model, x, y, settings, spec, epoch):
     if n_eval > len(x):
         raise TrainingError(f"curvature n_eval={n_eval} but the run has {len(x)} training images")
     record = measure(
-        model, x[:n_eval], y[:n_eval], settings, seed=spec["seed"] * 1009 + epoch, label_smoothing=spec["label_smoothing"]
+        model,
+        x[:n_eval],
+        y[:n_eval],
+        settings,
+        seed=spec["seed"] * 1009 + epoch,
+        label_smoothing=spec["label_smoothing"],
     )
     print(
         f"curvature epoch {epoch}: trace {record['trace']:.4g} +- {record['trace_stderr']:.2g}, "
@@ -371,7 +376,8 @@ def _metrics(spec, device, history, curvature, measured):
     return out
 
 
-def _save(obj, path):
+def save_atomic(obj, path):
+    """torch.save to `path` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

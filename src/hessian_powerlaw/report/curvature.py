@@ -5,8 +5,7 @@ are made by `network.probe`)."""
 import math
 from collections import defaultdict
 
-import numpy as np
-import scipy.stats
+from hessian_powerlaw.regression import linear_fit
 
 # What identifies a group of runs that differ only in seed (and, for the lr fit, in lr).
 GROUP_KEYS = (
@@ -39,30 +38,6 @@ RUN_COLUMNS = (
     "hvps",
 )
 FIT_COLUMNS = ("group", "x", "y", "n_points", "slope", "slope_se", "intercept", "intercept_se", "r2")
-
-
-def linear_fit(x, y):
-    """Least-squares line y = slope x + intercept, with standard errors and R^2."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.ptp(x) == 0:
-        nan = math.nan
-        return {
-            "n_points": len(x),
-            "slope": nan,
-            "slope_se": nan,
-            "intercept": nan,
-            "intercept_se": nan,
-            "r2": nan,
-        }
-    res = scipy.stats.linregress(x, y)
-    return {
-        "n_points": len(x),
-        "slope": float(res.slope),
-        "slope_se": float(res.stderr),
-        "intercept": float(res.intercept),
-        "intercept_se": float(res.intercept_stderr),
-        "r2": float(res.rvalue**2),
-    }
 
 
 def points(metrics, from_epoch=0):

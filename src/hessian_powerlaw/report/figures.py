@@ -202,7 +202,7 @@ def _band(ax, members, key, label, color):
     ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
 
 
-def _colors(n):
+def palette(n):
     return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
@@ -216,7 +216,7 @@ def trace_figure(runs):
         ("train_loss", "training loss"),
     )
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+        for color, (label, members) in zip(palette(len(groups)), groups.items(), strict=True):
             _band(ax, members, key, label, color)
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=10)
@@ -227,7 +227,7 @@ def trace_figure(runs):
     return fig
 
 
-def _fit_line(ax, x, fit, color):
+def fit_line(ax, x, fit, color):
     if fit["n_points"] < 3 or not np.isfinite(fit["slope"]):
         return
     xs = np.linspace(0, max(x), 50)
@@ -257,11 +257,11 @@ def lr_figure(runs, from_epoch=0):
         ax.axis("off")
         ax.text(0.5, 0.5, "no learning-rate sweep in this configuration", ha="center", va="center")
         return fig
-    for color, (label, members) in zip(_colors(len(swept)), swept.items(), strict=True):
+    for color, (label, members) in zip(palette(len(swept)), swept.items(), strict=True):
         x = [r["lr"] ** 2 for r in members]
         y = [r["trace_rate"] for r in members]
         ax.scatter(x, y, color=color, s=18, label=label)
-        _fit_line(ax, x, linear_fit(x, y), color)
+        fit_line(ax, x, linear_fit(x, y), color)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("learning rate² η²")
     ax.set_ylabel("trace change per step")
@@ -278,12 +278,12 @@ def negative_figure(runs):
 
     groups = _curvature_groups(runs)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+    for color, (label, members) in zip(palette(len(groups)), groups.items(), strict=True):
         pts = [m for metrics in members for m in metrics.get("curvature", [])]
         x = [p["train_loss"] for p in pts]
         y = [p["neg_sum"] for p in pts]
         ax.scatter(x, y, color=color, s=14, label=label)
-        _fit_line(ax, x, linear_fit(x, y), color)
+        fit_line(ax, x, linear_fit(x, y), color)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.axvline(0, color="0.6", lw=0.8)
     ax.set_xlabel("training loss (Hessian's evaluation set)")
@@ -301,7 +301,7 @@ def noise_figure(runs):
     full_batch = {m["spec"]["lr"] for _, m in runs if m["spec"]["optimizer"] in ("gd", "gd-noise")}
     groups = _curvature_groups([(n, m) for n, m in runs if not full_batch or m["spec"]["lr"] in full_batch])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for color, (label, members) in zip(_colors(len(groups)), groups.items(), strict=True):
+    for color, (label, members) in zip(palette(len(groups)), groups.items(), strict=True):
         _band(axes[0], members, "trace", label, color)
         _band(axes[1], members, "logdet_top", label, color)
     optimizers = {m["spec"]["optimizer"] for _, m in runs}
@@ -325,7 +325,7 @@ def fidelity_figure(table):
     for row in table:
         if row.get("beta") is not None:
             groups.setdefault((row["run"], row["variant"]), []).append(row)
-    for color, ((run, variant), rows) in zip(_colors(len(groups)), sorted(groups.items()), strict=True):
+    for color, ((run, variant), rows) in zip(palette(len(groups)), sorted(groups.items()), strict=True):
         fixed = sorted((r for r in rows if r["window"] != "xmin by KS"), key=lambda r: r["k"])
         label = f"{variant} ({run})" if len({g[0] for g in groups}) > 1 else variant
         ax.errorbar(

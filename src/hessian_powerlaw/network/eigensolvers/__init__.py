@@ -106,7 +106,9 @@ def top_eigenpairs(
     if which not in ("LA", "SA"):
         raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
     if which == "SA" and solver not in ("lanczos", "dense"):
-        raise SolverError("the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only")
+        raise SolverError(
+            "the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only"
+        )
     if solver not in SOLVERS:
         raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
     if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):

@@ -9,9 +9,9 @@ arguments hold, the eigenvalues are linear in phi (constant gradients).
 - ``trace``: the paper's valley, u = |theta3 + theta4|, v = |theta3 + 2 theta4|, started at
   theta = (0.1, 0.1, 0.5, 0.5) (u = 1, v = 1.5).
 - ``anticorrelated`` (designed here; the paper prints no formula): u = |s|, v = |1 - 2s| with
-  s = theta3 + theta4, started at theta = (0.1, 0.1, 0.1, 0.1) (s = 0.2). The trace 2(1 - s) falls with s while the
-  log-determinant log 4s(1 - 2s) rises with s for s < 1/4, so a drift that lowers the trace
-  raises the determinant and the reverse.
+  s = theta3 + theta4, started at theta = (0.1, 0.1, 0.1, 0.1) (s = 0.2). The trace 2(1 - s)
+  falls with s while the log-determinant log 4s(1 - 2s) rises with s for s < 1/4, so a drift
+  that lowers the trace raises the determinant and the reverse.
 
 Why noise moves phi: with noise of variance c_i on theta_i, the discrete Ornstein-Uhlenbeck
 process theta_i <- (1 - eta lambda_i) theta_i - eta xi_i has E theta_i^2 = eta c_i /

@@ -44,7 +44,9 @@ class HessianOperator:
 
     def _loss_sum(self, params, x, y):
         out = functional_call(self.model, {**params, **self.buffers}, (x,))
-        return torch.nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=self.label_smoothing)
+        return torch.nn.functional.cross_entropy(
+            out, y, reduction="sum", label_smoothing=self.label_smoothing
+        )
 
     def _hvp_chunk(self, v, x, y):
         tangent = self._unflatten(v)

@@ -1,0 +1,97 @@
+"""The noise study's network experiments as records of plain numbers (one JSON each).
+
+- `equilibrium`: SGD from a minimum at one (batch size, lr), then the exact, full Hessian
+  spectrum of the end state (dense, float64): the sum of all negative eigenvalues, the trace,
+  the loss, and whether the loss was flat over the last part of the run (paper Fig. 2a).
+- `trace_run`: the exact trace every few steps along constant-rate noisy descent from a
+  minimum, and its rate (least-squares slope per step) after the first part of the run
+  (paper Fig. 3 and the trace rate against lr^2).
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from hessian_powerlaw.network.eigensolvers import full_spectrum
+from hessian_powerlaw.network.noise.small_net import data_of, descend, flatness, smoothing_floor
+from hessian_powerlaw.network.operators import make_operator
+from hessian_powerlaw.network.spectrum import spectrum_sums
+from hessian_powerlaw.regression import linear_fit
+
+RUN_META = ("init_seed", "n_params", "n_train_used", "label_smoothing", "pool", "width")
+
+
+def equilibrium(minimum_path, batch_size, lr, steps=20000, every=200, seed=0, progress=False):
+    """SGD at (batch_size, lr) for `steps` steps from the minimum, then the full spectrum."""
+    clock = time.perf_counter()
+    model, meta, history = descend(
+        minimum_path, "sgd", lr, steps, batch_size=batch_size, every=every, seed=seed
+    )
+    data = data_of(meta)
+    x, y = data["train"]
+    op = make_operator(model, x, y, dtype=torch.float64, label_smoothing=meta["label_smoothing"])
+    values = full_spectrum(op.matmat, op.n, torch.float64, progress=progress)
+    drift, flat = flatness(history["excess_loss"])
+    loss = op.loss()
+    return {
+        "experiment": "equilibrium",
+        "minimum": str(minimum_path),
+        **{k: meta.get(k) for k in RUN_META},
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "steps": steps,
+        "seed": seed,
+        "train_loss": loss,
+        "excess_loss": loss - smoothing_floor(meta["label_smoothing"], data["classes"]),
+        "loss_drift": drift,
+        "equilibrated": bool(flat),
+        **spectrum_sums(values),
+        "lambda_max": float(values[0]),
+        "noise_floor": float(op.n * np.finfo(float).eps * np.abs(values).max()),
+        "history": history,
+        "seconds": round(time.perf_counter() - clock, 2),
+    }
+
+
+def trace_run(
+    minimum_path,
+    noise,
+    lr,
+    batch_size=25,
+    steps=5000,
+    every=250,
+    seed=0,
+    top_k=20,
+    refresh=500,
+    rate_from=0.2,
+):
+    """The exact trace along `steps` steps of `noise` descent at `lr` from the minimum."""
+    clock = time.perf_counter()
+    _, meta, history = descend(
+        minimum_path, noise, lr, steps, batch_size, every, seed, top_k=top_k, refresh=refresh, trace=True
+    )
+    step = np.asarray(history["step"], dtype=float)
+    trace = np.asarray(history["trace"])
+    later = step >= rate_from * steps
+    fit = linear_fit(step[later], trace[later])
+    return {
+        "experiment": "trace-run",
+        "minimum": str(minimum_path),
+        **{k: meta.get(k) for k in RUN_META},
+        "noise": noise,
+        "lr": float(lr),
+        "batch_size": batch_size,
+        "steps": steps,
+        "seed": seed,
+        "top_k": top_k if noise == "isotropic-topk" else None,
+        "refresh": refresh if noise == "isotropic-topk" else None,
+        "rate_from": rate_from,
+        "trace_start": float(trace[0]),
+        "trace_end": float(trace[-1]),
+        "trace_rate": fit["slope"],
+        "trace_rate_se": fit["slope_se"],
+        "excess_loss_end": history["excess_loss"][-1],
+        "history": history,
+        "seconds": round(time.perf_counter() - clock, 2),
+    }
