@@ -1,4 +1,4 @@
-"""The report modules and the protein and report commands work without torch, so the protein
+"""The report modules, the protein and report commands and toy-valley work without torch, so the protein
 and plots conda environments (which have no torch) are honest."""
 
 import subprocess
@@ -82,6 +82,15 @@ def test_report_and_protein_commands_run_without_torch(tmp_path):
         ],
         ["curvature-plots", *map(str, metrics), "--out-dir", f"{t}/plots"],
         ["check-config", str(ROOT / "config.yaml")],
+        *(
+            ["toy-valley", "--model", "trace", "--noise", noise, "--lr", str(lr), "--repeats", "4"]
+            + ["--equilibrate-steps", "50", "--measure-steps", "50", "--out", f"{t}/toy_{noise}_{lr}.json"]
+            for noise in ("sgd", "none")
+            for lr in (0.01, 0.02, 0.03)
+        ),
+        ["noise-tables", *(f"{t}/toy_{n}_{lr}.json" for n in ("sgd", "none") for lr in (0.01, 0.02, 0.03))]
+        + ["--out-dir", f"{t}/noise"],
+        ["noise-plots", f"{t}/toy_sgd_0.01.json", "--out-dir", f"{t}/noise"],
     ]
     script = BLOCK_TORCH + textwrap.dedent(
         f"""
@@ -107,3 +116,5 @@ def test_report_and_protein_commands_run_without_torch(tmp_path):
     assert (tmp_path / "plots" / "overlay.png").is_file() and (
         tmp_path / "plots" / "curvature_trace.png"
     ).is_file()
+    assert (tmp_path / "noise" / "toy_trace_rate.tsv").is_file()
+    assert (tmp_path / "noise" / "noise_toy_rate.png").is_file()

@@ -68,19 +68,21 @@ def full_spectrum(matmat, n, dtype=torch.float64, device="cpu", progress=False):
     return torch.linalg.eigvalsh(h).flip(0).double().cpu().numpy()
 
 
-def dense(matmat, n, k, tol=1e-3, seed=0, dtype=torch.float64, device="cpu", progress=True):
+def dense(
+    matmat, n, k, tol=1e-3, seed=0, dtype=torch.float64, device="cpu", progress=True, relative_to="value"
+):
     """Top-k eigenpairs from the full decomposition; `full` holds all n eigenvalues.
 
-    Residuals ||H v - lambda v|| / |lambda| are explicit (from the matrix); `tol` and `seed`
-    are accepted for the common solver signature and unused (the decomposition is exact)."""
+    Residuals ||H v - lambda v|| are explicit (from the matrix), relative to |lambda|
+    (relative_to='value') or to ||H|| ('norm'); `tol` and `seed` are accepted for the common
+    solver signature and unused (the decomposition is exact)."""
     start = time.perf_counter()
     h = dense_matrix(matmat, n, dtype, device, progress=progress)
     values, vectors = torch.linalg.eigh(h)
     values, vectors = values.flip(0), vectors.flip(1)
     top, v = values[:k], vectors[:, :k]
-    residuals = torch.linalg.vector_norm(h @ v - v * top, dim=0) / top.abs().clamp_min(
-        torch.finfo(dtype).tiny
-    )
+    scale = values.abs().max() if relative_to == "norm" else top.abs()
+    residuals = torch.linalg.vector_norm(h @ v - v * top, dim=0) / scale.clamp_min(torch.finfo(dtype).tiny)
     return SolverResult(
         eigenvalues=top.double().cpu().numpy(),
         vectors=v,

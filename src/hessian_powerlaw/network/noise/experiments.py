@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.network.eigensolvers import full_spectrum
-from hessian_powerlaw.network.noise.small_net import data_of, descend, flatness, smoothing_floor
+from hessian_powerlaw.network.noise.small_net import TrainingError, data_of, descend, flatness, smoothing_floor
 from hessian_powerlaw.network.operators import make_operator
 from hessian_powerlaw.network.spectrum import spectrum_sums
 from hessian_powerlaw.regression import linear_fit
@@ -67,6 +67,12 @@ def trace_run(
     rate_from=0.2,
 ):
     """The exact trace along `steps` steps of `noise` descent at `lr` from the minimum."""
+    marks = [i for i in range(0, steps + 1, every)] + ([steps] if steps % every else [])
+    if sum(m >= rate_from * steps for m in marks) < 3:
+        raise TrainingError(
+            f"the trace rate needs at least 3 measurements after {rate_from:.0%} of the run; "
+            f"{steps} steps measured every {every} give fewer: lower --every or --rate-from"
+        )
     clock = time.perf_counter()
     _, meta, history = descend(
         minimum_path, noise, lr, steps, batch_size, every, seed, top_k=top_k, refresh=refresh, trace=True
