@@ -75,8 +75,14 @@ def spectrum_options(wildcards):
 
 
 def curvature_train_options(wildcards):
-    """`train` flags of a curvature run: the table's (lr from the run), schedule, measurements."""
-    flags = options(COMMANDS["train"], lr=float(wildcards.lr))
+    """`train` flags of a curvature run: the table's (lr from the run; weight decay and label
+    smoothing from dnn.curvature), schedule, measurements."""
+    flags = options(
+        COMMANDS["train"],
+        lr=float(wildcards.lr),
+        weight_decay=CURVATURE["weight_decay"],
+        label_smoothing=CURVATURE["label_smoothing"],
+    )
     return f"{flags} --schedule {wildcards.schedule} --curvature-every {CURVATURE['every']}"
 
 
