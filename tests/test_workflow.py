@@ -43,7 +43,7 @@ def workdir(tmp_path):
     config["pdb"].update(local=str(data), batch_size=2)
     config["dnn"]["spectrum"].update(k=10, n_eval=100)
     config["dnn"]["sweeps"] = [{"model": ["lenet"], "dataset": ["mnist"], "n_train": [300], "epochs": [2]}]
-    config["dnn"]["curvature"].update(every=1, n_eval=64, n_hvps=6, top_k=2, bottom_k=2)
+    config["dnn"]["curvature"].update(every=1, n_eval=64, n_hvps=6, top_k=2, bottom_k=2, rate_from_epoch=0)
     config["dnn"]["curvature"]["runs"] = [
         {"model": ["lenet"], "dataset": ["mnist"], "n_train": [256], "seed": [0, 1], "epochs": [2]}
     ]
@@ -107,3 +107,26 @@ def test_workflow_rejects_bad_config(workdir):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "-n")
     assert proc.returncode != 0 and "'cutof' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_noise_study_workflow_end_to_end(tmp_path):
+    """workflow/configs/noise_cpu.yaml shrunk to seconds: every rule, the contract's tables."""
+    config = yaml.safe_load((ROOT / "workflow" / "configs" / "noise_cpu.yaml").read_text())
+    noise = config["noise"]
+    noise["toy"].update(repeats=4, equilibrate_steps=50, measure_steps=50, trace_lrs=[0.01, 0.02, 0.03])
+    noise["network"].update(n_images=60, width=8, minimum_epochs=100)
+    noise["equilibrium"].update(batch_sizes=[5, 20], lrs=[0.05], steps=40, every=5)
+    noise["trace"].update(init_seeds=[0, 1], lrs=[0.02, 0.05], steps=40, every=10, top_k=3, refresh=20)
+    full = {**yaml.safe_load((ROOT / "config.yaml").read_text()), **config}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(full))
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "results-noise" / "noise"
+    assert {r["noise"] for r in read_tsv(out / "toy_trace_rate.tsv")} == {"sgd", "isotropic", "none"}
+    assert {r["noise"] for r in read_tsv(out / "toy_anticorrelated.tsv")} == {"sgd", "isotropic", "none"}
+    (row,) = read_tsv(out / "negative_vs_loss.tsv")
+    assert row["n_points"] == 2
+    runs = read_tsv(out / "trace_runs.tsv")
+    assert {(r["noise"], r["lr"]) for r in runs} >= {("sgd", 0.02), ("gd", 0.05), ("isotropic-topk", 0.05)}
+    assert (out / "noise_negative.png").is_file() and (out / "noise.md").is_file()
+    assert not (tmp_path / "results-noise" / "protein").exists()

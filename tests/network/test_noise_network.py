@@ -218,3 +218,36 @@ def test_noise_commands_write_records_with_their_command(minimum, tmp_path, caps
     few = [*base, "--every", "10", "--out", str(tmp_path / "no.json")]
     assert cli.main(few) == 2
     assert "at least 3 measurements" in capsys.readouterr().err
+
+
+def test_dnn_spectrum_dense_reads_a_noise_study_model(minimum, tmp_path):
+    path, meta = minimum
+    out = tmp_path / "rec.json"
+    argv = ["dnn-spectrum", str(path), "--solver", "dense", "--dtype", "float64", "--k", "10", "--quiet"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    model, saved = load_model(path)
+    x, y = small_net.data_of(saved)["train"]
+    assert rec["n_eval"] == 60 and "label smoothing 0.1" in rec["hessian"]
+    assert rec["trace"] == pytest.approx(exact_trace(model.double(), x.double(), y), rel=1e-9)
+    assert rec["negative_sum"] < 0 and rec["n_negative"] > 0 and rec["hvp_count"] == meta["n_params"]
+
+
+def test_dnn_spectrum_dense_refuses_a_network_above_its_limit(tmp_path, capsys):
+    from conftest import ROOT
+
+    model = ROOT / "tests" / "data" / "dnn" / "lenet_collapsed.pt"
+    argv = [
+        "dnn-spectrum",
+        str(model),
+        "--solver",
+        "dense",
+        "--n-eval",
+        "10",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    assert cli.main(argv) == 2
+    assert "exceed its limit of 16384" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

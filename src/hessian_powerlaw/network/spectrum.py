@@ -8,6 +8,7 @@ import torch
 from hessian_powerlaw.fit import FitError, power_law_fit
 from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.eigensolvers.dense import check_size
 from hessian_powerlaw.network.training import data_for, learned, load_model
 from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
@@ -51,6 +52,8 @@ def spectrum(
     start = time.perf_counter()
     device = pick_device(device)
     model, meta = load_model(model_path, device)
+    if solver == "dense":  # refused before any data is read
+        check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[dtype], device)
     x, y = eval_data(meta, n_eval, data_root)
     shift = meta["weight_decay"] if weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.network.eigensolvers import full_spectrum
-from hessian_powerlaw.network.noise.small_net import TrainingError, data_of, descend, flatness, smoothing_floor
+from hessian_powerlaw.network.noise.small_net import (
+    TrainingError,
+    data_of,
+    descend,
+    flatness,
+    smoothing_floor,
+)
 from hessian_powerlaw.network.operators import make_operator
 from hessian_powerlaw.network.spectrum import spectrum_sums
 from hessian_powerlaw.regression import linear_fit
