@@ -4,7 +4,7 @@ import numpy as np
 import powerlaw
 import pytest
 
-from hessian_powerlaw.fit import FitError, ks_xmin_fit, power_law_fit, resolve_k, top_k
+from hessian_powerlaw.fit import FitError, bootstrap_p, ks_xmin_fit, power_law_fit, resolve_k, top_k
 
 
 def pareto(beta, n, xmin=1.0, seed=0):
@@ -118,3 +118,45 @@ def test_ks_xmin_fit_finds_the_power_law_tail():
     assert abs(fixed["beta"] - 2.0) > 5 * fixed["beta_sigma"]
     with pytest.raises(FitError, match="needs K > 50"):
         ks_xmin_fit(values, 40)
+
+
+def test_bootstrap_p_value_is_uniform_on_pareto_samples():
+    import scipy.stats
+
+    p = []
+    for seed in range(150):
+        x = (1 - np.random.default_rng(seed).random(100)) ** -1.0  # beta = 2
+        p.append(power_law_fit(x, 100, compare=False, bootstrap=100, seed=seed)["p_bootstrap"])
+    assert scipy.stats.kstest(p, "uniform").pvalue > 0.01
+    assert 0.35 < np.mean(p) < 0.65
+
+
+def test_bootstrap_p_value_is_uniform_when_the_tail_sits_on_a_bulk():
+    import scipy.stats
+
+    p = []
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        x = np.concatenate([(1 - rng.random(100)) ** -1.0, rng.random(400)])  # K = 100 of M = 500
+        p.append(power_law_fit(x, 100, compare=False, bootstrap=100, seed=seed)["p_bootstrap"])
+    assert scipy.stats.kstest(p, "uniform").pvalue > 0.01
+
+
+def test_bootstrap_p_value_is_small_on_exponential_tails():
+    p = [
+        power_law_fit(
+            np.random.default_rng(s).exponential(size=5000), 1000, compare=False, bootstrap=100, seed=s
+        )["p_bootstrap"]
+        for s in range(5)
+    ]
+    assert max(p) < 0.05
+
+
+def test_bootstrap_is_seeded_and_off_by_default():
+    x = (1 - np.random.default_rng(3).random(200)) ** -1.0
+    a = power_law_fit(x, 150, compare=False, bootstrap=50, seed=4)["p_bootstrap"]
+    assert a == power_law_fit(x, 150, compare=False, bootstrap=50, seed=4)["p_bootstrap"]
+    assert 0 <= a <= 1
+    assert power_law_fit(x, 150, compare=False)["p_bootstrap"] is None
+    with pytest.raises(FitError, match="positive number of samples"):
+        bootstrap_p(x, 150, 0)

@@ -3,7 +3,8 @@
 Clauset, Shalizi & Newman (2009) continuous MLE with xmin fixed at the K-th
 largest value, the Kolmogorov-Smirnov distance in the convention of the
 `powerlaw` package, and log-likelihood-ratio tests against a lognormal and
-an exponential tail from `powerlaw.Fit.distribution_compare`.
+an exponential tail from `powerlaw.Fit.distribution_compare`, and optionally the
+semi-parametric bootstrap p-value of the KS distance (Clauset et al. 2009, section 4.1).
 """
 
 import math
@@ -26,7 +27,9 @@ FIT_KEYS = (
     "p_lognormal",
     "lr_exponential",
     "p_exponential",
+    "p_bootstrap",
 )
+LR_KEYS = ("lr_lognormal", "p_lognormal", "lr_exponential", "p_exponential")
 
 
 class FitError(ValueError):
@@ -58,14 +61,23 @@ def top_k(values, k):
     return x[:k]
 
 
-def power_law_fit(values, k, compare=True):
+def power_law_fit(values, k, compare=True, bootstrap=0, seed=0):
     """Fit a power law to the K largest of `values` (shape (M,), any order, M >= K; the unit of
     the values is the unit of xmin); returns a record dict (FIT_KEYS).
 
     beta = 1 + K / sum(ln(x_i / xmin)), sigma = (beta - 1) / sqrt(K), s = 1 / (beta - 1),
     d_ks = max |F_emp - F_fit| with F_emp = (0..K-1)/K (the `powerlaw` convention),
-    d_c = 1.36 / sqrt(K), power_law = d_ks < d_c.
+    d_c = 1.36 / sqrt(K), power_law = d_ks < d_c. With `bootstrap` N > 0, p_bootstrap is the
+    fraction of N synthetic samples (seeded by `seed`) whose refitted d_ks is at least this one
+    (`bootstrap_p`); else None.
     """
+    record = _fit(values, k)
+    record.update(likelihood_ratio_tests(top_k(values, k), record["xmin"]) if compare else _no_lr())
+    record["p_bootstrap"] = bootstrap_p(values, k, bootstrap, seed, record) if bootstrap else None
+    return record
+
+
+def _fit(values, k):
     x = top_k(values, k)
     xmin = float(x[-1])
     log_ratio = np.log(x / xmin)
@@ -78,7 +90,7 @@ def power_law_fit(values, k, compare=True):
     theoretical = 1.0 - (asc / xmin) ** (1.0 - beta)
     d_ks = float(np.max(np.abs(empirical - theoretical)))
     d_c = KS_CONSTANT / math.sqrt(k)
-    record = {
+    return {
         "k": int(k),
         "xmin": xmin,
         "beta": beta,
@@ -88,8 +100,33 @@ def power_law_fit(values, k, compare=True):
         "d_c": d_c,
         "power_law": bool(d_ks < d_c),
     }
-    record.update(likelihood_ratio_tests(x, xmin) if compare else _no_lr())
-    return record
+
+
+def bootstrap_p(values, k, n, seed=0, fit=None):
+    """Clauset, Shalizi & Newman's semi-parametric bootstrap p-value of the fixed-window fit.
+
+    Each of n synthetic samples has the size M of `values`: with probability K/M a value is
+    drawn from the fitted power law above xmin, else resampled from the observed values below
+    xmin (a sample of only the top K is wholly power law). Each is refitted the same way (xmin
+    its own K-th largest) and p is the fraction with d_ks >= the observed one: near 1 or uniform
+    when the law holds, small when it does not. Samples that cannot be fitted count as larger."""
+    if not (isinstance(n, int) and n >= 1):
+        raise FitError(f"the bootstrap needs a positive number of samples, got {n}")
+    fit = fit or _fit(values, k)
+    x = np.sort(np.asarray(values, dtype=float).ravel())[::-1]
+    below, m = x[k:], x.size
+    rng = np.random.default_rng(seed)
+    exponent = -1.0 / (fit["beta"] - 1.0)
+    larger = 0
+    for _ in range(n):
+        n_tail = int(rng.binomial(m, k / m)) if below.size else k
+        tail = fit["xmin"] * (1.0 - rng.random(n_tail)) ** exponent
+        sample = np.concatenate([tail, rng.choice(below, m - n_tail)]) if m > n_tail else tail
+        try:
+            larger += _fit(sample, k)["d_ks"] >= fit["d_ks"]
+        except FitError:
+            larger += 1
+    return larger / n
 
 
 def _empirical_cdf(asc):
@@ -98,7 +135,7 @@ def _empirical_cdf(asc):
 
 
 def _no_lr():
-    return {key: None for key in FIT_KEYS[8:]}
+    return dict.fromkeys(LR_KEYS)
 
 
 def likelihood_ratio_tests(x, xmin):

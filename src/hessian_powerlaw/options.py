@@ -39,6 +39,8 @@ TABLE = {
     "eigen_backend": (("anm", "eigen_backend"), None),
     "k": (("fit", "k"), None),
     "compare": (("fit", "compare"), None),
+    "bootstrap": (("fit", "bootstrap"), None),
+    "bootstrap_seed": (("fit", "bootstrap_seed"), None),
     "data_root": (("dnn", "data_root"), None),
     "device": (("dnn", "device"), None),
     "lr": (("dnn", "training", "lr"), None),
@@ -94,6 +96,8 @@ PROTEIN_SETTINGS = (
     "max_residues",
     "eigen_backend",
     "compare",
+    "bootstrap",
+    "bootstrap_seed",
 )
 TRAINING_SETTINGS = (
     "data_root",
@@ -137,6 +141,8 @@ COMMANDS = {
         "block_size",
         "hessian",
         "weight_decay_term",
+        "bootstrap",
+        "bootstrap_seed",
     ),
     "toy-valley": (
         "toy_repeats",

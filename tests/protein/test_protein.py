@@ -381,3 +381,17 @@ def test_plots_leave_out_a_damaged_spectrum_with_a_warning(tmp_path, capsys):
     shown, overlay = protein_items(rows, records, per_bin=2)
     assert [item[0] for item in overlay] == ["3PTB"]
     assert "1AKI.npy left out" in capsys.readouterr().err
+
+
+def test_protein_bootstrap_p_value_is_recorded_and_seeded(tmp_path):
+    from hessian_powerlaw import cli
+    from hessian_powerlaw.io import read_tsv
+
+    rows = []
+    for run in ("a", "b"):
+        argv = ["protein", str(BUNDLED / "1aki.pdb.gz"), "--bootstrap", "50", "--bootstrap-seed", "2"]
+        assert cli.main([*argv, "--records", str(tmp_path / run), "--out", str(tmp_path / f"{run}.tsv")]) == 0
+        rows.append(read_tsv(tmp_path / f"{run}.tsv")[0])
+    assert 0 <= rows[0]["p_bootstrap"] <= 1 and rows[0]["p_bootstrap"] == rows[1]["p_bootstrap"]
+    plain, _ = analyse(BUNDLED / "1aki.pdb.gz")
+    assert plain["p_bootstrap"] is None

@@ -44,6 +44,8 @@ def spectrum(
     weight_decay_term=False,
     variant="spectrum",
     hessian="auto",
+    bootstrap=0,
+    bootstrap_seed=0,
 ):
     """Record (NETWORK_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
     (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2)."""
@@ -104,7 +106,7 @@ def spectrum(
     )
     if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
         record.update(spectrum_sums(result.full))
-    fit_record(record, values, k, chance=1 / meta["classes"])
+    fit_record(record, values, k, chance=1 / meta["classes"], bootstrap=bootstrap, seed=bootstrap_seed)
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record, values, result.residuals
 
@@ -122,7 +124,7 @@ def spectrum_sums(values):
     }
 
 
-def fit_record(record, values, k, chance=None):
+def fit_record(record, values, k, chance=None, bootstrap=0, seed=0):
     """Fill the fit and eigengap-fit keys; no verdict unless the solver converged (except for
     the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
     that is the method; `converged` and `max_residual` say how good they are), and none when
@@ -145,7 +147,7 @@ def fit_record(record, values, k, chance=None):
         )
         return
     try:
-        record.update(power_law_fit(values, k))
+        record.update(power_law_fit(values, k, bootstrap=bootstrap, seed=seed))
     except FitError as err:
         record.update(status="skipped", reason=str(err))
         return

@@ -144,7 +144,11 @@ def _analyse(path, cfg, record):
             filter(None, (record["reason"], message + "; fitted on the non-zero modes"))
         )
     k = resolve_k(cfg["k"], len(sigma))
-    record.update(power_law_fit(sigma, k, compare=cfg["compare"]))
+    record.update(
+        power_law_fit(
+            sigma, k, compare=cfg["compare"], bootstrap=cfg["bootstrap"], seed=cfg["bootstrap_seed"]
+        )
+    )
     return sigma
 
 
