@@ -1,0 +1,111 @@
+"""The Hessian of any model under any loss, over tensors or a DataLoader (autograd products).
+
+H = d^2/dtheta^2 L(theta) for L the data mean of `loss_fn(model(x), y)`: `loss_fn` has mean
+reduction, so a batch of n_b of N samples enters with weight n_b / N. The model is copied in
+eval mode (BatchNorm on its running statistics, dropout off). `names` restricts theta to a
+subset of the parameters (a block of the Hessian: the other parameters held fixed). A block
+of b vectors costs one pass over the data (forward-over-reverse, vmapped over the vectors), so
+data larger than memory stream once per block of products. Products are forward-over-reverse;
+where torch's forward mode fails on a loss (nn.MSELoss: "ZeroTensors are immutable") the
+operator switches to reverse-over-reverse, which gives the same products.
+"""
+
+import torch
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from hessian_powerlaw.network.operators.base import own_copy
+
+
+def batches(data):
+    """(x, y) pairs of `data`: an (x, y) tuple of tensors is one batch; an iterable of
+    (x, y) pairs (a DataLoader) is read as it is."""
+    if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        return [data]
+    return data
+
+
+class LossHessian:
+    """H over `data` (see the module docstring), implementing `operators.base.Operator`."""
+
+    def __init__(self, model, loss_fn, data, names=None, dtype=torch.float32, chunk_size=None):
+        self.model = model = own_copy(model, dtype)
+        self.loss_fn, self.data, self.dtype, self.chunk_size = loss_fn, data, dtype, chunk_size
+        self.device = next(model.parameters()).device
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.names = list(names) if names is not None else trainable
+        unknown = sorted(set(self.names) - set(trainable))
+        if unknown or not self.names:
+            raise ValueError(f"no such trainable parameters: {', '.join(unknown) or '(none given)'}")
+        named = dict(model.named_parameters())
+        self.params = {n: named[n].detach() for n in self.names}
+        self.fixed = {n: p.detach() for n, p in named.items() if n not in self.params}
+        self.fixed.update({n: b.detach() for n, b in model.named_buffers()})
+        self.shapes = [self.params[n].shape for n in self.names]
+        self.sizes = [self.params[n].numel() for n in self.names]
+        self.n = sum(self.sizes)
+        self.n_samples = None
+        self.forward_mode = True
+        self.hvp_count = 0
+        self.data_passes = 0
+
+    def _unflatten(self, flat):
+        parts = torch.split(flat, self.sizes)
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
+
+    def _flatten(self, tensors):
+        return torch.cat([tensors[n].reshape(-1) for n in self.names])
+
+    def _loss(self, params, x, y):
+        out = functional_call(self.model, {**params, **self.fixed}, (x,))
+        return self.loss_fn(out, y)
+
+    def _hvp(self, v, x, y):
+        gradient = lambda p: grad(self._loss)(p, x, y)  # noqa: E731
+        if self.forward_mode:
+            _, hv = jvp(gradient, (self.params,), (self._unflatten(v),))
+        else:
+            _, pullback = vjp(gradient, self.params)
+            (hv,) = pullback(self._unflatten(v))
+        return self._flatten(hv)
+
+    def _chunks(self):
+        for x, y in batches(self.data):
+            x, y = x.to(self.device), y.to(self.device)
+            if x.is_floating_point():
+                x = x.to(self.dtype)
+            step = self.chunk_size or len(x)
+            for i in range(0, len(x), step):
+                yield x[i : i + step], y[i : i + step]
+
+    def matmat(self, vectors):
+        """H @ V for V of shape (n, b): b products in one pass over the data."""
+        try:
+            return self._matmat(vectors)
+        except RuntimeError as err:
+            if not (self.forward_mode and "ZeroTensor" in str(err)):
+                raise
+            self.forward_mode = False
+            return self._matmat(vectors)
+
+    def _matmat(self, vectors):
+        vectors = vectors.to(self.device, self.dtype)
+        out, count = torch.zeros_like(vectors), 0
+        batched = vmap(self._hvp, in_dims=(1, None, None), out_dims=1)
+        for x, y in self._chunks():
+            part = batched(vectors, x, y) if vectors.shape[1] > 1 else self._hvp(vectors[:, 0], x, y)[:, None]
+            out += len(x) * part
+            count += len(x)
+        if count == 0:
+            raise ValueError("the data hold no samples")
+        self.n_samples = count
+        self.hvp_count += vectors.shape[1]
+        self.data_passes += 1
+        return out / count
+
+    def loss(self):
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for x, y in self._chunks():
+                total += float(self._loss(self.params, x, y)) * len(x)
+                count += len(x)
+        return total / count
