@@ -121,7 +121,7 @@ def test_noise_study_workflow_end_to_end(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(full))
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "results-noise" / "noise"
+    out = tmp_path / "results" / "noise"
     assert {r["noise"] for r in read_tsv(out / "toy_trace_rate.tsv")} == {"sgd", "isotropic", "none"}
     assert {r["noise"] for r in read_tsv(out / "toy_anticorrelated.tsv")} == {"sgd", "isotropic", "none"}
     (row,) = read_tsv(out / "negative_vs_loss.tsv")
@@ -129,4 +129,4 @@ def test_noise_study_workflow_end_to_end(tmp_path):
     runs = read_tsv(out / "trace_runs.tsv")
     assert {(r["noise"], r["lr"]) for r in runs} >= {("sgd", 0.02), ("gd", 0.05), ("isotropic-topk", 0.05)}
     assert (out / "noise_negative.png").is_file() and (out / "noise.md").is_file()
-    assert not (tmp_path / "results-noise" / "protein").exists()
+    assert not (tmp_path / "results" / "protein").exists()
