@@ -87,7 +87,20 @@ def write_tsv(path, rows, columns):
 
 # Columns that hold names, never numbers: a PDB id such as 1E10 must not become 1e+10.
 TEXT_COLUMNS = frozenset(
-    ("pdb_id", "path", "file", "run", "status", "reason", "source", "method", "variant", "bin_3n")
+    (
+        "pdb_id",
+        "path",
+        "file",
+        "run",
+        "status",
+        "reason",
+        "source",
+        "method",
+        "variant",
+        "bin_3n",
+        "block",
+        "noise",
+    )
 )
 
 

@@ -71,3 +71,20 @@ SPECTRUM_KEYS = (
 GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")
 GAP_KEYS = tuple(f"gap_{key}" for key in GAP_FIT_KEYS)
 NETWORK_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
+
+# One row per parameter group of `dnn-spectrum --blocks` (network.factory).
+BLOCK_KEYS = (
+    "block",
+    "n_params",
+    "k",
+    "lambda_max",
+    *[key for key in FIT_KEYS if key != "k"],
+    "converged",
+    "max_residual",
+    "hvp_count",
+    "data_passes",
+    "seconds",
+    "products",
+    "status",
+    "reason",
+)

@@ -113,3 +113,60 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, hessian_powerlaw as hp; hp.power_law_fit; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert callable(hp.top_spectrum) and hp.power_law_fit.__module__ == "hessian_powerlaw.fit"
+
+
+FACTORIES = """
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 3))
+
+def loader():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=20)
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+"""
+
+
+def test_factory_command_line_reads_no_pickle(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    from hessian_powerlaw import cli
+    from hessian_powerlaw.io import read_tsv
+
+    (tmp_path / "myfactories.py").write_text(FACTORIES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import myfactories
+
+    model = myfactories.build()
+    with torch.no_grad():
+        model[0].weight.mul_(2)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    argv = ["dnn-spectrum", "--model-factory", "myfactories:build", "--data-factory", "myfactories:loader"]
+    argv += ["--k", "12", "--tol", "1e-6", "--quiet"]
+    assert cli.main([*argv, "--state-dict", "w.pt", "--out", "rec.json"]) == 0
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    x = torch.cat([b[0] for b in myfactories.loader()])
+    y = torch.cat([b[1] for b in myfactories.loader()])
+    expected = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=12, tol=1e-6)
+    assert rec["lambda_max"] == pytest.approx(float(expected.eigenvalues[0]), rel=1e-4)
+    assert rec["n_params"] == 6 * 8 + 8 + 16 + 8 * 3 + 3 and rec["products"] == "autograd"
+    assert rec["command"].startswith("hessian-powerlaw dnn-spectrum --model-factory")
+    assert cli.main([*argv, "--blocks", "layer", "--out", "blocks.tsv"]) == 0
+    assert [r["block"] for r in read_tsv(tmp_path / "blocks.tsv")] == ["0", "1", "3"]
+    torch.save({"weights": myfactories.Payload()}, tmp_path / "evil.pt")
+    assert cli.main([*argv, "--state-dict", "evil.pt", "--out", "no.json"]) == 2
+    err = capsys.readouterr()
+    assert "not a tensor-only state dict" in err.err and "code ran" not in err.out
+    assert cli.main([*argv[:2], "nope:build", *argv[3:], "--out", "no.json"]) == 2
+    assert "cannot import 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "no.json").exists()
+    sys.modules.pop("myfactories", None)

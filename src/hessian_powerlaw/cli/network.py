@@ -50,6 +50,10 @@ def cmd_dnn_spectrum(args):
 
     opts = resolve(args, "dnn-spectrum")
     opts["k"] = opts.pop("spectrum_k")
+    if bool(args.model_file) == bool(args.model_factory):
+        raise ValueError("give either a MODEL file of `train` or --model-factory (with --data-factory)")
+    if args.model_factory:
+        return _factory_spectrum(args, opts)
     record, values, residuals = spectrum(
         args.model_file,
         data_root=args.data_root,
@@ -73,6 +77,56 @@ def cmd_dnn_spectrum(args):
     print(
         f"dnn-spectrum: {record['run']} top-{record['k'] or opts['k']}, {record['hvp_count']} HVPs, "
         f"{record['seconds']:.0f} s: {verdict}",
+        file=sys.stderr,
+    )
+
+
+def _factory_spectrum(args, opts):
+    """dnn-spectrum for your own model and data (network.factory): one record, or with
+    --blocks a table with one row per parameter group."""
+    from hessian_powerlaw.io import save_npy, write_json, write_tsv
+    from hessian_powerlaw.network.eigensolvers.result import SolverError
+    from hessian_powerlaw.network.factory import spectrum_record
+    from hessian_powerlaw.network.spectrum import DTYPES
+
+    if not args.data_factory:
+        raise ValueError("--model-factory needs --data-factory (package.module:function)")
+    try:
+        record, values, residuals = spectrum_record(
+            args.model_factory,
+            args.data_factory,
+            state_dict=args.state_dict,
+            loss=args.loss,
+            k=opts["k"],
+            bootstrap=opts["bootstrap"],
+            seed=opts["bootstrap_seed"],
+            solver=opts["solver"],
+            tol=opts["tol"],
+            dtype=DTYPES[opts["dtype"]],
+            device=opts["device"],
+            blocks=args.blocks,
+            progress=not args.quiet,
+        )
+    except SolverError as err:
+        raise ValueError(str(err)) from None
+    if args.blocks:
+        from hessian_powerlaw.records import BLOCK_KEYS
+
+        write_tsv(args.out, record, BLOCK_KEYS)
+        print(f"dnn-spectrum: {len(record)} blocks of {args.model_factory} -> {args.out}", file=sys.stderr)
+        return
+    record["command"] = args.command_line
+    if args.spectrum:
+        save_npy(args.spectrum, np.stack([values, residuals]))
+    write_json(args.out, record)
+    print(
+        f"dnn-spectrum: {args.model_factory}, {record['n_params']} parameters, top-{record['k']} "
+        f"({record['products']} products, {record['hvp_count']} HVPs): "
+        + (
+            f"beta {record['beta']:.3f}, d_ks {record['d_ks']:.4f} (d_c {record['d_c']:.4f})"
+            if record["status"] == "ok"
+            else record["reason"]
+        ),
         file=sys.stderr,
     )
 
@@ -101,8 +155,19 @@ def register(sub):
 
     p = sub.add_parser("dnn-spectrum", help="top-K loss-Hessian eigenvalues of a model and their fit")
     config_arg(p)
-    p.add_argument("model_file", metavar="MODEL")
+    p.add_argument("model_file", metavar="MODEL", nargs="?", help="a model file of `train`")
     add_options(p, "dnn-spectrum")
+    p.add_argument(
+        "--model-factory", help="your own model: package.module:function returning a torch.nn.Module"
+    )
+    p.add_argument("--state-dict", help="its weights: a tensor-only file (read with weights_only=True)")
+    p.add_argument("--data-factory", help="package.module:function returning (x, y) tensors or a DataLoader")
+    p.add_argument(
+        "--loss", default="cross-entropy", choices=("cross-entropy", "mse"), help="(factory models)"
+    )
+    p.add_argument(
+        "--blocks", help="factory models: per-block spectra, 'layer' or globs over parameter names"
+    )
     p.add_argument("--variant", default="spectrum", help="name of this spectrum variant in the record")
     p.add_argument("--steps-per-k", type=positive, help="step limit / K (lanczos 6; arpack: ncv/K, 2)")
     p.add_argument("--data-root", help="where the model's data set lives, if moved")

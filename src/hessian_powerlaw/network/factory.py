@@ -1,0 +1,119 @@
+"""Your own model and data from import paths ('package.module:function'), never from pickles.
+
+`dnn-spectrum --model-factory pkg.mod:build [--state-dict w.pt] --data-factory pkg.data:loader`
+imports `build` and calls it with no arguments for the `torch.nn.Module`, loads the weights
+with `torch.load(..., weights_only=True)` (tensors only: no code runs), calls `loader` for an
+(x, y) pair of tensors or an iterable of (x, y) batches, and hands both to `api.top_spectrum`.
+"""
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hessian_powerlaw.fit import FitError, power_law_fit
+from hessian_powerlaw.network.api import top_spectrum
+
+LOSSES = {"cross-entropy": torch.nn.CrossEntropyLoss, "mse": torch.nn.MSELoss}
+
+
+class FactoryError(ValueError):
+    """A factory that cannot be imported or does not return what it must, in one line."""
+
+
+def load_callable(path):
+    """The function named by 'package.module:function' (the working directory is importable)."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise FactoryError(f"{path!r} is not of the form package.module:function")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as err:
+        raise FactoryError(f"cannot import {module_name!r} for {path}: {err}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise FactoryError(f"{module_name} has no attribute {attribute!r} ({path})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise FactoryError(f"{path} is not callable")
+    return target
+
+
+def build_model(model_factory, state_dict=None):
+    """The factory's module, with the weights of `state_dict` (a tensor-only file) loaded."""
+    model = load_callable(model_factory)()
+    if not isinstance(model, torch.nn.Module):
+        raise FactoryError(f"{model_factory} returned {type(model).__name__}, not a torch.nn.Module")
+    if state_dict:
+        try:
+            weights = torch.load(state_dict, map_location="cpu", weights_only=True)
+        except Exception as err:  # a pickle with code, a truncated file: refused, never run
+            raise FactoryError(
+                f"{state_dict}: not a tensor-only state dict ({' '.join(str(err).split())[:200]})"
+            ) from None
+        if isinstance(weights, dict) and "state_dict" in weights:
+            weights = weights["state_dict"]
+        try:
+            model.load_state_dict(weights)
+        except (RuntimeError, TypeError) as err:
+            raise FactoryError(
+                f"{state_dict} does not fit {model_factory}: {' '.join(str(err).split())[:300]}"
+            ) from None
+    return model
+
+
+def spectrum_record(
+    model_factory, data_factory, state_dict=None, loss="cross-entropy", k=100, bootstrap=0, seed=0, **options
+):
+    """(record, eigenvalues, residuals) of a factory-built model, or with options['blocks'] a
+    list of block records (one per parameter group) and no arrays."""
+    if loss not in LOSSES:
+        raise FactoryError(f"unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
+    start = time.perf_counter()
+    model = build_model(model_factory, state_dict)
+    data = load_callable(data_factory)()
+    result = top_spectrum(model, LOSSES[loss](), data, k, **options)
+    base = {
+        "model_factory": model_factory,
+        "data_factory": data_factory,
+        "state_dict": state_dict,
+        "loss": loss,
+    }
+    if isinstance(result, dict):
+        rows = [{**base, "block": name, **_summary(s, k, bootstrap, seed)} for name, s in result.items()]
+        return rows, None, None
+    record = {
+        **base,
+        **_summary(result, k, bootstrap, seed),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return record, result.eigenvalues, result.residuals
+
+
+def _summary(spectrum, k, bootstrap, seed):
+    out = {
+        "n_params": spectrum.n_params,
+        "k": len(spectrum.eigenvalues),
+        "solver": spectrum.solver,
+        "products": spectrum.products,
+        "device": spectrum.device,
+        "converged": spectrum.converged,
+        "lambda_max": float(spectrum.eigenvalues[0]),
+        "max_residual": float(np.max(spectrum.residuals)),
+        "hvp_count": spectrum.hvp_count,
+        "data_passes": spectrum.data_passes,
+        "seconds": spectrum.seconds,
+    }
+    try:
+        out.update(
+            power_law_fit(spectrum.eigenvalues, len(spectrum.eigenvalues), bootstrap=bootstrap, seed=seed)
+        )
+        out.update(status="ok", reason=None)
+    except FitError as err:
+        out.update(status="skipped", reason=str(err))
+    return out
