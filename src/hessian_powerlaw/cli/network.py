@@ -54,6 +54,8 @@ def cmd_dnn_spectrum(args):
         raise ValueError("give either a MODEL file of `train` or --model-factory (with --data-factory)")
     if args.model_factory:
         return _factory_spectrum(args, opts)
+    if args.blocks:
+        return _model_file_blocks(args, opts)
     record, values, residuals = spectrum(
         args.model_file,
         data_root=args.data_root,
@@ -129,6 +131,38 @@ def _factory_spectrum(args, opts):
         ),
         file=sys.stderr,
     )
+
+
+def _model_file_blocks(args, opts):
+    """dnn-spectrum MODEL --blocks: the top-K of every parameter group of a `train` model file."""
+    import torch
+
+    from hessian_powerlaw.io import write_tsv
+    from hessian_powerlaw.network.api import top_spectrum
+    from hessian_powerlaw.network.factory import summarise
+    from hessian_powerlaw.network.spectrum import DTYPES, eval_data
+    from hessian_powerlaw.network.training import load_model
+    from hessian_powerlaw.records import BLOCK_KEYS
+
+    model, meta = load_model(args.model_file)
+    data = eval_data(meta, opts["n_eval"], args.data_root)
+    loss = torch.nn.CrossEntropyLoss(label_smoothing=meta.get("label_smoothing", 0.0))
+    result = top_spectrum(
+        model,
+        loss,
+        data,
+        opts["k"],
+        solver=opts["solver"],
+        tol=opts["tol"],
+        dtype=DTYPES[opts["dtype"]],
+        device=opts["device"],
+        blocks=args.blocks,
+        progress=not args.quiet,
+    )
+    run = {"run": args.run or Path(args.model_file).name.removesuffix(".pt")}
+    rows, _, _ = summarise(result, run, opts["bootstrap"], opts["bootstrap_seed"])
+    write_tsv(args.out, rows, ("run", *BLOCK_KEYS))
+    print(f"dnn-spectrum: {len(rows)} blocks of {args.model_file} -> {args.out}", file=sys.stderr)
 
 
 def register(sub):

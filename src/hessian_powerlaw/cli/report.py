@@ -114,6 +114,19 @@ def cmd_check_config(args):
     print(f"{args.config}: valid")
 
 
+def cmd_blocks_plot(args):
+    from hessian_powerlaw.io import read_tsv
+    from hessian_powerlaw.report.blocks import blocks_figure
+    from hessian_powerlaw.report.figures import save
+
+    rows = read_tsv(args.table)
+    if not rows or "block" not in rows[0]:
+        raise ValueError(f"{args.table}: not a table of dnn-spectrum --blocks")
+    out = Path(args.out)
+    save(blocks_figure(rows), out.parent, out.name.removesuffix(".png"))
+    print(f"blocks-plot: {len(rows)} blocks -> {out} (and .pdf)", file=sys.stderr)
+
+
 def register(sub):
     """Add the report subcommands to the parser's subparsers."""
     p = sub.add_parser("check-config", help="validate a config file against the schema")
@@ -170,3 +183,8 @@ def register(sub):
     p.add_argument("--dnn-records", nargs="*", default=[], metavar="JSON", help="with .npy beside them")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("blocks-plot", help="figure of a dnn-spectrum --blocks table (beta per block)")
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("--out", required=True, help="PNG (a PDF is written beside it)")
+    p.set_defaults(func=cmd_blocks_plot)

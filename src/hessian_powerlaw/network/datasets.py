@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 DATASETS = {
+    "modular-addition": (None, 23),  # synthetic token sequences (network.transformer)
     "mnist": ("MNIST", 10),
     "fashion-mnist": ("FashionMNIST", 10),
     "cifar10": ("CIFAR10", 10),
@@ -77,6 +78,20 @@ def _pooled(x, pool, name):
     return torch.nn.functional.avg_pool2d(x, pool)
 
 
+def _modular_addition(n_train, seed, label_noise):
+    """(a, b, =) -> (a + b) mod 23, half of the 529 pairs for training (or n_train of them)."""
+    from hessian_powerlaw.network.transformer import modular_addition
+
+    p = DATASETS["modular-addition"][1]
+    if label_noise:
+        raise DataError("label noise is not offered for modular-addition")
+    if n_train and not 1 <= n_train < p * p:
+        raise DataError(
+            f"n_train={n_train} but modular-addition has {p * p} sequences (some must be left to test)"
+        )
+    return modular_addition(p, n_train / (p * p) if n_train else 0.5, seed)
+
+
 def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0, pool=1):
     """Training and test sets as float tensors: {'train': (x, y), 'test': (x, y), 'classes': n}.
 
@@ -89,6 +104,8 @@ def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noi
         raise DataError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
     if normalization not in NORMALIZATIONS:
         raise DataError(f"unknown normalization {normalization!r}")
+    if name == "modular-addition":
+        return _modular_addition(n_train, seed, label_noise)
     if not 0.0 <= label_noise <= 1.0:
         raise DataError(f"label_noise must be in [0, 1], got {label_noise}")
     x_train, y_train = _raw(name, root, train=True)

@@ -84,18 +84,22 @@ def spectrum_record(
         "state_dict": state_dict,
         "loss": loss,
     }
+    return summarise(result, base, bootstrap, seed, start)
+
+
+def summarise(result, base, bootstrap=0, seed=0, start=None):
+    """(record, eigenvalues, residuals) of a Spectrum, or (block rows, None, None) of a dict of
+    them; `base` holds the keys every row starts with."""
     if isinstance(result, dict):
-        rows = [{**base, "block": name, **_summary(s, k, bootstrap, seed)} for name, s in result.items()]
+        rows = [{**base, "block": name, **_summary(s, bootstrap, seed)} for name, s in result.items()]
         return rows, None, None
-    record = {
-        **base,
-        **_summary(result, k, bootstrap, seed),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+    record = {**base, **_summary(result, bootstrap, seed)}
+    if start is not None:
+        record["seconds"] = round(time.perf_counter() - start, 2)
     return record, result.eigenvalues, result.residuals
 
 
-def _summary(spectrum, k, bootstrap, seed):
+def _summary(spectrum, bootstrap, seed):
     out = {
         "n_params": spectrum.n_params,
         "k": len(spectrum.eigenvalues),

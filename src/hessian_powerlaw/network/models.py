@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-MODELS = ("lenet", "fcn", "lnn", "lnn-bn", "lnn-relu", "resnet18")
+MODELS = ("lenet", "fcn", "lnn", "lnn-bn", "lnn-relu", "resnet18", "transformer")
 
 
 class LeNet(nn.Module):
@@ -90,7 +90,16 @@ class ResNet18(nn.Module):
 
 
 def build(name, in_shape, n_classes, depth=2, width=100):
-    """A network by name; `depth` and `width` apply to the fully connected families."""
+    """A network by name; `depth` and `width` apply to the fully connected families and the
+    transformer (blocks and model width; in_shape (T,): token sequences, vocabulary classes + 1)."""
+    if name == "transformer":
+        from hessian_powerlaw.network.transformer import Transformer
+
+        return Transformer(n_classes + 1, in_shape[0], n_classes, depth, width)
+    if len(in_shape) != 3:
+        raise ValueError(
+            f"{name} takes images (channels, height, width), got inputs of shape {tuple(in_shape)}"
+        )
     features = in_shape[0] * in_shape[1] * in_shape[2]
     if name == "lenet":
         return LeNet(in_shape, n_classes)

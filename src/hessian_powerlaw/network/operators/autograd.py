@@ -27,7 +27,7 @@ class HessianOperator:
         self.shapes = [self.params[n].shape for n in self.names]
         self.sizes = [self.params[n].numel() for n in self.names]
         self.n = sum(self.sizes)
-        self.x = x.to(self.device, dtype)
+        self.x = x.to(self.device, dtype) if x.is_floating_point() else x.to(self.device)  # token ids stay
         self.y = y.to(self.device)
         self.chunk_size = chunk_size
         self.shift = shift
