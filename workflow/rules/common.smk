@@ -1,5 +1,6 @@
 import itertools
 import os
+import shlex
 import sys
 from pathlib import Path
 from snakemake.utils import validate
@@ -72,6 +73,13 @@ def spectrum_options(wildcards):
     settings.setdefault("spectrum_k", DNN_RUNS[run])
     flags = options(COMMANDS["dnn-spectrum"], **settings)
     return f"{flags} --run {run} --variant {variant.get('name', 'spectrum')}"
+
+
+def blocks_options(wildcards):
+    """`dnn-spectrum --blocks` flags: the run's spectrum flags at K = dnn.spectrum.blocks_k."""
+    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
+    flags = options(COMMANDS["dnn-spectrum"], spectrum_k=DNN["spectrum"]["blocks_k"])
+    return f"{flags} --run {run}"
 
 
 def curvature_train_options(wildcards):
@@ -191,7 +199,13 @@ def comparison_outputs():
 def dnn_outputs():
     if not DNN_RUNS:
         return []
-    return [f"{RESULTS}/dnn/dnn.tsv", f"{RESULTS}/dnn/dnn.md"]
+    blocks = [
+        f"{RESULTS}/dnn/blocks/{run}.{ext}"
+        for run in DNN_RUNS
+        for ext in ("tsv", "png", "pdf")
+        if DNN["spectrum"]["blocks"]
+    ]
+    return [f"{RESULTS}/dnn/dnn.tsv", f"{RESULTS}/dnn/dnn.md", *blocks]
 
 
 def fidelity_inputs(wildcards=None):

@@ -93,3 +93,43 @@ rule fidelity:
     shell:
         "hessian-powerlaw fidelity {input.records} --k {params.k} --out {output.table} "
         "--markdown {output.markdown} --figure {output.figure} 2> {log}"
+
+
+rule dnn_blocks:
+    input:
+        model=rules.train.output.model,
+    output:
+        f"{RESULTS}/dnn/blocks/{RUN_PATTERN}.tsv",
+    log:
+        f"logs/dnn_blocks/{RUN_PATTERN}.log",
+    conda:
+        "../../envs/dnn.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=600,
+    params:
+        options=blocks_options,
+        blocks=shlex.quote(DNN["spectrum"]["blocks"]),
+    shell:
+        "hessian-powerlaw dnn-spectrum {input.model} {params.options} --blocks {params.blocks} "
+        "--quiet --out {output} 2> {log}"
+
+
+rule dnn_blocks_plot:
+    input:
+        rules.dnn_blocks.output,
+    output:
+        png=report(
+            f"{RESULTS}/dnn/blocks/{RUN_PATTERN}.png",
+            caption="../report/dnn_blocks.rst",
+            category="Networks",
+        ),
+        pdf=f"{RESULTS}/dnn/blocks/{RUN_PATTERN}.pdf",
+    log:
+        f"logs/dnn_blocks_plot/{RUN_PATTERN}.log",
+    conda:
+        "../../envs/plots.yaml"
+    shell:
+        "hessian-powerlaw blocks-plot {input} --out {output.png} 2> {log}"
