@@ -130,3 +130,14 @@ def test_noise_study_workflow_end_to_end(tmp_path):
     assert {(r["noise"], r["lr"]) for r in runs} >= {("sgd", 0.02), ("gd", 0.05), ("isotropic-topk", 0.05)}
     assert (out / "noise_negative.png").is_file() and (out / "noise.md").is_file()
     assert not (tmp_path / "results" / "protein").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "workflow" / "configs").glob("*.yaml")))
+def test_every_shipped_config_dry_runs(tmp_path, name):
+    config = {
+        **yaml.safe_load((ROOT / "config.yaml").read_text()),
+        **yaml.safe_load((ROOT / "workflow" / "configs" / name).read_text()),
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
