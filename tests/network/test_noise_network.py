@@ -183,6 +183,10 @@ def test_descent_is_seeded_and_its_noises_have_the_matched_size(minimum):
     xi = gen_noise.direction(0) - g
     basis = gen_noise.basis.to(xi.dtype)
     assert torch.linalg.vector_norm(xi - basis @ (basis.T @ xi)) < 1e-4 * torch.linalg.vector_norm(xi)
+    from conftest import ROOT
+
+    with pytest.raises(small_net.TrainingError, match="not a model file of noise-minimum"):
+        small_net.descend(ROOT / "tests" / "data" / "dnn" / "lenet_collapsed.pt", "sgd", 0.1, 5)
     with pytest.raises(small_net.TrainingError, match="unknown noise"):
         small_net._Noise("levy", model, x, y, 0.1, 5, 0, 4, 10)
 

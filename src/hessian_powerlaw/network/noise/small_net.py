@@ -191,6 +191,10 @@ def descend(
         if not (isinstance(value, int) and value >= 1):
             raise TrainingError(f"{name} must be a positive integer, got {value}")
     model, meta = load_model(model_path)
+    if "init_seed" not in meta:
+        raise TrainingError(
+            f"{model_path}: not a model file of noise-minimum (its settings and data are unknown here)"
+        )
     data = data_of(meta)
     x, y = data["train"]
     smoothing = meta.get("label_smoothing", 0.0)
