@@ -16,12 +16,19 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 from hessian_powerlaw.network.operators.base import own_copy
 
 
+def _is_pair(data):
+    return isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
+
+
+def _to(x, device, dtype):
+    """Inputs on the device; floating ones at the operator's dtype (token ids stay integers)."""
+    return x.to(device, dtype) if x.is_floating_point() else x.to(device)
+
+
 def batches(data):
     """(x, y) pairs of `data`: an (x, y) tuple of tensors is one batch; an iterable of
     (x, y) pairs (a DataLoader) is read as it is."""
-    if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        return [data]
-    return data
+    return [data] if _is_pair(data) else data
 
 
 class LossHessian:
@@ -29,8 +36,11 @@ class LossHessian:
 
     def __init__(self, model, loss_fn, data, names=None, dtype=torch.float32, chunk_size=None):
         self.model = model = own_copy(model, dtype)
-        self.loss_fn, self.data, self.dtype, self.chunk_size = loss_fn, data, dtype, chunk_size
+        self.loss_fn, self.dtype, self.chunk_size = loss_fn, dtype, chunk_size
         self.device = next(model.parameters()).device
+        if _is_pair(data):  # in-memory data move to the device once
+            data = (_to(data[0], self.device, dtype), data[1].to(self.device))
+        self.data = data
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         self.names = list(names) if names is not None else trainable
         unknown = sorted(set(self.names) - set(trainable))
@@ -70,9 +80,7 @@ class LossHessian:
 
     def _chunks(self):
         for x, y in batches(self.data):
-            x, y = x.to(self.device), y.to(self.device)
-            if x.is_floating_point():
-                x = x.to(self.dtype)
+            x, y = _to(x, self.device, self.dtype), y.to(self.device)
             step = self.chunk_size or len(x)
             for i in range(0, len(x), step):
                 yield x[i : i + step], y[i : i + step]
@@ -102,10 +110,16 @@ class LossHessian:
         self.data_passes += 1
         return out / count
 
-    def loss(self):
+    def _mean_loss(self, params):
+        """The data mean of the loss at `params` (differentiable), weighting batches by size."""
         total, count = 0.0, 0
-        with torch.no_grad():
-            for x, y in self._chunks():
-                total += float(self._loss(self.params, x, y)) * len(x)
-                count += len(x)
+        for x, y in self._chunks():
+            total = total + self._loss(params, x, y) * len(x)
+            count += len(x)
+        if count == 0:
+            raise ValueError("the data hold no samples")
         return total / count
+
+    def loss(self):
+        with torch.no_grad():
+            return float(self._mean_loss(self.params))
