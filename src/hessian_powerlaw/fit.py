@@ -71,14 +71,16 @@ def power_law_fit(values, k, compare=True, bootstrap=0, seed=0):
     fraction of N synthetic samples (seeded by `seed`) whose refitted d_ks is at least this one
     (`bootstrap_p`); else None.
     """
-    record = _fit(values, k)
-    record.update(likelihood_ratio_tests(top_k(values, k), record["xmin"]) if compare else _no_lr())
+    x = top_k(values, k)
+    record = _fit(x)
+    record.update(likelihood_ratio_tests(x, record["xmin"]) if compare else _no_lr())
     record["p_bootstrap"] = bootstrap_p(values, k, bootstrap, seed, record) if bootstrap else None
     return record
 
 
-def _fit(values, k):
-    x = top_k(values, k)
+def _fit(x):
+    """The fit of a descending top-K array x (K,)."""
+    k = x.size
     xmin = float(x[-1])
     log_ratio = np.log(x / xmin)
     total = float(log_ratio.sum())
@@ -112,7 +114,7 @@ def bootstrap_p(values, k, n, seed=0, fit=None):
     when the law holds, small when it does not. Samples that cannot be fitted count as larger."""
     if not (isinstance(n, int) and n >= 1):
         raise FitError(f"the bootstrap needs a positive number of samples, got {n}")
-    fit = fit or _fit(values, k)
+    fit = fit or _fit(top_k(values, k))
     x = np.sort(np.asarray(values, dtype=float).ravel())[::-1]
     below, m = x[k:], x.size
     rng = np.random.default_rng(seed)
@@ -123,7 +125,7 @@ def bootstrap_p(values, k, n, seed=0, fit=None):
         tail = fit["xmin"] * (1.0 - rng.random(n_tail)) ** exponent
         sample = np.concatenate([tail, rng.choice(below, m - n_tail)]) if m > n_tail else tail
         try:
-            larger += _fit(sample, k)["d_ks"] >= fit["d_ks"]
+            larger += _fit(top_k(sample, k))["d_ks"] >= fit["d_ks"]
         except FitError:
             larger += 1
     return larger / n

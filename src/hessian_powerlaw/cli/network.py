@@ -83,34 +83,38 @@ def cmd_dnn_spectrum(args):
     )
 
 
+def _api_options(args, opts):
+    """The `api.top_spectrum` keywords of a dnn-spectrum call."""
+    from hessian_powerlaw.network.spectrum import DTYPES
+
+    return {
+        "solver": opts["solver"],
+        "tol": opts["tol"],
+        "dtype": DTYPES[opts["dtype"]],
+        "device": opts["device"],
+        "blocks": args.blocks,
+        "progress": not args.quiet,
+    }
+
+
 def _factory_spectrum(args, opts):
     """dnn-spectrum for your own model and data (network.factory): one record, or with
     --blocks a table with one row per parameter group."""
     from hessian_powerlaw.io import save_npy, write_json, write_tsv
-    from hessian_powerlaw.network.eigensolvers.result import SolverError
     from hessian_powerlaw.network.factory import spectrum_record
-    from hessian_powerlaw.network.spectrum import DTYPES
 
     if not args.data_factory:
         raise ValueError("--model-factory needs --data-factory (package.module:function)")
-    try:
-        record, values, residuals = spectrum_record(
-            args.model_factory,
-            args.data_factory,
-            state_dict=args.state_dict,
-            loss=args.loss,
-            k=opts["k"],
-            bootstrap=opts["bootstrap"],
-            seed=opts["bootstrap_seed"],
-            solver=opts["solver"],
-            tol=opts["tol"],
-            dtype=DTYPES[opts["dtype"]],
-            device=opts["device"],
-            blocks=args.blocks,
-            progress=not args.quiet,
-        )
-    except SolverError as err:
-        raise ValueError(str(err)) from None
+    record, values, residuals = spectrum_record(
+        args.model_factory,
+        args.data_factory,
+        state_dict=args.state_dict,
+        loss=args.loss,
+        k=opts["k"],
+        bootstrap=opts["bootstrap"],
+        seed=opts["bootstrap_seed"],
+        **_api_options(args, opts),
+    )
     if args.blocks:
         from hessian_powerlaw.records import BLOCK_KEYS
 
@@ -140,25 +144,14 @@ def _model_file_blocks(args, opts):
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.network.api import top_spectrum
     from hessian_powerlaw.network.factory import summarise
-    from hessian_powerlaw.network.spectrum import DTYPES, eval_data
+    from hessian_powerlaw.network.spectrum import eval_data
     from hessian_powerlaw.network.training import load_model
     from hessian_powerlaw.records import BLOCK_KEYS
 
     model, meta = load_model(args.model_file)
     data = eval_data(meta, opts["n_eval"], args.data_root)
     loss = torch.nn.CrossEntropyLoss(label_smoothing=meta.get("label_smoothing", 0.0))
-    result = top_spectrum(
-        model,
-        loss,
-        data,
-        opts["k"],
-        solver=opts["solver"],
-        tol=opts["tol"],
-        dtype=DTYPES[opts["dtype"]],
-        device=opts["device"],
-        blocks=args.blocks,
-        progress=not args.quiet,
-    )
+    result = top_spectrum(model, loss, data, opts["k"], **_api_options(args, opts))
     run = {"run": args.run or Path(args.model_file).name.removesuffix(".pt")}
     rows, _, _ = summarise(result, run, opts["bootstrap"], opts["bootstrap_seed"])
     write_tsv(args.out, rows, ("run", *BLOCK_KEYS))

@@ -9,14 +9,14 @@ from pathlib import Path
 from hessian_powerlaw.cli.flags import add_options, config_arg, count, positive, positive_int, resolve
 
 NOISE_TABLES = {
-    # file stem -> (key of the tables dict, columns attribute of report.noise)
-    "toy_trace": ("toy_trace", "TOY_COLUMNS"),
-    "toy_trace_rate": ("toy_trace_rate", "TOY_RATE_COLUMNS"),
-    "toy_anticorrelated": ("toy_anticorrelated", "ANTI_COLUMNS"),
-    "negative_points": ("negative_points", "POINT_COLUMNS"),
-    "negative_vs_loss": ("negative_vs_loss", "NEGATIVE_COLUMNS"),
-    "trace_runs": ("trace_runs", "TRACE_COLUMNS"),
-    "trace_rate_fits": ("trace_rate_fits", "TRACE_FIT_COLUMNS"),
+    # file stem (and key of the tables dict) -> its columns in report.noise
+    "toy_trace": "TOY_COLUMNS",
+    "toy_trace_rate": "TOY_RATE_COLUMNS",
+    "toy_anticorrelated": "ANTI_COLUMNS",
+    "negative_points": "POINT_COLUMNS",
+    "negative_vs_loss": "NEGATIVE_COLUMNS",
+    "trace_runs": "TRACE_COLUMNS",
+    "trace_rate_fits": "TRACE_FIT_COLUMNS",
 }
 
 
@@ -142,9 +142,9 @@ def cmd_noise_tables(args):
     tables["trace_rate_fits"] = noise.trace_rate_fits(tables["trace_runs"]) if tables["trace_runs"] else []
     out = Path(args.out_dir)
     written = []
-    for stem, (key, columns) in NOISE_TABLES.items():
-        if tables[key]:
-            write_tsv(out / f"{stem}.tsv", tables[key], getattr(noise, columns))
+    for stem, columns in NOISE_TABLES.items():
+        if tables[stem]:
+            write_tsv(out / f"{stem}.tsv", tables[stem], getattr(noise, columns))
             written.append(stem)
     write_text(out / "noise.md", noise.markdown(tables))
     print(f"noise-tables: {len(records)} records, tables {', '.join(written)} -> {out}", file=sys.stderr)
@@ -204,12 +204,11 @@ def register(sub):
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_noise_trace)
 
-    p = sub.add_parser("noise-tables", help="the noise study's tables (TSV and noise.md) from its records")
-    p.add_argument("records", nargs="+", metavar="RECORD")
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=cmd_noise_tables)
-
-    p = sub.add_parser("noise-plots", help="the noise study's figures from its records")
-    p.add_argument("records", nargs="+", metavar="RECORD")
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=cmd_noise_plots)
+    for name, text, func in (
+        ("noise-tables", "the noise study's tables (TSV and noise.md) from its records", cmd_noise_tables),
+        ("noise-plots", "the noise study's figures from its records", cmd_noise_plots),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("records", nargs="+", metavar="RECORD")
+        p.add_argument("--out-dir", required=True)
+        p.set_defaults(func=func)

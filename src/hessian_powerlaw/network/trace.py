@@ -68,21 +68,20 @@ def estimate_trace(op, estimator="hutchpp", n_hvps=30, seed=0):
     return run(op.matmat, op.n, n_hvps, seed=seed, dtype=op.dtype, device=op.device)
 
 
-def exact_trace(model, x, y, label_smoothing=0.0, chunk=250):
+def exact_trace(model, x, chunk=250):
     """The exact trace of the mean cross-entropy Hessian of a piecewise-linear network.
 
     For the networks `operators.sequential.plan` accepts (Conv2d/Linear with ReLU, max-pool),
     the output is linear in every single parameter at fixed masks, so the second derivative of
     the logits along any one parameter is zero and the Hessian's diagonal is that of its
     Gauss-Newton part: tr H = mean_i tr(J_i^T (diag p_i - p_i p_i^T) J_i), J_i the (classes x
-    n) Jacobian of image i's logits. Costs one Jacobian per image (no Hessian products);
-    label smoothing does not enter. Refuses other models (use estimate_trace)."""
+    n) Jacobian of image i's logits. Costs one Jacobian per image (no Hessian products); the
+    targets, and so label smoothing, do not enter. Refuses other models (use estimate_trace)."""
     from torch.func import functional_call, jacrev, vmap
 
     from hessian_powerlaw.network.operators.sequential import plan
 
     plan(model)  # UnsupportedModel for layers with curvature of their own
-    del label_smoothing  # the diagonal does not depend on the targets
     model = copy.deepcopy(model).eval()
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}

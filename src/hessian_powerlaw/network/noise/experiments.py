@@ -16,7 +16,6 @@ import torch
 from hessian_powerlaw.network.eigensolvers import full_spectrum
 from hessian_powerlaw.network.noise.small_net import (
     TrainingError,
-    data_of,
     descend,
     flatness,
     smoothing_floor,
@@ -31,10 +30,9 @@ RUN_META = ("init_seed", "n_params", "n_train_used", "label_smoothing", "pool", 
 def equilibrium(minimum_path, batch_size, lr, steps=20000, every=200, seed=0, progress=False):
     """SGD at (batch_size, lr) for `steps` steps from the minimum, then the full spectrum."""
     clock = time.perf_counter()
-    model, meta, history = descend(
+    model, meta, history, data = descend(
         minimum_path, "sgd", lr, steps, batch_size=batch_size, every=every, seed=seed
     )
-    data = data_of(meta)
     x, y = data["train"]
     op = make_operator(model, x, y, dtype=torch.float64, label_smoothing=meta["label_smoothing"])
     values = full_spectrum(op.matmat, op.n, torch.float64, progress=progress)
@@ -80,7 +78,7 @@ def trace_run(
             f"{steps} steps measured every {every} give fewer: lower --every or --rate-from"
         )
     clock = time.perf_counter()
-    _, meta, history = descend(
+    _, meta, history, _ = descend(
         minimum_path, noise, lr, steps, batch_size, every, seed, top_k=top_k, refresh=refresh, trace=True
     )
     step = np.asarray(history["step"], dtype=float)

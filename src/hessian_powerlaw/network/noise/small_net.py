@@ -121,11 +121,9 @@ def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, prog
         optimizer.step()
     phase = {"optimizer": "gd", "lr": lr, "batch_size": len(x), "epochs": epochs}
     meta = _meta(settings, model, data, init_seed, phase)
-    meta.update(history=history, seconds=round(time.perf_counter() - clock, 2))
-    save_atomic(
-        {"state_dict": model.state_dict(), "meta": {k: v for k, v in meta.items() if k != "history"}}, out
-    )
-    return meta
+    meta["seconds"] = round(time.perf_counter() - clock, 2)
+    save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
+    return {**meta, "history": history}
 
 
 def _flat_grad(model, x, y, smoothing):
@@ -180,8 +178,9 @@ class _Noise:
 def descend(
     model_path, noise, lr, steps, batch_size=25, every=100, seed=0, top_k=20, refresh=500, trace=False
 ):
-    """Constant-rate noisy descent from a saved state: (model, meta, history) with the full-batch
-    loss (and with `trace` the exact Hessian trace) at step 0 and every `every` steps."""
+    """Constant-rate noisy descent from a saved state: (model, meta, history, data) with the
+    full-batch loss (and with `trace` the exact Hessian trace) at step 0 and every `every` steps;
+    `data` is the state's data set (`data_of`)."""
     from hessian_powerlaw.network.trace import exact_trace
     from hessian_powerlaw.network.training import load_model
 
@@ -211,7 +210,7 @@ def descend(
             history["loss"].append(loss)
             history["excess_loss"].append(loss - floor)
             if trace:
-                history["trace"].append(exact_trace(model, x, y))
+                history["trace"].append(exact_trace(model, x))
         if step == steps:
             break
         model.train()
@@ -222,7 +221,7 @@ def descend(
                 p -= lr * direction[offset : offset + p.numel()].view_as(p)
                 offset += p.numel()
     model.eval()
-    return model, meta, history
+    return model, meta, history, data
 
 
 def flatness(losses, tolerance=0.05):

@@ -53,7 +53,6 @@ class LossHessian:
         self.shapes = [self.params[n].shape for n in self.names]
         self.sizes = [self.params[n].numel() for n in self.names]
         self.n = sum(self.sizes)
-        self.n_samples = None
         self.forward_mode = True
         self.hvp_count = 0
         self.data_passes = 0
@@ -105,7 +104,6 @@ class LossHessian:
             count += len(x)
         if count == 0:
             raise ValueError("the data hold no samples")
-        self.n_samples = count
         self.hvp_count += vectors.shape[1]
         self.data_passes += 1
         return out / count
