@@ -109,7 +109,7 @@ def test_trace_rows_pair_sgd_with_gd_from_the_same_minimum():
     assert fits["sgd noise_rate"]["n_lr"] == 3
 
 
-def test_noise_tables_command_writes_the_contract_files(tmp_path):
+def test_noise_tables_command_writes_the_contract_files(tmp_path, capsys):
     paths = []
     for i, rec in enumerate(records()):
         path = tmp_path / f"r{i}.json"
@@ -150,6 +150,10 @@ def test_noise_tables_command_writes_the_contract_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert cli.main(["noise-tables", str(bad), "--out-dir", str(out)]) == 2
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"experiment": "toy-valley", "model": "trace"}))
+    assert cli.main(["noise-tables", str(partial), "--out-dir", str(out)]) == 2
+    assert "partial.json: not a noise-study record (lacks noise, lr" in capsys.readouterr().err
 
 
 def test_noise_plots_command_draws_every_figure(tmp_path):

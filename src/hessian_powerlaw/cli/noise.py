@@ -117,13 +117,20 @@ def cmd_noise_trace(args):
 
 
 def read_records(paths):
-    """The JSON records of the noise study; a one-line error names an unreadable one."""
+    """The JSON records of the noise study; a one-line error names an unreadable or
+    incomplete one (report.noise.missing_keys)."""
+    from hessian_powerlaw.report.noise import missing_keys
+
     records = []
     for path in paths:
         try:
-            records.append(json.loads(Path(path).read_text()))
+            record = json.loads(Path(path).read_text())
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: not a readable record ({err})") from None
+        missing = missing_keys(record)
+        if missing:
+            raise ValueError(f"{path}: not a noise-study record (lacks {', '.join(missing)})")
+        records.append(record)
     return records
 
 

@@ -74,6 +74,38 @@ TRACE_COLUMNS = (
 TRACE_FIT_COLUMNS = ("y", "slope", "slope_se", "intercept", "intercept_se", "r2", "n_lr")
 
 
+# What the tables and figures read from each kind of record.
+RECORD_KEYS = {
+    "toy-valley": (
+        "model",
+        "noise",
+        "lr",
+        "repeats",
+        "equilibrate_steps",
+        "measure_steps",
+        "trace_rate",
+        "trace_rate_se",
+        "predicted_trace_rate",
+        "predicted_logdet_rate",
+        "trace_change",
+        "trace_change_se",
+        "logdet_change",
+        "logdet_change_se",
+        "left_region",
+        "trajectory",
+    ),
+    "equilibrium": POINT_COLUMNS,
+    "trace-run": ("noise", "lr", "init_seed", "trace_rate", "trace_start", "trace_end", "history"),
+}
+
+
+def missing_keys(record):
+    """The keys a record lacks for its experiment ('experiment' when it names none known)."""
+    if not isinstance(record, dict) or record.get("experiment") not in RECORD_KEYS:
+        return ["experiment (toy-valley, equilibrium or trace-run)"]
+    return [key for key in RECORD_KEYS[record["experiment"]] if key not in record]
+
+
 def _of(records, experiment):
     return [r for r in records if r.get("experiment") == experiment]
 
