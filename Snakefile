@@ -12,6 +12,7 @@ include: "workflow/rules/dnn.smk"
 include: "workflow/rules/curvature.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/reproduction.smk"
 
 
 localrules:
@@ -28,6 +29,8 @@ localrules:
     toy_valley,
     noise_tables,
     noise_plots,
+    repro_part,
+    reproduction,
 
 
 rule all:
@@ -39,3 +42,4 @@ rule all:
         curvature_outputs(),
         fidelity_outputs(),
         noise_outputs(),
+        reproduction_outputs(),

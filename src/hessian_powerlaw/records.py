@@ -35,6 +35,7 @@ RUN_KEYS = (
     "width",
     "depth",
     "label_noise",
+    "labels",
     "n_params",
     "train_loss",
     "train_acc",
@@ -42,6 +43,10 @@ RUN_KEYS = (
 )
 SPECTRUM_KEYS = (
     "variant",
+    "operator",
+    "gradient_batch",
+    "eval_split",
+    "eval_dataset",
     "n_eval",
     "hessian",
     "solver",
@@ -63,14 +68,28 @@ SPECTRUM_KEYS = (
     "hvp_count",
     "data_passes",
     "trace",
+    "trace_stderr",
+    "trace_estimator",
+    "trace_hvps",
     "lambda_min",
     "n_negative",
     "negative_sum",
+    "train_seconds",
+    "spectrum_seconds",
     "seconds",
 )
 GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")
 GAP_KEYS = tuple(f"gap_{key}" for key in GAP_FIT_KEYS)
-NETWORK_KEYS = (*RUN_KEYS, *SPECTRUM_KEYS, *FIT_KEYS, *GAP_KEYS, "status", "reason")
+NETWORK_KEYS = (
+    *RUN_KEYS,
+    *SPECTRUM_KEYS,
+    *FIT_KEYS,
+    *GAP_KEYS,
+    "gap_beta_expected",
+    "status",
+    "reason",
+    "command",
+)
 
 # One row per parameter group of `dnn-spectrum --blocks` (network.factory).
 BLOCK_KEYS = (

@@ -355,3 +355,86 @@ def noise_outputs():
             for ext in ("png", "pdf")
         ),
     ]
+
+
+# ---------------------------------------------------------------- the power-law study
+
+REPRO = config["reproduction"]
+EXPERIMENTS = {e["id"]: e for e in REPRO["experiments"]} if REPRO["enabled"] else {}
+REPRO_DIR = f"{RESULTS}/reproduction"
+
+
+def _flags(settings):
+    """--option value for each setting (underscores become dashes), shell-quoted."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
+        for key, value in settings.items()
+    )
+
+
+def trained_experiment(experiment):
+    """The experiment whose networks `experiment` uses (itself unless it reuses another's)."""
+    return EXPERIMENTS[experiment].get("reuse") or experiment
+
+
+def repro_train_options(wildcards):
+    """`train` flags of an experiment: its train settings, the data root and the device."""
+    settings = EXPERIMENTS[wildcards.experiment]["train"]
+    common = options(("data_root", "device"))
+    return f"{_flags(settings)} {common}"
+
+
+def repro_spectrum_options(wildcards):
+    """`dnn-spectrum` flags of an experiment: dnn.spectrum overridden by its spectrum settings."""
+    settings = {
+        ("spectrum_k" if key == "k" else key): value
+        for key, value in EXPERIMENTS[wildcards.experiment]["spectrum"].items()
+    }
+    table = {
+        key: value for key, value in settings.items() if key in COMMANDS["dnn-spectrum"]
+    }
+    extra = {key: value for key, value in settings.items() if key not in table}
+    flags = options(COMMANDS["dnn-spectrum"], **table)
+    return f"{flags} {_flags(extra)} {options(('data_root',))} --run {wildcards.experiment}_s{wildcards.seed}"
+
+
+def repro_model(wildcards):
+    source = trained_experiment(wildcards.experiment)
+    return f"{REPRO_DIR}/models/{source}_s{wildcards.seed}.pt"
+
+
+def repro_records(part=None):
+    """Record paths of every experiment (of one part)."""
+    return [
+        f"{REPRO_DIR}/records/{e['id']}_s{seed}.json"
+        for e in EXPERIMENTS.values()
+        if part is None or e["part"] == part
+        for seed in e["seeds"]
+    ]
+
+
+def repro_part_records(wildcards):
+    return repro_records(wildcards.part)
+
+
+def repro_study_flag():
+    """--study FILE when the config names one (else the command's bundled study values)."""
+    return f"--study {shlex.quote(REPRO['study'])}" if REPRO["study"] else ""
+
+
+for _e in EXPERIMENTS.values():
+    _reused = EXPERIMENTS.get(_e.get("reuse", _e["id"]))
+    if _reused is None or not set(_e["seeds"]) <= set(_reused["seeds"]):
+        raise ValueError(
+            f"reproduction experiment {_e['id']}: reuse names no experiment with its seeds"
+        )
+
+
+def reproduction_outputs():
+    if not EXPERIMENTS:
+        return []
+    parts = sorted({e["part"] for e in EXPERIMENTS.values()})
+    return [f"{REPRO_DIR}/parts/{part}.tsv" for part in parts] + [
+        f"{REPRO_DIR}/reproduction.tsv",
+        f"{REPRO_DIR}/reproduction.md",
+    ]

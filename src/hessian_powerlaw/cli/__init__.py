@@ -29,10 +29,26 @@ def build_parser():
     return parser
 
 
+def portable_command(argv):
+    """The command line of `argv` with the value of --data-root written as "$DATA", so that it
+    runs anywhere the data sets lie under $DATA (MNIST/, FashionMNIST/, ...)."""
+    words, data_next = [], False
+    for word in argv:
+        if data_next:
+            words.append('"$DATA"')
+        elif word.startswith("--data-root="):
+            words.append('--data-root="$DATA"')
+        else:
+            words.append(shlex.quote(word))
+        data_next = word == "--data-root"
+    return " ".join(["hessian-powerlaw", *words])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = "hessian-powerlaw " + shlex.join(argv)
+    args.portable_command = portable_command(argv)
     try:
         args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:

@@ -24,7 +24,10 @@ def cmd_train(args):
     spec = {key: getattr(args, key) for key in ("model", "dataset", "n_train", "optimizer", "batch_size")}
     spec.update({key: getattr(args, key) for key in ("epochs", "schedule", "seed", "depth", "width")})
     spec.update(
-        {key: opts[key] for key in ("normalization", "label_noise", "label_smoothing", "lr", "weight_decay")}
+        {
+            key: opts[key]
+            for key in ("normalization", "label_noise", "labels", "label_smoothing", "lr", "weight_decay")
+        }
     )
     spec["data_root"] = opts["data_root"] or ""
     curvature = None
@@ -33,7 +36,14 @@ def cmd_train(args):
         curvature.update({name.removeprefix("curvature_"): opts[name] for name in CURVATURE_SETTINGS})
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
     _, meta = train(
-        spec, args.out, checkpoint, args.metrics, opts["device"], progress=not args.quiet, curvature=curvature
+        spec,
+        args.out,
+        checkpoint,
+        args.metrics,
+        opts["device"],
+        progress=not args.quiet,
+        curvature=curvature,
+        command=args.portable_command,
     )
     Path(checkpoint).unlink(missing_ok=True)
     print(
@@ -65,6 +75,8 @@ def cmd_dnn_spectrum(args):
         **opts,
     )
     record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
+    train_command = record.pop("train_command")
+    record["command"] = (f"{train_command} && " if train_command else "") + args.portable_command
     if args.spectrum:
         save_npy(args.spectrum, np.stack([values, residuals]))
     write_json(args.out, record)

@@ -1,5 +1,5 @@
 """Report commands (no torch): dnn-table, fidelity, curvature-table, curvature-plots, compare,
-plots, check-config."""
+plots, blocks-plot, reproduction, check-config."""
 
 import json
 import sys
@@ -127,6 +127,29 @@ def cmd_blocks_plot(args):
     print(f"blocks-plot: {len(rows)} blocks -> {out} (and .pdf)", file=sys.stderr)
 
 
+def cmd_reproduction(args):
+    from hessian_powerlaw.io import write_text, write_tsv
+    from hessian_powerlaw.report import reproduction
+
+    records = [json.loads(Path(p).read_text()) for p in args.records]
+    table = reproduction.rows(reproduction.study_rows(args.study), records, only_run=args.only_run)
+    write_tsv(args.out, table, reproduction.COLUMNS)
+    if args.markdown:
+        write_text(args.markdown, reproduction.markdown(table))
+    if args.figure:
+        from hessian_powerlaw.report.figures import save
+        from hessian_powerlaw.report.reproduction_figures import slope_figure
+
+        save(slope_figure(records), Path(args.figure).parent, Path(args.figure).stem)
+    count = reproduction.summary(table)
+    print(
+        f"reproduction: {count['run']} of {count['rows']} study rows run from {len(records)} records; "
+        f"verdicts agree {count['verdicts_agree']}/{count['verdicts']}, "
+        f"beta within 2 sigma {count['betas_within']}/{count['betas']} -> {args.out}",
+        file=sys.stderr,
+    )
+
+
 def register(sub):
     """Add the report subcommands to the parser's subparsers."""
     p = sub.add_parser("check-config", help="validate a config file against the schema")
@@ -188,3 +211,12 @@ def register(sub):
     p.add_argument("table", metavar="TABLE")
     p.add_argument("--out", required=True, help="PNG (a PDF is written beside it)")
     p.set_defaults(func=cmd_blocks_plot)
+
+    p = sub.add_parser("reproduction", help="the power-law study's rows beside the reproduction records")
+    p.add_argument("records", nargs="*", metavar="JSON", help="dnn-spectrum records, run = EXPERIMENT_sSEED")
+    p.add_argument("--study", help="the study's values (TSV; default: the bundled ones)")
+    p.add_argument("--only-run", action="store_true", help="only the rows that have records")
+    p.add_argument("--out", required=True, help="TSV")
+    p.add_argument("--markdown", help="Markdown table with the agreement count")
+    p.add_argument("--figure", help="PNG of s against test accuracy, lambda_max and trace (+ PDF)")
+    p.set_defaults(func=cmd_reproduction)

@@ -2,8 +2,9 @@
 
 MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 from a data root in torchvision's layout
 (downloaded there when absent), or the bundled 6000/1000-image MNIST subset when no root is
-given. Options: a seeded training subset, per-pixel or global normalisation computed on the
-training set, and label noise.
+given; a seeded Gaussian-noise stand-in of MNIST's shape (`gaussian`). Options: a seeded training
+subset, per-pixel or global normalisation computed on the training set, label noise (each noisy
+label a different class) and shuffled labels.
 """
 
 import gzip
@@ -21,8 +22,11 @@ DATASETS = {
     "fashion-mnist": ("FashionMNIST", 10),
     "cifar10": ("CIFAR10", 10),
     "cifar100": ("CIFAR100", 100),
+    "gaussian": (None, 10),  # N(0, 1) pixels of MNIST's shape and size, uniformly random labels
 }
 NORMALIZATIONS = ("pixel", "global", "none")
+LABELS = ("true", "shuffled")
+GAUSSIAN_SIZES = {"train": 60000, "test": 10000}
 
 
 class DataError(ValueError):
@@ -92,24 +96,64 @@ def _modular_addition(n_train, seed, label_noise):
     return modular_addition(p, n_train / (p * p) if n_train else 0.5, seed)
 
 
-def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0, pool=1):
+def gaussian(seed=0):
+    """MNIST-shaped pure noise: ((x_train, y_train), (x_test, y_test)), pixels N(0, 1) as float
+    (60000 and 10000 images, 1 x 28 x 28), labels uniform over 10 classes; seeded."""
+    generator = torch.Generator().manual_seed(10007 + seed)
+    splits = []
+    for split in ("train", "test"):
+        n = GAUSSIAN_SIZES[split]
+        x = torch.randn((n, 1, 28, 28), generator=generator)
+        splits.append((x, torch.randint(0, DATASETS["gaussian"][1], (n,), generator=generator)))
+    return splits
+
+
+def flip_labels(y, fraction, n_classes, generator):
+    """A copy of labels y (N,) with round(fraction * N) of them, chosen at random, replaced by a
+    different class (uniform over the other n_classes - 1): a noisy label is never the true one."""
+    y = y.clone()
+    n_noisy = round(fraction * len(y))
+    if n_noisy:
+        noisy = torch.randperm(len(y), generator=generator)[:n_noisy]
+        offset = torch.randint(1, n_classes, (n_noisy,), generator=generator)
+        y[noisy] = (y[noisy] + offset) % n_classes
+    return y
+
+
+def shuffle_labels(y, generator):
+    """The labels y (N,) in a random order: the same label counts, detached from the images."""
+    return y[torch.randperm(len(y), generator=generator)]
+
+
+def load(
+    name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0, pool=1, labels="true"
+):
     """Training and test sets as float tensors: {'train': (x, y), 'test': (x, y), 'classes': n}.
 
     n_train: a seeded random subset of the training split (None or 0: all of it).
-    label_noise: the fraction of training labels replaced by uniformly random ones (1.0: all).
+    label_noise: the fraction of training labels flipped to a different class (seeded).
+    labels: 'true', or 'shuffled' (the training labels randomly permuted: random labels).
     pool: average-pool the images by this factor (2: 28x28 MNIST becomes 14x14), before the
-    normalisation.
+    normalisation. Test labels are never changed.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
     if normalization not in NORMALIZATIONS:
         raise DataError(f"unknown normalization {normalization!r}")
+    if labels not in LABELS:
+        raise DataError(f"unknown labels {labels!r} (choose from {', '.join(LABELS)})")
     if name == "modular-addition":
+        if labels != "true":
+            raise DataError("shuffled labels are not offered for modular-addition")
         return _modular_addition(n_train, seed, label_noise)
     if not 0.0 <= label_noise <= 1.0:
         raise DataError(f"label_noise must be in [0, 1], got {label_noise}")
-    x_train, y_train = _raw(name, root, train=True)
-    x_test, y_test = _raw(name, root, train=False)
+    if name == "gaussian":
+        (x_train, y_train), (x_test, y_test) = gaussian(seed)
+    else:
+        x_train, y_train = _raw(name, root, train=True)
+        x_test, y_test = _raw(name, root, train=False)
+        x_train, x_test = x_train.float() / 255.0, x_test.float() / 255.0
     generator = torch.Generator().manual_seed(seed)
     if n_train:
         if n_train > len(x_train):
@@ -119,10 +163,9 @@ def load(name, root=None, n_train=None, seed=0, normalization="pixel", label_noi
             x_train, y_train = x_train[keep], y_train[keep]
     n_classes = DATASETS[name][1]
     if label_noise > 0:
-        y_train = y_train.clone()
-        flip = torch.rand(len(y_train), generator=generator) < label_noise
-        y_train[flip] = torch.randint(0, n_classes, (int(flip.sum()),), generator=generator)
-    x_train, x_test = x_train.float() / 255.0, x_test.float() / 255.0
+        y_train = flip_labels(y_train, label_noise, n_classes, generator)
+    if labels == "shuffled":
+        y_train = shuffle_labels(y_train, generator)
     if pool != 1:
         x_train, x_test = _pooled(x_train, pool, name), _pooled(x_test, pool, name)
     if normalization == "pixel":

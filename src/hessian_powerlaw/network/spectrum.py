@@ -5,7 +5,7 @@ import time
 import numpy as np
 import torch
 
-from hessian_powerlaw.fit import FitError, power_law_fit
+from hessian_powerlaw.fit import FitError, gap_fit, power_law_fit
 from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
 from hessian_powerlaw.network.eigensolvers.dense import check_size
@@ -15,12 +15,36 @@ from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def eval_data(meta, n_eval=0, data_root=None):
-    """The training images the model was trained on (first n_eval of them; 0 = all)."""
-    x, y = data_for(meta, data_root)["train"]
+EVAL_SPLITS = ("train", "test")
+OPERATORS = ("hessian", "gradient-covariance")
+
+
+def eval_data(meta, n_eval=0, data_root=None, split="train", dataset=None):
+    """The images of the Hessian (first n_eval of them; 0 = all): by default the training
+    images the model was trained on, with its training labels (noisy or shuffled ones too).
+
+    split 'test': the test images of that data set, true labels. dataset: another data set of
+    the same image shape (its own normalisation, true labels; Table 7's CIFAR-100 model on
+    CIFAR-10), its training or test split."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown eval split {split!r} (choose from {', '.join(EVAL_SPLITS)})")
+    spec = meta
+    if dataset and dataset != meta["dataset"]:
+        spec = {**meta, "dataset": dataset, "n_train": 0, "label_noise": 0.0, "labels": "true"}
+    data = data_for(spec, data_root)
+    x, y = data[split]
+    if list(x.shape[1:]) != list(meta["in_shape"]):
+        raise ValueError(
+            f"{spec['dataset']} images have shape {tuple(x.shape[1:])} "
+            f"but the model takes {tuple(meta['in_shape'])}"
+        )
+    if data["classes"] > meta["classes"]:
+        raise ValueError(f"{spec['dataset']} has {data['classes']} classes, the model {meta['classes']}")
     if n_eval:
         if n_eval > len(x):
-            raise ValueError(f"n_eval={n_eval} but the model was trained on {len(x)} images")
+            raise ValueError(
+                f"n_eval={n_eval} but the {split} split of {spec['dataset']} has {len(x)} images"
+            )
         x, y = x[:n_eval], y[:n_eval]
     return x, y
 
@@ -46,21 +70,30 @@ def spectrum(
     hessian="auto",
     bootstrap=0,
     bootstrap_seed=0,
+    eval_split="train",
+    eval_dataset=None,
+    operator="hessian",
+    gradient_batch=1,
+    gap_k=0,
+    trace_probes=32,
 ):
     """Record (NETWORK_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
-    (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2)."""
-    from hessian_powerlaw.network.operators import HessianOperator, make_operator
-
+    (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2),
+    or with operator 'gradient-covariance' of the covariance of its batch gradients at batch size
+    gradient_batch. The record's `trace` is the operator's trace (exact for the dense solver and
+    the gradient covariance, else `trace.deflated_trace` with trace_probes more products)."""
     start = time.perf_counter()
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown operator {operator!r} (choose from {', '.join(OPERATORS)})")
     device = pick_device(device)
     model, meta = load_model(model_path, device)
     if solver == "dense":  # refused before any data is read
         check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[dtype], device)
-    x, y = eval_data(meta, n_eval, data_root)
+    x, y = eval_data(meta, n_eval, data_root, eval_split, eval_dataset)
     shift = meta["weight_decay"] if weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)
-    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
-    implementation = "autograd" if isinstance(op, HessianOperator) else "sequential"
+    op, described = _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_batch)
+    where = f"{len(x)} {eval_split} images" + (f" of {eval_dataset}" if eval_dataset else "")
     result = top_eigenpairs(
         op,
         k,
@@ -81,10 +114,14 @@ def spectrum(
     record.update(
         variant=variant,
         n_eval=len(x),
-        hessian=f"mean cross-entropy over {len(x)} training images; "
+        eval_split=eval_split,
+        eval_dataset=eval_dataset or meta["dataset"],
+        operator=operator,
+        gradient_batch=gradient_batch if operator == "gradient-covariance" else None,
+        hessian=f"{described} over {where}; "
         + (f"label smoothing {smoothing:g}; " if smoothing else "")
         + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
-        + f"; eval mode; {implementation} products",
+        + "; eval mode",
         solver=solver,
         slq_steps=slq_steps if solver == "slq" else None,
         block_size=result.block if solver == "block" else None,
@@ -104,11 +141,45 @@ def spectrum(
         hvp_count=result.hvp_count,
         data_passes=result.data_passes,
     )
+    record.update(_trace(op, result, trace_probes, seed))
     if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
-        record.update(spectrum_sums(result.full))
-    fit_record(record, values, k, chance=1 / meta["classes"], bootstrap=bootstrap, seed=bootstrap_seed)
-    record["seconds"] = round(time.perf_counter() - start, 2)
+        record.update(spectrum_sums(result.full), trace_estimator="exact", trace_stderr=0.0)
+    fit_record(
+        record, values, k, chance=1 / meta["classes"], bootstrap=bootstrap, seed=bootstrap_seed, gap_k=gap_k
+    )
+    record["spectrum_seconds"] = round(time.perf_counter() - start, 2)
+    record["train_seconds"] = meta.get("train_seconds")
+    record["seconds"] = round(record["spectrum_seconds"] + (record["train_seconds"] or 0.0), 2)
+    record["train_command"] = meta.get("command")
     return record, values, result.residuals
+
+
+def _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_batch):
+    """(the operator of the record, a few words saying what it is)."""
+    from hessian_powerlaw.network.operators import HessianOperator, make_operator
+    from hessian_powerlaw.network.operators.gradient_covariance import GradientCovariance
+
+    if operator == "gradient-covariance":
+        op = GradientCovariance(model, x, y, gradient_batch, DTYPES[dtype], smoothing)
+        return op, f"covariance of {op.m} batch gradients of batch size {gradient_batch}"
+    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
+    kind = "autograd" if isinstance(op, HessianOperator) else "sequential"
+    return op, f"mean cross-entropy Hessian ({kind} products)"
+
+
+def _trace(op, result, probes, seed):
+    """The record's trace keys: exact where the operator knows it, else deflated Hutchinson."""
+    from hessian_powerlaw.network.trace import deflated_trace
+
+    if hasattr(op, "trace"):
+        return {"trace": op.trace(), "trace_stderr": 0.0, "trace_estimator": "exact", "trace_hvps": 0}
+    estimate = deflated_trace(op.matmat, result.vectors, result.eigenvalues, probes, seed)
+    return {
+        "trace": estimate["trace"],
+        "trace_stderr": estimate["stderr"],
+        "trace_estimator": estimate["estimator"],
+        "trace_hvps": estimate["hvps"],
+    }
 
 
 def spectrum_sums(values):
@@ -124,7 +195,7 @@ def spectrum_sums(values):
     }
 
 
-def fit_record(record, values, k, chance=None, bootstrap=0, seed=0):
+def fit_record(record, values, k, chance=None, bootstrap=0, seed=0, gap_k=0):
     """Fill the fit and eigengap-fit keys; no verdict unless the solver converged (except for
     the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
     that is the method; `converged` and `max_residual` say how good they are), and none when
@@ -151,9 +222,9 @@ def fit_record(record, values, k, chance=None, bootstrap=0, seed=0):
     except FitError as err:
         record.update(status="skipped", reason=str(err))
         return
-    gaps = -np.diff(values)
+    record["gap_beta_expected"] = 1.0 + 1.0 / (record["s"] + 1.0)
     try:
-        gap = power_law_fit(gaps, int(np.count_nonzero(gaps > 0)), compare=False)
+        gap = gap_fit(values[:k], gap_k)
         record.update({f"gap_{key}": gap[key] for key in GAP_FIT_KEYS})
     except FitError as err:
         record["reason"] = f"eigengap fit: {err}"

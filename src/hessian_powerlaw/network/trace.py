@@ -98,3 +98,30 @@ def exact_trace(model, x, chunk=250):
             p = torch.softmax(vmap(logits, in_dims=(None, 0))(params, images), dim=1)
         total += float((p * (flat**2).sum(2)).sum() - ((p.unsqueeze(2) * flat).sum(1) ** 2).sum())
     return total / len(x)
+
+
+def deflated_trace(matmat, vectors, values, n_probes=32, seed=0, block=16):
+    """Trace of H from a Rayleigh-Ritz run and `n_probes` more products.
+
+    vectors (n, k): orthonormal Ritz vectors with Ritz values `values` (k,), so that
+    V^T H V = diag(values) (exact for the Lanczos solvers, to their tolerance for the others).
+    tr H = sum(values) + tr((I - P) H (I - P)), P = V V^T, the second term by Hutchinson on
+    Rademacher probes projected off V (Hutch++ with the top-k eigenspace as its sketch: the
+    large eigenvalues that make plain Hutchinson noisy are counted exactly). n_probes 0: the
+    sum of the Ritz values only, with an unknown (nan) error."""
+    exact = float(torch.as_tensor(values, dtype=torch.float64).sum())
+    if n_probes < 2:
+        return {"estimator": "ritz-sum", "trace": exact, "stderr": math.nan, "hvps": 0, "probes": 0}
+    gen = torch.Generator().manual_seed(seed + 7001)
+    g = _rademacher(vectors.shape[0], n_probes, gen, vectors.dtype, vectors.device)
+    g = g - vectors @ (vectors.T @ g)
+    g = g - vectors @ (vectors.T @ g)  # twice: the rest must not see the top eigenvalues
+    samples = (g * _apply(matmat, g, block)).sum(0)
+    rest, se = _mean_se(samples)
+    return {
+        "estimator": "deflated-hutchinson",
+        "trace": exact + rest,
+        "stderr": se,
+        "hvps": n_probes,
+        "probes": n_probes,
+    }

@@ -83,6 +83,7 @@ SPEC_KEYS = (
     "n_train",
     "normalization",
     "label_noise",
+    "labels",
     "label_smoothing",
     "optimizer",
     "lr",
@@ -104,6 +105,7 @@ STUDY_SPEC = {
     "n_train": 0,
     "normalization": "pixel",
     "label_noise": 0.0,
+    "labels": "true",
     "label_smoothing": 0.0,
     "optimizer": "sgd",
     "lr": None,
@@ -128,10 +130,21 @@ def data_for(spec, data_root=None):
         spec["normalization"],
         spec["label_noise"],
         pool=spec.get("pool", 1),
+        labels=spec.get("labels", "true"),
     )
 
 
-def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True, data=None, curvature=None):
+def train(
+    spec,
+    out,
+    checkpoint=None,
+    metrics=None,
+    device="auto",
+    progress=True,
+    data=None,
+    curvature=None,
+    command=None,
+):
     """Train the run `spec` (SPEC_KEYS; lr None = the study's rate for the optimizer) and
     save {'state_dict', 'meta'} to `out` atomically; `epochs` 0 saves the initialisation.
 
@@ -139,8 +152,10 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
     resumes from it; shuffling and noise are seeded per epoch, so a resumed run is bit-identical
     on CPU. With `curvature` settings (probe.DEFAULTS, every > 0), the Hessian trace, top and
     bottom eigenvalues and loss are measured at initialisation and every `every` epochs, into the
-    metrics' 'curvature' list (their probes are seeded apart: training is unchanged).
+    metrics' 'curvature' list (their probes are seeded apart: training is unchanged). The meta
+    keeps `command` (the command line that made the file, if given) and `train_seconds`.
     """
+    started = time.perf_counter()
     spec = _run_spec(spec)
     curvature = dict(curvature) if curvature and curvature.get("every", 0) > 0 else None
     device = pick_device(device)
@@ -165,6 +180,7 @@ def train(spec, out, checkpoint=None, metrics=None, device="auto", progress=True
         if metrics:
             write_json(metrics, _metrics(spec, device, history, curvature, measured))
     meta = _final_meta(model, spec, data["classes"], device, train_set, test_set)
+    meta.update(command=command, train_seconds=round(time.perf_counter() - started, 2))
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
     if metrics:
         write_json(metrics, {**_metrics(spec, device, history, curvature, measured), "final": meta})
@@ -289,6 +305,8 @@ def _check_spec(spec):
         value = spec[key]
         if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise TrainingError(f"{key} must be a finite number >= 0, got {value!r}")
+    if spec["labels"] not in datasets.LABELS:
+        raise TrainingError(f"labels must be one of {', '.join(datasets.LABELS)}, got {spec['labels']!r}")
     if spec["lr"] is not None and spec["lr"] <= 0:
         raise TrainingError(f"lr must be positive, got {spec['lr']}")
 

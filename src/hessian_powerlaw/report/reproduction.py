@@ -1,0 +1,205 @@
+"""The power-law study's rows beside ours: one row per table row or figure panel of the study
+(`data/study/powerlaw_study.tsv`), from the records of its reproduction experiment (one per
+seed; `run` = EXPERIMENT_sSEED)."""
+
+import math
+import re
+from importlib import resources
+
+import numpy as np
+
+from hessian_powerlaw.io import read_tsv
+
+COLUMNS = (
+    "id",
+    "source",
+    "setting",
+    "experiment",
+    "fit",
+    "k",
+    "study_d_ks",
+    "study_d_c",
+    "study_power_law",
+    "study_beta",
+    "study_beta_sigma",
+    "study_s",
+    "n_seeds",
+    "d_ks",
+    "d_c",
+    "power_law_fraction",
+    "beta_mean",
+    "beta_sd",
+    "beta_sigma",
+    "s",
+    "test_acc",
+    "lambda_max",
+    "trace",
+    "verdict_agrees",
+    "beta_within_2sigma",
+    "note",
+)
+RUN = re.compile(r"^(?P<experiment>[a-z0-9-]+)_s(?P<seed>\d+)$")
+FITS = {"eigenvalues": "", "gaps": "gap_"}
+
+
+def study_rows(path=None):
+    """The study's rows: the bundled values, or a TSV of the same columns."""
+    if path is None:
+        path = resources.files("hessian_powerlaw") / "data" / "study" / "powerlaw_study.tsv"
+    rows = read_tsv(path)
+    for row in rows:
+        if row.get("fit") not in FITS:
+            raise ValueError(
+                f"{path}: row {row.get('id')}: fit must be eigenvalues or gaps, got {row.get('fit')!r}"
+            )
+    return rows
+
+
+def by_experiment(records):
+    """{experiment: [records]} of the records whose `run` is EXPERIMENT_sSEED."""
+    out = {}
+    for record in records:
+        match = RUN.match(str(record.get("run") or ""))
+        if not match:
+            raise ValueError(f"record run {record.get('run')!r} is not EXPERIMENT_sSEED")
+        out.setdefault(match["experiment"], []).append(record)
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _yes_no(flag):
+    return None if flag is None else ("yes" if flag else "no")
+
+
+def ours(records, fit):
+    """Our side of a row from an experiment's records (one per seed) and the fit kind."""
+    prefix = FITS[fit]
+    ok = [r for r in records if r.get("status") == "ok" and r.get(f"{prefix}beta") is not None]
+    failed = [f"{r['run']}: {r.get('status')} ({r.get('reason')})" for r in records if r not in ok]
+    row = {"n_seeds": len(ok), "note": "; ".join(failed) or None}
+    if not ok:
+        return row
+    betas = [r[f"{prefix}beta"] for r in ok]
+    row.update(
+        d_ks=_mean(r[f"{prefix}d_ks"] for r in ok),
+        d_c=_mean(r[f"{prefix}d_c"] for r in ok),
+        k=ok[0][f"{prefix}k"],
+        power_law_fraction=sum(bool(r[f"{prefix}power_law"]) for r in ok) / len(ok),
+        beta_mean=float(np.mean(betas)),
+        beta_sd=float(np.std(betas, ddof=1)) if len(betas) > 1 else 0.0,
+        beta_sigma=_mean(r[f"{prefix}beta_sigma"] for r in ok),
+        s=_mean(r[f"{prefix}s"] for r in ok),
+        test_acc=_mean(r.get("test_acc") for r in ok),
+        lambda_max=_mean(r.get("lambda_max") for r in ok),
+        trace=_mean(r.get("trace") for r in ok),
+    )
+    return row
+
+
+def agreement(study, row):
+    """(verdict agrees, beta within 2 combined sigma): yes/no, or None where not applicable.
+
+    Our verdict is the majority over seeds (a power law when at least half pass). Our sigma
+    combines the fit's (beta-1)/sqrt(K) with the spread over seeds: sqrt(sigma^2 + sd^2 / n)."""
+    if not row.get("n_seeds"):
+        return None, None
+    verdict = None
+    if study.get("study_power_law") in ("yes", "no"):
+        verdict = (row["power_law_fraction"] >= 0.5) == (study["study_power_law"] == "yes")
+    within = None
+    if study.get("study_beta") is not None and study.get("study_beta_sigma") is not None:
+        sigma = math.hypot(row["beta_sigma"], row["beta_sd"] / math.sqrt(row["n_seeds"]))
+        within = abs(row["beta_mean"] - study["study_beta"]) <= 2 * math.hypot(
+            sigma, study["study_beta_sigma"]
+        )
+    return _yes_no(verdict), _yes_no(within)
+
+
+def rows(study, records, only_run=False):
+    """The reproduction table: every study row (with only_run, those with records)."""
+    grouped = by_experiment(records)
+    table = []
+    for entry in study:
+        found = grouped.get(entry.get("experiment") or "", [])
+        if only_run and not found:
+            continue
+        row = {key: entry.get(key) for key in COLUMNS if key in entry}
+        row["study_power_law"] = entry.get("study_power_law")
+        ours_row = ours(found, entry["fit"]) if found else {"n_seeds": 0}
+        notes = [entry.get("note"), ours_row.pop("note", None)]
+        if not entry.get("experiment"):
+            notes = [entry.get("note") or "not runnable here"]
+        elif not found:
+            notes.insert(0, "not run yet")
+        row.update(ours_row)
+        row["verdict_agrees"], row["beta_within_2sigma"] = agreement(entry, row)
+        row["note"] = "; ".join(n for n in notes if n) or None
+        table.append(row)
+    return table
+
+
+def summary(table):
+    """(rows run, verdicts compared, verdicts agreeing, betas compared, betas within 2 sigma)."""
+    run = [r for r in table if r.get("n_seeds")]
+    verdicts = [r for r in run if r.get("verdict_agrees")]
+    betas = [r for r in run if r.get("beta_within_2sigma")]
+    return {
+        "rows": len(table),
+        "run": len(run),
+        "verdicts": len(verdicts),
+        "verdicts_agree": sum(r["verdict_agrees"] == "yes" for r in verdicts),
+        "betas": len(betas),
+        "betas_within": sum(r["beta_within_2sigma"] == "yes" for r in betas),
+    }
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(table):
+    """The table as Markdown, with the agreement count on top."""
+    count = summary(table)
+    lines = [
+        f"{count['run']} of {count['rows']} rows run; verdicts agree in {count['verdicts_agree']} of "
+        f"{count['verdicts']} compared; beta within 2 combined sigma in {count['betas_within']} of "
+        f"{count['betas']} compared.",
+        "",
+        "| source | setting | K | study d_ks | study d_c | study power law | study beta | seeds | d_ks | d_c "
+        "| power law (seeds) | beta (mean ± s.d.) | s | verdict agrees | beta within 2σ | note |",
+        "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---|---|---|",
+    ]
+    for r in table:
+        study_beta = (
+            f"{_fmt(r.get('study_beta'))} ± {_fmt(r.get('study_beta_sigma'))}" if r.get("study_beta") else ""
+        )
+        beta = f"{_fmt(r.get('beta_mean'))} ± {_fmt(r.get('beta_sd'))}" if r.get("n_seeds") else ""
+        fraction = f"{r['power_law_fraction']:.0%}" if r.get("n_seeds") else ""
+        cells = [
+            r.get("source"),
+            r.get("setting") + (" (gaps)" if r.get("fit") == "gaps" else ""),
+            _fmt(r.get("k")),
+            _fmt(r.get("study_d_ks"), 4),
+            _fmt(r.get("study_d_c"), 4),
+            r.get("study_power_law") or "",
+            study_beta,
+            _fmt(r.get("n_seeds")),
+            _fmt(r.get("d_ks"), 4),
+            _fmt(r.get("d_c"), 4),
+            fraction,
+            beta,
+            _fmt(r.get("s")),
+            r.get("verdict_agrees") or "",
+            r.get("beta_within_2sigma") or "",
+            r.get("note") or "",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
