@@ -141,3 +141,74 @@ def test_every_shipped_config_dry_runs(tmp_path, name):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path, "-n")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_reproduction_part_and_table(tmp_path):
+    """Two tiny experiments (one reusing the other's networks for a test-set Hessian): the
+    part table, then the full table with every study row, and records that name their command."""
+    config = {
+        "pdb": {"enabled": False},
+        "dnn": {"enabled": True, "spectrum": {"k": 10, "n_eval": 100}, "sweeps": []},
+        "reproduction": {
+            "enabled": True,
+            "experiments": [
+                {
+                    "id": "t1-lenet-mnist",
+                    "part": "table-1",
+                    "seeds": [0, 1],
+                    "train": {"model": "fcn", "width": 8, "depth": 1, "n_train": 300, "epochs": 1},
+                },
+                {
+                    "id": "random-labels-test",
+                    "part": "random-labels",
+                    "reuse": "t1-lenet-mnist",
+                    "seeds": [1],
+                    "spectrum": {"eval_split": "test"},
+                },
+            ],
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    part = tmp_path / "results" / "reproduction" / "parts" / "table-1.tsv"
+    proc = snakemake(tmp_path, "results/reproduction/parts/table-1.tsv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["id"] for r in read_tsv(part)] == ["t1-lenet-mnist", "t2-gaps-mnist"]
+    assert not (tmp_path / "results" / "reproduction" / "records" / "random-labels-test_s1.json").exists()
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = {r["id"]: r for r in read_tsv(tmp_path / "results" / "reproduction" / "reproduction.tsv")}
+    assert table["t1-lenet-mnist"]["n_seeds"] == 2 and table["fig21a-test"]["n_seeds"] == 1
+    assert table["t3-b16"]["n_seeds"] == 0
+    record = yaml.safe_load((tmp_path / "results/reproduction/records/random-labels-test_s1.json").read_text())
+    train, spectrum = record["command"].split(" && ")
+    assert "--seed 1" in train and "--out results/reproduction/models/t1-lenet-mnist_s1.pt" in train
+    assert "--eval-split test" in spectrum and "--run random-labels-test_s1" in spectrum
+    assert record["eval_split"] == "test" and record["seconds"] >= record["spectrum_seconds"]
+    assert (tmp_path / "results" / "reproduction" / "slope.png").is_file()
+
+
+def test_label_dimensions_of_the_sweeps(tmp_path):
+    config = {
+        "pdb": {"enabled": False},
+        "dnn": {
+            "curvature": {"runs": []},
+            "sweeps": [
+                {
+                    "model": ["lenet"],
+                    "dataset": ["mnist"],
+                    "epochs": [2],
+                    "label_noise": [0.2],
+                    "labels": ["true", "shuffled"],
+                }
+            ],
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", "-p")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trains = [line for line in proc.stdout.splitlines() if "hessian-powerlaw train" in line]
+    assert len(trains) == 4  # two label settings, trained and at initialisation
+    shuffled = [t for t in trains if "_e2_ln0.2_shuffled.pt" in t]
+    assert len(shuffled) == 1 and "--labels shuffled" in shuffled[0] and "--label-noise 0.2" in shuffled[0]
+    plain = [t for t in trains if "_e2_ln0.2.pt" in t]
+    assert len(plain) == 1 and "--labels true" in plain[0]

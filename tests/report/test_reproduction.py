@@ -55,6 +55,7 @@ def records():
     out += [record(f"t1-lenet-mnist-init_s{seed}", flat) for seed in range(2)]
     out.append(record("t1-lenet-mnist-init_s2", flat, status="not_converged"))
     out.append(record("n-600_s0", power_law_spectrum(1.0)))  # the study says no power law here
+    out.append(record("n-6000_s0", power_law_spectrum(1.0)))
     return out
 
 

@@ -1,4 +1,5 @@
 import itertools
+import re
 import os
 import shlex
 import sys
@@ -42,6 +43,7 @@ wildcard_constraints:
     valley=r"trace|anticorrelated",
     init=r"\d+",
     variant=r"[a-z0-9-]+",
+    labelset=r"(_ln[0-9.]+)?(_shuffled)?",
 
 
 def count_entries(path):
@@ -64,7 +66,7 @@ def options(names, **settings):
 def spectrum_options(wildcards):
     """`dnn-spectrum` flags: dnn.spectrum, overridden by the variant's settings; run and variant."""
     variant = VARIANTS.get(wildcards.get("variant"), {})
-    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
+    run = run_name(wildcards)
     settings = {
         ("spectrum_k" if key == "k" else key): v
         for key, v in variant.items()
@@ -77,7 +79,7 @@ def spectrum_options(wildcards):
 
 def blocks_options(wildcards):
     """`dnn-spectrum --blocks` flags: the run's spectrum flags at K = dnn.spectrum.blocks_k."""
-    run = RUN_PATTERN.format(**{d: wildcards[d] for d in RUN_DIMS})
+    run = run_name(wildcards)
     flags = options(COMMANDS["dnn-spectrum"], spectrum_k=DNN["spectrum"]["blocks_k"])
     return f"{flags} --run {run}"
 
@@ -133,7 +135,29 @@ RUN_DIMS = (
     "seed",
     "epochs",
 )
-RUN_PATTERN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
+RUN_PATTERN = "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}{labelset}"
+
+
+def labelset(label_noise=None, labels=None):
+    """The run-name suffix of the label dimensions: _ln0.2 (flipped fraction), _shuffled;
+    empty when a sweep leaves them out (then dnn.training applies)."""
+    noise = "" if label_noise is None else f"_ln{label_noise:g}"
+    return noise + ("_shuffled" if labels == "shuffled" else "")
+
+
+def run_name(wildcards):
+    return RUN_PATTERN.format(**{d: wildcards[d] for d in (*RUN_DIMS, "labelset")})
+
+
+def train_options(wildcards):
+    """`train` flags: dnn.training, overridden by the run's label dimensions."""
+    noise, shuffled = re.fullmatch(
+        r"(?:_ln([0-9.]+))?(_shuffled)?", wildcards.labelset
+    ).groups()
+    settings = {"label_noise": float(noise)} if noise else {}
+    if shuffled:
+        settings["labels"] = "shuffled"
+    return options(TRAINING_SETTINGS, **settings)
 
 
 def dnn_runs():
@@ -141,8 +165,11 @@ def dnn_runs():
     runs = {}
     for sweep in DNN["sweeps"]:
         k = sweep.get("k", DNN["spectrum"]["k"])
-        for combo in itertools.product(*(sweep[d] for d in RUN_DIMS)):
+        dims = [sweep[d] for d in RUN_DIMS]
+        dims += [sweep.get("label_noise", [None]), sweep.get("labels", [None])]
+        for combo in itertools.product(*dims):
             spec = dict(zip(RUN_DIMS, combo))
+            spec["labelset"] = labelset(*combo[len(RUN_DIMS) :])
             runs[RUN_PATTERN.format(**spec)] = k
             if DNN["random_init_control"]:
                 runs[RUN_PATTERN.format(**{**spec, "epochs": 0})] = k
@@ -151,7 +178,7 @@ def dnn_runs():
 
 DNN_RUNS = dnn_runs() if DNN["enabled"] else {}
 VARIANTS = {variant["name"]: variant for variant in DNN["variants"]}
-TRAINED_RUNS = [run for run in DNN_RUNS if not run.endswith("_e0")]
+TRAINED_RUNS = [run for run in DNN_RUNS if not re.search(r"_e0(_|$)", run)]
 
 
 def dnn_records(wildcards=None):

@@ -12,7 +12,7 @@ rule train:
         mem_mb=8000,
         runtime=240,
     params:
-        options=options(TRAINING_SETTINGS),
+        options=train_options,
         checkpoint=f"{RESULTS}/dnn/checkpoints/{RUN_PATTERN}.ckpt",
     shell:
         "hessian-powerlaw train --model {wildcards.model} --dataset {wildcards.dataset} "
