@@ -179,7 +179,8 @@ def test_reproduction_part_and_table(tmp_path):
     table = {r["id"]: r for r in read_tsv(tmp_path / "results" / "reproduction" / "reproduction.tsv")}
     assert table["t1-lenet-mnist"]["n_seeds"] == 2 and table["fig21a-test"]["n_seeds"] == 1
     assert table["t3-b16"]["n_seeds"] == 0
-    record = yaml.safe_load((tmp_path / "results/reproduction/records/random-labels-test_s1.json").read_text())
+    records = tmp_path / "results" / "reproduction" / "records"
+    record = yaml.safe_load((records / "random-labels-test_s1.json").read_text())
     train, spectrum = record["command"].split(" && ")
     assert "--seed 1" in train and "--out results/reproduction/models/t1-lenet-mnist_s1.pt" in train
     assert "--eval-split test" in spectrum and "--run random-labels-test_s1" in spectrum
