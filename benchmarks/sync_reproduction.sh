@@ -12,5 +12,9 @@ for record in "$src"/records/*.json; do
     cp "$record" "$out/$name.json"
     cp "$src/spectra/$name.npy" "$out/$name.npy"
 done
-hessian-powerlaw reproduction "$out"/*.json --out "$out/reproduction.tsv" \
+if compgen -G "$src/proteins/*.tsv" > /dev/null; then
+    mkdir -p "$out/proteins"
+    cp "$src"/proteins/*.tsv "$out/proteins/"
+fi
+hessian-powerlaw reproduction "$out"/*.json --proteins "$out"/proteins/*.tsv --out "$out/reproduction.tsv" \
     --markdown "$out/reproduction.md" --figure "$out/slope.png"

@@ -124,3 +124,37 @@ def test_command_writes_the_contract_columns(tmp_path, records):
     subprocess.run([*argv[:-4], "--only-run", "--out", str(part)], check=True, capture_output=True)
     ran = {"t1-lenet-mnist", "t1-lenet-mnist-init", "t2-gaps-mnist", "t6-n6000", "fig5-n600"}
     assert {r["id"] for r in read_tsv(part)} == ran
+
+
+def test_protein_rows_read_entries_and_size_bins():
+    def entry(pdb_id, n_residues, beta, passes=True):
+        return {
+            "pdb_id": pdb_id,
+            "n_residues": n_residues,
+            "status": "ok",
+            "k": 100,
+            "beta": beta,
+            "beta_sigma": (beta - 1) / 10,
+            "s": 1 / (beta - 1),
+            "d_ks": 0.01,
+            "d_c": 0.136,
+            "power_law": passes,
+        }
+
+    t11 = [entry("4HHB", 574, 2.008)]
+    bins = [entry("1AKI", 129, 2.0), entry("3PTB", 223, 1.9), entry("7TAA", 476, 2.1, passes=False)]
+    bins.append({"pdb_id": "3TAH", "n_residues": 500, "status": "skipped", "reason": "12 zero modes"})
+    proteins = {"t11-4hhb": t11, "bins-bundled": bins}
+    table = {r["id"]: r for r in reproduction.rows(reproduction.study_rows(), [], proteins=proteins)}
+    assert table["t11-4hhb"]["n_seeds"] == 1 and table["t11-4hhb"]["beta_within_2sigma"] == "yes"
+    low = table["t12-bin-300-1000"]  # 3N 387, 669: 1AKI and 3PTB
+    assert low["n_seeds"] == 2 and low["beta_mean"] == pytest.approx(1.95)
+    assert (
+        low["verdict_agrees"] == "yes" and low["beta_within_2sigma"] == "yes"
+    )  # |1.95 - 1.976| < 2 * 0.143 / sqrt 2
+    mid = table["t12-bin-1000-3000"]  # 7TAA alone, not a power law; 3TAH skipped
+    assert mid["n_seeds"] == 1 and mid["verdict_agrees"] == "no" and "3TAH: skipped" in mid["note"]
+    assert table["t12-bin-3000-6000"]["n_seeds"] == 0
+    assert table["t12-bin-all"]["n_seeds"] == 3 and table["t12-bin-all"][
+        "power_law_fraction"
+    ] == pytest.approx(2 / 3)

@@ -1,3 +1,4 @@
+import glob
 import itertools
 import re
 import os
@@ -6,7 +7,13 @@ import sys
 from pathlib import Path
 from snakemake.utils import validate
 
-from hessian_powerlaw.options import COMMANDS, TRAINING_SETTINGS, command_line, values
+from hessian_powerlaw.options import (
+    COMMANDS,
+    PROTEIN_SETTINGS,
+    TRAINING_SETTINGS,
+    command_line,
+    values,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -431,17 +438,40 @@ def repro_model(wildcards):
 
 
 def repro_records(part=None):
-    """Record paths of every experiment (of one part)."""
+    """Network record paths of every experiment (of one part)."""
     return [
         f"{REPRO_DIR}/records/{e['id']}_s{seed}.json"
         for e in EXPERIMENTS.values()
-        if part is None or e["part"] == part
+        if (part is None or e["part"] == part) and "protein" not in e
         for seed in e["seeds"]
+    ]
+
+
+def repro_proteins(part=None):
+    """Protein table paths of the protein experiments (of one part)."""
+    return [
+        f"{REPRO_DIR}/proteins/{e['id']}.tsv"
+        for e in EXPERIMENTS.values()
+        if (part is None or e["part"] == part) and "protein" in e
     ]
 
 
 def repro_part_records(wildcards):
     return repro_records(wildcards.part)
+
+
+def repro_part_proteins(wildcards):
+    return repro_proteins(wildcards.part)
+
+
+def repro_protein_files(wildcards):
+    return sorted(glob.glob(EXPERIMENTS[wildcards.experiment]["protein"]["files"]))
+
+
+def repro_protein_options(wildcards):
+    """`protein` flags of a protein experiment: the protein settings, its K if given."""
+    k = EXPERIMENTS[wildcards.experiment]["protein"].get("k")
+    return options(PROTEIN_SETTINGS, **({} if k is None else {"k": k}))
 
 
 def repro_study_flag():

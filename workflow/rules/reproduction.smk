@@ -41,9 +41,26 @@ rule repro_spectrum:
         "--spectrum {output.spectrum} --out {output.record} 2> {log}"
 
 
+rule repro_protein:
+    input:
+        repro_protein_files,
+    output:
+        f"{REPRO_DIR}/proteins/{{experiment}}.tsv",
+    log:
+        "logs/repro_protein/{experiment}.log",
+    conda:
+        "../../envs/protein.yaml"
+    threads: 2
+    params:
+        options=repro_protein_options,
+    shell:
+        "hessian-powerlaw protein {params.options} --out {output} {input} 2> {log}"
+
+
 rule repro_part:
     input:
-        repro_part_records,
+        records=repro_part_records,
+        proteins=repro_part_proteins,
     output:
         table=f"{REPRO_DIR}/parts/{{part}}.tsv",
         markdown=f"{REPRO_DIR}/parts/{{part}}.md",
@@ -54,13 +71,14 @@ rule repro_part:
     params:
         study=repro_study_flag(),
     shell:
-        "hessian-powerlaw reproduction {input} {params.study} --only-run "
-        "--out {output.table} --markdown {output.markdown} 2> {log}"
+        "hessian-powerlaw reproduction {input.records} --proteins {input.proteins} {params.study} "
+        "--only-run --out {output.table} --markdown {output.markdown} 2> {log}"
 
 
 rule reproduction:
     input:
-        repro_records(),
+        records=repro_records(),
+        proteins=repro_proteins(),
     output:
         table=f"{REPRO_DIR}/reproduction.tsv",
         markdown=report(
@@ -81,5 +99,6 @@ rule reproduction:
     params:
         study=repro_study_flag(),
     shell:
-        "hessian-powerlaw reproduction {input} {params.study} --figure {output.figure} "
+        "hessian-powerlaw reproduction {input.records} --proteins {input.proteins} {params.study} "
+        "--figure {output.figure} "
         "--out {output.table} --markdown {output.markdown} 2> {log}"

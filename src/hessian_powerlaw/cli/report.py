@@ -128,11 +128,13 @@ def cmd_blocks_plot(args):
 
 
 def cmd_reproduction(args):
-    from hessian_powerlaw.io import write_text, write_tsv
+    from hessian_powerlaw.io import read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import reproduction
 
     records = [json.loads(Path(p).read_text()) for p in args.records]
-    table = reproduction.rows(reproduction.study_rows(args.study), records, only_run=args.only_run)
+    proteins = {Path(p).stem: read_tsv(p) for p in args.proteins}
+    study = reproduction.study_rows(args.study)
+    table = reproduction.rows(study, records, only_run=args.only_run, proteins=proteins)
     write_tsv(args.out, table, reproduction.COLUMNS)
     if args.markdown:
         write_text(args.markdown, reproduction.markdown(table))
@@ -215,6 +217,9 @@ def register(sub):
     p = sub.add_parser("reproduction", help="the power-law study's rows beside the reproduction records")
     p.add_argument("records", nargs="*", metavar="JSON", help="dnn-spectrum records, run = EXPERIMENT_sSEED")
     p.add_argument("--study", help="the study's values (TSV; default: the bundled ones)")
+    p.add_argument(
+        "--proteins", nargs="*", default=[], metavar="TSV", help="protein tables, named EXPERIMENT.tsv"
+    )
     p.add_argument("--only-run", action="store_true", help="only the rows that have records")
     p.add_argument("--out", required=True, help="TSV")
     p.add_argument("--markdown", help="Markdown table with the agreement count")

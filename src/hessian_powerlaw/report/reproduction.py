@@ -1,6 +1,7 @@
 """The power-law study's rows beside ours: one row per table row or figure panel of the study
-(`data/study/powerlaw_study.tsv`), from the records of its reproduction experiment (one per
-seed; `run` = EXPERIMENT_sSEED)."""
+(`data/study/powerlaw_study.tsv`), from the records of its reproduction experiment: network
+records (one per seed; `run` = EXPERIMENT_sSEED), or for protein rows the rows of the
+experiment's protein table (the entry, or the 3N size bin, named in the row's `subset`)."""
 
 import math
 import re
@@ -16,6 +17,7 @@ COLUMNS = (
     "setting",
     "experiment",
     "fit",
+    "subset",
     "k",
     "study_d_ks",
     "study_d_c",
@@ -39,7 +41,8 @@ COLUMNS = (
     "note",
 )
 RUN = re.compile(r"^(?P<experiment>[a-z0-9-]+)_s(?P<seed>\d+)$")
-FITS = {"eigenvalues": "", "gaps": "gap_"}
+FITS = {"eigenvalues": "", "gaps": "gap_", "protein": ""}
+SIZE_BIN = re.compile(r"^3N (?:(?P<low>\d+)-(?P<high>\d+)|all)$")
 
 
 def study_rows(path=None):
@@ -66,6 +69,17 @@ def by_experiment(records):
     return out
 
 
+def protein_members(rows, subset):
+    """The rows of a protein table in a study row's subset: a PDB id, or '3N LOW-HIGH' / '3N all'."""
+    match = SIZE_BIN.match(subset or "")
+    if match is None:
+        return [r for r in rows if str(r.get("pdb_id") or "").upper() == str(subset).upper()]
+    if match["low"] is None:
+        return list(rows)
+    low, high = int(match["low"]), int(match["high"])
+    return [r for r in rows if r.get("n_residues") and low <= 3 * r["n_residues"] < high]
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -79,7 +93,11 @@ def ours(records, fit):
     """Our side of a row from an experiment's records (one per seed) and the fit kind."""
     prefix = FITS[fit]
     ok = [r for r in records if r.get("status") == "ok" and r.get(f"{prefix}beta") is not None]
-    failed = [f"{r['run']}: {r.get('status')} ({r.get('reason')})" for r in records if r not in ok]
+    failed = [
+        f"{r.get('run') or r.get('pdb_id')}: {r.get('status')} ({r.get('reason')})"
+        for r in records
+        if r not in ok
+    ]
     row = {"n_seeds": len(ok), "note": "; ".join(failed) or None}
     if not ok:
         return row
@@ -87,7 +105,7 @@ def ours(records, fit):
     row.update(
         d_ks=_mean(r[f"{prefix}d_ks"] for r in ok),
         d_c=_mean(r[f"{prefix}d_c"] for r in ok),
-        k=ok[0][f"{prefix}k"],
+        k=ok[0][f"{prefix}k"] if len({r[f"{prefix}k"] for r in ok}) == 1 else None,
         power_law_fraction=sum(bool(r[f"{prefix}power_law"]) for r in ok) / len(ok),
         beta_mean=float(np.mean(betas)),
         beta_sd=float(np.std(betas, ddof=1)) if len(betas) > 1 else 0.0,
@@ -104,7 +122,10 @@ def agreement(study, row):
     """(verdict agrees, beta within 2 combined sigma): yes/no, or None where not applicable.
 
     Our verdict is the majority over seeds (a power law when at least half pass). Our sigma
-    combines the fit's (beta-1)/sqrt(K) with the spread over seeds: sqrt(sigma^2 + sd^2 / n)."""
+    combines the fit's (beta-1)/sqrt(K) with the spread over seeds: sqrt(sigma^2 + sd^2 / n).
+    For a size bin of proteins the study's ± is the spread of beta over its proteins, so ours
+    agrees when our mean over n proteins lies within 2 sd / sqrt(n) of the study's mean (our
+    proteins a sample of the study's population)."""
     if not row.get("n_seeds"):
         return None, None
     verdict = None
@@ -119,12 +140,18 @@ def agreement(study, row):
     return _yes_no(verdict), _yes_no(within)
 
 
-def rows(study, records, only_run=False):
-    """The reproduction table: every study row (with only_run, those with records)."""
+def rows(study, records, only_run=False, proteins=None):
+    """The reproduction table: every study row (with only_run, those with records).
+
+    records: network records; proteins: {experiment: rows of its protein table}."""
     grouped = by_experiment(records)
+    proteins = proteins or {}
     table = []
     for entry in study:
-        found = grouped.get(entry.get("experiment") or "", [])
+        if entry["fit"] == "protein":
+            found = protein_members(proteins.get(entry.get("experiment") or "", []), entry.get("subset"))
+        else:
+            found = grouped.get(entry.get("experiment") or "", [])
         if only_run and not found:
             continue
         row = {key: entry.get(key) for key in COLUMNS if key in entry}
@@ -173,8 +200,10 @@ def markdown(table):
         f"{count['verdicts']} compared; beta within 2 combined sigma in {count['betas_within']} of "
         f"{count['betas']} compared.",
         "",
-        "| source | setting | K | study d_ks | study d_c | study power law | study beta | seeds | d_ks | d_c "
-        "| power law (seeds) | beta (mean ± s.d.) | s | verdict agrees | beta within 2σ | note |",
+        "n: seeds of a network row, proteins of a protein row; d_ks, d_c, s: means over them.",
+        "",
+        "| source | setting | K | study d_ks | study d_c | study power law | study beta | n | d_ks | d_c "
+        "| power law (of n) | beta (mean ± s.d.) | s | verdict agrees | beta within 2σ | note |",
         "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---|---|---|",
     ]
     for r in table:
