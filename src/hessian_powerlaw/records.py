@@ -77,6 +77,7 @@ SPECTRUM_KEYS = (
     "train_seconds",
     "spectrum_seconds",
     "seconds",
+    "peak_mb",
 )
 GAP_FIT_KEYS = ("k", "xmin", "beta", "beta_sigma", "s", "d_ks", "d_c", "power_law")
 GAP_KEYS = tuple(f"gap_{key}" for key in GAP_FIT_KEYS)

@@ -151,7 +151,17 @@ def spectrum(
     record["train_seconds"] = meta.get("train_seconds")
     record["seconds"] = round(record["spectrum_seconds"] + (record["train_seconds"] or 0.0), 2)
     record["train_command"] = meta.get("command")
+    record["peak_mb"] = peak_memory_mb(device)
     return record, values, result.residuals
+
+
+def peak_memory_mb(device):
+    """Peak resident memory of this process so far (MB), or the peak CUDA allocation on a GPU."""
+    if str(device).startswith("cuda"):
+        return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
 def _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_batch):
