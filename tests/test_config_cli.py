@@ -211,6 +211,29 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
         ("results: ../elsewhere\n", "results: '../elsewhere' leads outside the working directory"),
         ("results: /tmp/out\n", "leads outside the working directory"),
         ("fit: [unclosed\n", "not valid YAML"),
+        (
+            "reproduction:\n  experiments:\n    - {id: a, part: p, train: {model: lenet}}\n"
+            "    - {id: a, part: p, train: {model: fcn}}\n",
+            "reproduction.experiments: id 'a' appears twice",
+        ),
+        (
+            "reproduction:\n  experiments:\n    - {id: a, part: p, reuse: b}\n",
+            "reproduction.experiments: a: reuse 'b' names no experiment that trains networks",
+        ),
+        (
+            "reproduction:\n  experiments:\n    - {id: a, part: p, train: {model: lenet}}\n"
+            "    - {id: b, part: p, reuse: a, seeds: [0, 1]}\n",
+            "reproduction.experiments: b: seeds [1] are not among a's",
+        ),
+        (
+            "reproduction:\n  experiments:\n    - {id: a, part: p}\n",
+            "reproduction.experiments: a: give its train settings",
+        ),
+        (
+            "reproduction:\n  experiments:\n"
+            "    - {id: a, part: p, protein: {files: x.pdb}, train: {epochs: 1}}\n",
+            "a protein experiment takes no train",
+        ),
     ],
 )
 def test_hostile_config_files_get_one_line_errors(tmp_path, capsys, text, fragment):

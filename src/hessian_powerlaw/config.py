@@ -73,6 +73,35 @@ def _check_consistency(config, source):
     k = config["fit"]["k"]
     if k >= 1 and k != int(k):
         raise ConfigError(f"{source}: fit.k: a count must be an integer, got {k}")
+    check_experiments(config["reproduction"]["experiments"], source)
+
+
+def check_experiments(experiments, source="config"):
+    """One-line errors for reproduction experiments that cannot run: a repeated id, a `reuse`
+    that names no network experiment holding its seeds, a network experiment with both or
+    neither of `train` and `reuse`, a protein experiment with network settings."""
+    by_id = {}
+    for e in experiments:
+        if e["id"] in by_id:
+            raise ConfigError(f"{source}: reproduction.experiments: id {e['id']!r} appears twice")
+        by_id[e["id"]] = e
+    for e in experiments:
+        where = f"{source}: reproduction.experiments: {e['id']}"
+        if "protein" in e:
+            if e.get("reuse") or e["train"] or e["spectrum"]:
+                raise ConfigError(f"{where}: a protein experiment takes no train, spectrum or reuse")
+            continue
+        if "reuse" in e:
+            source_experiment = by_id.get(e["reuse"])
+            if source_experiment is None or "protein" in source_experiment or "reuse" in source_experiment:
+                raise ConfigError(f"{where}: reuse {e['reuse']!r} names no experiment that trains networks")
+            if e["train"]:
+                raise ConfigError(f"{where}: give train settings or reuse, not both")
+            missing = sorted(set(e["seeds"]) - set(source_experiment["seeds"]))
+            if missing:
+                raise ConfigError(f"{where}: seeds {missing} are not among {e['reuse']}'s")
+        elif not e["train"]:
+            raise ConfigError(f"{where}: give its train settings (or reuse another experiment's networks)")
 
 
 MAX_CONFIG_BYTES = 1 << 20

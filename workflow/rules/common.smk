@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from snakemake.utils import validate
 
+from hessian_powerlaw.config import check_experiments
 from hessian_powerlaw.options import (
     COMMANDS,
     PROTEIN_SETTINGS,
@@ -479,12 +480,7 @@ def repro_study_flag():
     return f"--study {shlex.quote(REPRO['study'])}" if REPRO["study"] else ""
 
 
-for _e in EXPERIMENTS.values():
-    _reused = EXPERIMENTS.get(_e.get("reuse", _e["id"]))
-    if _reused is None or not set(_e["seeds"]) <= set(_reused["seeds"]):
-        raise ValueError(
-            f"reproduction experiment {_e['id']}: reuse names no experiment with its seeds"
-        )
+check_experiments(REPRO["experiments"] if REPRO["enabled"] else [])
 
 
 def reproduction_outputs():
