@@ -85,6 +85,8 @@ def spectrum(
     start = time.perf_counter()
     if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r} (choose from {', '.join(OPERATORS)})")
+    if operator == "gradient-covariance" and weight_decay_term:
+        raise ValueError("--weight-decay-term is for the Hessian; the gradient covariance has no such term")
     device = pick_device(device)
     model, meta = load_model(model_path, device)
     if solver == "dense":  # refused before any data is read
@@ -124,26 +126,16 @@ def spectrum(
         + "; eval mode",
         solver=solver,
         slq_steps=slq_steps if solver == "slq" else None,
-        block_size=result.block if solver == "block" else None,
         weight_decay_term=bool(weight_decay_term),
         tol=tol,
         dtype=dtype,
         device=device,
-        n_modes=len(values),
-        lambda_max=float(values[0]),
-        noise_floor=float(result.noise_floor),
-        converged=bool(result.converged),
-        max_residual=float(np.max(result.residuals)),
-        residual_kind=result.residual_kind,
-        orthogonality=float(result.orthogonality),
-        replaced=int(result.replaced),
-        steps=result.steps,
-        hvp_count=result.hvp_count,
-        data_passes=result.data_passes,
+        **_solver_keys(result, solver),
     )
-    record.update(_trace(op, result, trace_probes, seed))
     if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
-        record.update(spectrum_sums(result.full), trace_estimator="exact", trace_stderr=0.0)
+        record.update(spectrum_sums(result.full), trace_estimator="exact", trace_stderr=0.0, trace_hvps=0)
+    else:
+        record.update(_trace(op, result, trace_probes, seed))
     fit_record(
         record, values, k, chance=1 / meta["classes"], bootstrap=bootstrap, seed=bootstrap_seed, gap_k=gap_k
     )
@@ -153,6 +145,24 @@ def spectrum(
     record["train_command"] = meta.get("command")
     record["peak_mb"] = peak_memory_mb(device)
     return record, values, result.residuals
+
+
+def _solver_keys(result, solver):
+    """The record keys that describe a solver's run (SolverResult)."""
+    return {
+        "block_size": result.block if solver == "block" else None,
+        "n_modes": len(result.eigenvalues),
+        "lambda_max": float(result.eigenvalues[0]),
+        "noise_floor": float(result.noise_floor),
+        "converged": bool(result.converged),
+        "max_residual": float(np.max(result.residuals)),
+        "residual_kind": result.residual_kind,
+        "orthogonality": float(result.orthogonality),
+        "replaced": int(result.replaced),
+        "steps": result.steps,
+        "hvp_count": result.hvp_count,
+        "data_passes": result.data_passes,
+    }
 
 
 def peak_memory_mb(device):
