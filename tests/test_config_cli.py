@@ -93,6 +93,7 @@ def test_help_lists_every_subcommand():
         "tables",
         "curvature-table",
         "curvature-plots",
+        "reproduction",
     ):
         assert command in out
 
