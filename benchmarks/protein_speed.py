@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import prody
 
+from hessian_powerlaw.cli.protein import DEFAULT_JOBS
 from hessian_powerlaw.io import read_tsv
 from hessian_powerlaw.protein.analysis import TORCH_MIN_SIZE, TORCH_SAVING, eigenvalues
 from hessian_powerlaw.protein.anm import anm_hessian
+from hessian_powerlaw.protein.batch import available_cpus, resolve_jobs
 from hessian_powerlaw.protein.structure import read_calpha
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "hessian_powerlaw" / "data" / "pdb"
@@ -91,13 +93,17 @@ def timed(command, repeat):
 
 
 def whole_process(files, repeat):
+    """ProDy's user path against `hessian-powerlaw protein FILES` as a user runs it (its
+    default --jobs), with one process (--jobs 1) and one per CPU (--jobs N) beside it."""
+    command = [str(Path(sys.executable).with_name("hessian-powerlaw")), "protein", *files]
+    cpus = available_cpus()
+    variants = {"default": [], "--jobs 1": ["--jobs", "1"], f"--jobs {cpus}": ["--jobs", str(cpus)]}
+    seconds, tables = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        table = Path(tmp) / "proteins.tsv"
-        ours = timed(
-            [str(Path(sys.executable).with_name("hessian-powerlaw")), "protein", *files, "--out", str(table)],
-            repeat,
-        )
-        rows = read_tsv(table)
+        for name, extra in variants.items():
+            table = Path(tmp) / f"{len(tables)}.tsv"
+            seconds[name] = timed([*command, *extra, "--out", str(table)], repeat)
+            tables[name] = read_tsv(table)
     prody_s = timed([sys.executable, "-c", PRODY_USER_PATH, *files], repeat)
     worst = 0.0
     for name in files:
@@ -108,17 +114,29 @@ def whole_process(files, repeat):
         ref = np.sort(model.getEigvals())
         mine = np.sort(eigenvalues(anm_hessian(coords, 9.0, 1.0), "auto"))
         worst = max(worst, float(np.max(np.abs(mine - ref)) / ref.max()))
-    ok = [r for r in rows if r["status"] == "ok"]
-    print("| entries | fitted | ProDy s | hessian-powerlaw s | ratio | max rel. eigenvalue diff |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {len(files)} | {len(ok)} | {prody_s:.2f} | {ours:.2f} | {prody_s / ours:.2f}x | {worst:.1e} |")
-    projection(ok)
-    print(f"ratio_vs_prody={prody_s / ours:.3f}")
+    ok = [r for r in tables["default"] if r["status"] == "ok"]
+    print(f"{cpus} CPUs")
+    print("| entries | fitted | ProDy s | hessian-powerlaw | s | ratio | max rel. eigenvalue diff |")
+    print("|---:|---:|---:|---|---:|---:|---:|")
+    for name, ours in seconds.items():
+        cells = (
+            len(files),
+            len(ok),
+            f"{prody_s:.2f}",
+            name,
+            f"{ours:.2f}",
+            f"{prody_s / ours:.2f}x",
+            f"{worst:.1e}",
+        )
+        print("| " + " | ".join(map(str, cells)) + " |")
+    projection(ok, resolve_jobs(DEFAULT_JOBS))
+    print(f"ratio_vs_prody={prody_s / seconds['default']:.3f}")
 
 
-def projection(rows):
-    """Per-entry seconds fitted as a + b N^3 (N residues), averaged over sizes spread evenly over
-    100-2000 residues, for the study's 9166 entries on this machine."""
+def projection(rows, jobs):
+    """Per-entry seconds of the default run fitted as a + b N^3 (N residues), averaged over
+    sizes spread evenly over 100-2000 residues, for the study's 9166 entries on this machine,
+    `jobs` entries at a time."""
     n = np.array([r["n_residues"] for r in rows], dtype=float)
     t = np.array([r["seconds"] for r in rows], dtype=float)
     (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(n), n**3], axis=1), t, rcond=None)
@@ -126,14 +144,15 @@ def projection(rows):
     mean = float(np.mean(a + b * sizes**3))
     print(
         f"catalogue projection: t = {a:.3f} s + {b * 1e9:.3f} s x (N/1000)^3; mean over 100-2000 residues "
-        f"{mean:.2f} s per entry; 9166 entries: {9166 * mean / 3600:.1f} h on this machine"
+        f"{mean:.2f} s per entry, {jobs} at a time; "
+        f"9166 entries: {9166 * mean / 3600 / jobs:.1f} h on this machine"
     )
     # In a catalogue batch the auto backend moves large matrices to torch once its import has paid.
     large = sizes >= TORCH_MIN_SIZE / 3
     faster = float(np.mean(a + b * sizes**3 * np.where(large, 1 - TORCH_SAVING, 1.0)))
     print(
         f"with torch for N >= {TORCH_MIN_SIZE // 3} residues (catalogue batches): {faster:.2f} s per entry; "
-        f"9166 entries: {9166 * faster / 3600:.1f} h"
+        f"9166 entries: {9166 * faster / 3600 / jobs:.1f} h"
     )
 
 

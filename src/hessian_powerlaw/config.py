@@ -1,5 +1,7 @@
 """Configuration: one JSON schema for the workflow and the command line."""
 
+import copy
+import functools
 import math
 from pathlib import Path
 
@@ -14,7 +16,13 @@ class ConfigError(ValueError):
 
 
 def load_schema():
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+@functools.cache
+def _parsed_schema():
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _with_defaults(validator_class):
@@ -24,14 +32,10 @@ def _with_defaults(validator_class):
         if isinstance(instance, dict):
             for name, sub in properties.items():
                 if "default" in sub and name not in instance:
-                    instance[name] = _copy(sub["default"])
+                    instance[name] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def _copy(value):
-    return yaml.safe_load(yaml.safe_dump(value))
 
 
 def validate(config, source="config"):
@@ -39,7 +43,7 @@ def validate(config, source="config"):
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
     _check_finite(config, source)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(load_schema())
+    validator = _validator()
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -47,6 +51,11 @@ def validate(config, source="config"):
         raise ConfigError(f"{source}: {where}: {err.message}")
     _check_consistency(config, source)
     return config
+
+
+@functools.cache
+def _validator():
+    return _with_defaults(jsonschema.Draft202012Validator)(_parsed_schema())
 
 
 def _check_finite(value, source, where=()):

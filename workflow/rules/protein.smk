@@ -49,7 +49,7 @@ rule protein_batch:
     shell:
         "OMP_NUM_THREADS={threads} hessian-powerlaw protein --entries {input.entries} "
         "--batch {wildcards.batch} {params.downloads} {params.options} "
-        "--records {params.records} --out {output.table} 2> {log}"
+        "--records {params.records} --jobs {threads} --out {output.table} 2> {log}"
 
 
 rule protein_tables:

@@ -3,11 +3,12 @@
 import datetime
 import json
 import sys
-from pathlib import Path
 
 from hessian_powerlaw import __version__
 from hessian_powerlaw.cli.flags import add_options, config_arg, count, resolve
 from hessian_powerlaw.config import ConfigError
+
+DEFAULT_JOBS = 0  # `protein --jobs`: entries at once, 0 = one per available CPU
 
 
 def cmd_select(args):
@@ -57,7 +58,8 @@ def cmd_download(args):
 
 def cmd_protein(args):
     from hessian_powerlaw.io import read_tsv, write_tsv
-    from hessian_powerlaw.protein.analysis import analyse, analyse_cached, new_record
+    from hessian_powerlaw.protein.analysis import new_record
+    from hessian_powerlaw.protein.batch import analyse_many, resolve_jobs
     from hessian_powerlaw.protein.entries import read_entries
     from hessian_powerlaw.records import PROTEIN_KEYS
 
@@ -77,21 +79,23 @@ def cmd_protein(args):
             r["pdb_id"]: r["reason"] for r in read_tsv(args.downloads) if r["status"] == "failed"
         }
     source = "rcsb" if args.downloads else "local"
-    records = []
-    for n, item in enumerate(items, 1):
+    records = [None] * len(items)
+    for index, item in enumerate(items):
         if item["pdb_id"] in failed_downloads:
             record = new_record(item["path"], source)
             record.update(
                 pdb_id=item["pdb_id"], reason=f"download failed: {failed_downloads[item['pdb_id']]}"
             )
-        elif args.records:
-            record = analyse_cached(item["path"], args.records, opts, source, item["pdb_id"])
-        else:
-            record = analyse(item["path"], opts, source)[0]
-        record["pdb_id"] = record["pdb_id"] or item["pdb_id"] or Path(item["path"]).name
-        records.append(record)
+            records[index] = record
+    todo = [i for i, record in enumerate(records) if record is None]
+    tasks = [(items[i]["path"], items[i]["pdb_id"]) for i in todo]
+    done = len(items) - len(todo)
+    for task, record in analyse_many(tasks, opts, source, args.records, resolve_jobs(args.jobs)):
+        records[todo[task]] = record
+        done += 1
         print(
-            f"[{n}/{len(items)}] {record['pdb_id']} {record['status']}: {_summary(record)}", file=sys.stderr
+            f"[{done}/{len(items)}] {record['pdb_id']} {record['status']}: {_summary(record)}",
+            file=sys.stderr,
         )
     write_tsv(args.out, records, PROTEIN_KEYS)
 
@@ -158,6 +162,13 @@ def register(sub):
     p.add_argument("--downloads", help="download status TSV; failed entries are reported as such")
     add_options(p, "protein")
     p.add_argument("--records", help="directory for per-entry JSON records and .npy spectra (resumable)")
+    p.add_argument(
+        "--jobs",
+        type=count,
+        default=DEFAULT_JOBS,
+        help="entries analysed at once, one BLAS thread each when more than 1 "
+        "(default 0: one per available CPU)",
+    )
     p.add_argument("--out", required=True, help="per-protein TSV")
     p.set_defaults(func=cmd_protein)
 

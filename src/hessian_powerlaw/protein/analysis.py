@@ -26,6 +26,7 @@ TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beat
 TORCH_IMPORT_SECONDS = 2.5
 TORCH_SAVING = 0.35
 _scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
+TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes of protein.batch)
 
 
 def eigenvalues(hessian, backend="auto"):
@@ -60,6 +61,8 @@ def _torch_eigenvalues(hessian, device):
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("eigen_backend cuda, but CUDA is not available here")
+    if TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
     matrix = torch.from_numpy(hessian).to(device)
     return torch.linalg.eigvalsh(matrix).cpu().numpy()
 
