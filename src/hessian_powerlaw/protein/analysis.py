@@ -15,14 +15,17 @@ from hessian_powerlaw.io import load_npy, save_npy, validate_name, write_json
 from hessian_powerlaw.options import PROTEIN_SETTINGS, values
 from hessian_powerlaw.protein import anm
 from hessian_powerlaw.protein.anm import RIGID_BODY_MODES, inverted_spectrum
+from hessian_powerlaw.protein.lapack import two_stage_eigenvalues
 from hessian_powerlaw.protein.structure import StructureError, entry_id, read_calpha
 from hessian_powerlaw.records import PROTEIN_KEYS
 
 SETTINGS = PROTEIN_SETTINGS
-TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beats scipy here
+TWO_STAGE_MIN_SIZE = 2000  # matrix order from which LAPACK's two-stage reduction beats dsyevd here
+TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beats scipy's dsyevd here
 # Importing torch and its first eigvalsh cost about 2.5 s here; torch saves about a third of
-# scipy's time from TORCH_MIN_SIZE on. 'auto' therefore keeps scipy until the large entries of
-# this process have cost enough that torch would have paid for its import (or torch is loaded).
+# dsyevd's time from TORCH_MIN_SIZE on. Where the two-stage routine is missing, 'auto' therefore
+# keeps scipy until the large entries of this process have cost enough that torch would have
+# paid for its import (or torch is loaded).
 TORCH_IMPORT_SECONDS = 2.5
 TORCH_SAVING = 0.35
 _scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
@@ -30,14 +33,20 @@ TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes 
 
 
 def eigenvalues(hessian, backend="auto"):
-    """All eigenvalues, ascending, of a symmetric (M, M) float64 Hessian (overwritten).
+    """All eigenvalues, ascending, of a symmetric (M, M) float64 C-contiguous Hessian
+    (overwritten).
 
-    backend: 'scipy' (LAPACK divide and conquer), 'torch' (MKL, on the CPU), 'cuda' (torch
-    float64 on the GPU) or 'auto': scipy, and torch for large matrices once its import pays
-    (see TORCH_IMPORT_SECONDS) or it is already loaded.
+    backend: 'scipy' (LAPACK divide and conquer, dsyevd), 'torch' (MKL, on the CPU), 'cuda'
+    (torch float64 on the GPU) or 'auto': dsyevd below order TWO_STAGE_MIN_SIZE, LAPACK's
+    two-stage reduction from there (`protein.lapack`); where that routine is missing, torch for
+    large matrices once its import pays (see TORCH_IMPORT_SECONDS) or it is already loaded.
     """
     if backend == "cuda":
         return _torch_eigenvalues(hessian, "cuda")
+    if backend == "auto" and len(hessian) >= TWO_STAGE_MIN_SIZE:
+        values = two_stage_eigenvalues(hessian)
+        if values is not None:
+            return values
     large = len(hessian) >= TORCH_MIN_SIZE
     if backend == "torch" or (backend == "auto" and large and _torch_pays()):
         try:
