@@ -155,7 +155,6 @@ def rows(study, records, only_run=False, proteins=None):
         if only_run and not found:
             continue
         row = {key: entry.get(key) for key in COLUMNS if key in entry}
-        row["study_power_law"] = entry.get("study_power_law")
         ours_row = ours(found, entry["fit"]) if found else {"n_seeds": 0}
         notes = [entry.get("note"), ours_row.pop("note", None)]
         if not entry.get("experiment"):
