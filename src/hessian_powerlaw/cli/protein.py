@@ -90,7 +90,9 @@ def cmd_protein(args):
     todo = [i for i, record in enumerate(records) if record is None]
     tasks = [(items[i]["path"], items[i]["pdb_id"]) for i in todo]
     done = len(items) - len(todo)
-    for task, record in analyse_many(tasks, opts, source, args.records, resolve_jobs(args.jobs)):
+    # one process owns the GPU unless more are asked for (each would hold its own CUDA context)
+    jobs = 1 if opts["eigen_backend"] == "cuda" and not args.jobs else resolve_jobs(args.jobs)
+    for task, record in analyse_many(tasks, opts, source, args.records, jobs):
         records[todo[task]] = record
         done += 1
         print(
@@ -167,7 +169,7 @@ def register(sub):
         type=count,
         default=DEFAULT_JOBS,
         help="entries analysed at once, one BLAS thread each when more than 1 "
-        "(default 0: one per available CPU)",
+        "(default 0: one per available CPU; 1 with --eigen-backend cuda)",
     )
     p.add_argument("--out", required=True, help="per-protein TSV")
     p.set_defaults(func=cmd_protein)
