@@ -7,7 +7,10 @@ eigenvalue error against a reference run (block width 16, residual tolerance 1e-
 looser stopping rule is judged by the accuracy it delivers, not by its own estimate.
 
     python benchmarks/block_width.py --model MODEL.pt --n-eval 1000 --k 100 1000 \
-        --widths 1 4 16 32 --tols 1e-3 1e-2 --json benchmarks/measured/block_width.json
+        --widths 1 4 16 32 --tols 1e-3 1e-2 [--fixed 2.0] --json benchmarks/measured/block_width.json
+
+--fixed R adds plain Lanczos runs of exactly R x K products (no convergence test): how accurate
+the top K are at a given product budget.
 """
 
 import argparse
@@ -41,13 +44,28 @@ def run(op, k, width, tol):
     }
 
 
+def save(path, device, op, x, rows):
+    """Write the rows so far (an interrupted run keeps what it measured)."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump({"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows}, handle)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model file from `hessian-powerlaw train`")
     parser.add_argument("--n-eval", type=int, default=1000, help="images in the Hessian (0: all)")
     parser.add_argument("--k", type=int, nargs="+", default=[100])
-    parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 16, 32])
-    parser.add_argument("--tols", type=float, nargs="+", default=[1e-3, 1e-2])
+    parser.add_argument("--widths", type=int, nargs="*", default=[1, 4, 16, 32])
+    parser.add_argument("--tols", type=float, nargs="*", default=[1e-3, 1e-2])
+    parser.add_argument(
+        "--fixed",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="R",
+        help="also run Lanczos (b = 1) for exactly R x K products, no convergence test, and report its error",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", help="folder holding MNIST/ and FashionMNIST/ (default: the model's)")
     parser.add_argument("--json", help="write the rows here (after every row)")
@@ -74,6 +92,23 @@ def main():
             f"{ref_row['converged']} |",
             flush=True,
         )
+        for ratio in args.fixed:
+            steps = round(ratio * k)
+            hvp0, start = op.hvp_count, time.perf_counter()
+            out = top_eigenpairs(op, k, solver="slq", slq_steps=steps, progress=False)
+            error = np.abs(out.eigenvalues - ref) / np.abs(ref)
+            row = {"k": k, "width": 1, "tol": None, "fixed_steps": steps, "hvps": op.hvp_count - hvp0}
+            row.update(seconds=time.perf_counter() - start, reference=False, max_rel_error=float(error.max()))
+            row["errors_above_1e-3"] = int(np.count_nonzero(error > 1e-3))
+            rows.append(row)
+            cells = [k, 1, f"{steps} steps, no test", row["hvps"], f"{row['hvps'] / k:.2f}", row["hvps"]]
+            cells += [
+                f"{row['seconds']:.1f}",
+                f"{error.max():.1e} ({row['errors_above_1e-3']} above 1e-3)",
+                "–",
+            ]
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+            save(args.json, device, op, x, rows)
         for tol in args.tols:
             for width in args.widths:
                 out, row = run(op, k, width, tol)
@@ -85,11 +120,7 @@ def main():
                     f"{row['passes']} | {row['seconds']:.1f} | {error:.1e} | {row['converged']} |",
                     flush=True,
                 )
-                if args.json:
-                    with open(args.json, "w") as handle:
-                        json.dump(
-                            {"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows}, handle
-                        )
+                save(args.json, device, op, x, rows)
 
 
 if __name__ == "__main__":
