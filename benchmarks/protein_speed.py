@@ -29,7 +29,7 @@ import prody
 
 from hessian_powerlaw.cli.protein import DEFAULT_JOBS
 from hessian_powerlaw.io import read_tsv
-from hessian_powerlaw.protein.analysis import TORCH_MIN_SIZE, TORCH_SAVING, eigenvalues
+from hessian_powerlaw.protein.analysis import eigenvalues
 from hessian_powerlaw.protein.anm import anm_hessian
 from hessian_powerlaw.protein.batch import available_cpus, resolve_jobs
 from hessian_powerlaw.protein.structure import read_calpha
@@ -147,13 +147,6 @@ def projection(rows, jobs):
         f"catalogue projection: t = {a:.3f} s + {b * 1e9:.3f} s x (N/1000)^3; mean over 100-2000 residues "
         f"{mean:.2f} s per entry, {jobs} at a time; "
         f"9166 entries: {9166 * mean / 3600 / jobs:.1f} h on this machine"
-    )
-    # In a catalogue batch the auto backend moves large matrices to torch once its import has paid.
-    large = sizes >= TORCH_MIN_SIZE / 3
-    faster = float(np.mean(a + b * sizes**3 * np.where(large, 1 - TORCH_SAVING, 1.0)))
-    print(
-        f"with torch for N >= {TORCH_MIN_SIZE // 3} residues (catalogue batches): {faster:.2f} s per entry; "
-        f"9166 entries: {9166 * faster / 3600 / jobs:.1f} h"
     )
 
 
