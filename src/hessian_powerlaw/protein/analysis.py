@@ -33,8 +33,8 @@ TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes 
 
 
 def eigenvalues(hessian, backend="auto"):
-    """All eigenvalues, ascending, of a symmetric (M, M) float64 C-contiguous Hessian
-    (overwritten).
+    """All eigenvalues, ascending, of a symmetric (M, M) Hessian (overwritten when it is
+    float64 and C-contiguous).
 
     backend: 'scipy' (LAPACK divide and conquer, dsyevd), 'torch' (MKL, on the CPU), 'cuda'
     (torch float64 on the GPU) or 'auto': dsyevd below order TWO_STAGE_MIN_SIZE, LAPACK's
@@ -44,7 +44,7 @@ def eigenvalues(hessian, backend="auto"):
     if backend == "cuda":
         return _torch_eigenvalues(hessian, "cuda")
     if backend == "auto" and len(hessian) >= TWO_STAGE_MIN_SIZE:
-        values = two_stage_eigenvalues(hessian)
+        values = two_stage_eigenvalues(np.ascontiguousarray(hessian, dtype=np.float64))
         if values is not None:
             return values
     large = len(hessian) >= TORCH_MIN_SIZE
