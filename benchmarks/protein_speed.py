@@ -1,17 +1,18 @@
 """Protein time: this package versus the ProDy path a user would write.
 
 Per structure (default): ANM.buildHessian(coords, cutoff=9) + ANM.calcModes(n_modes=None) (all
-modes, with eigenvectors) against anm_hessian + eigenvalues only (scipy 'evd', torch, and the
-'auto' backend: LAPACK's two-stage reduction from order 2000), same
+modes, with eigenvectors) against anm_hessian + eigenvalues only (scipy 'evd', torch, the
+'auto' backend: LAPACK's two-stage reduction from order 2000, and cuda where a GPU is), same
 process, same coordinates; prints times, ratios and the eigenvalue agreement.
 
     python benchmarks/protein_speed.py [--repeat 3]
 
 Whole process (`--entries FILES...`): what a user waits for. ProDy's path (parsePDB, 'name CA and
 protein', buildHessian, calcModes(n_modes=None)) and `hessian-powerlaw protein FILES` (parse,
-Hessian, eigenvalues, fit with likelihood-ratio tests), each in a fresh interpreter, best of
---repeat; then, untimed, the largest eigenvalue difference between the two on our coordinates,
-and the catalogue projection from the measured per-entry times. The last line is
+Hessian, eigenvalues, fit with likelihood-ratio tests; also `--eigen-backend cuda` where a GPU
+is), each in a fresh interpreter, best of --repeat; then, untimed, the largest eigenvalue
+difference between the two on our coordinates, and the catalogue projection from the measured
+per-entry times. The last line is
 `ratio_vs_prody=<ProDy seconds / ours>`.
 
     python benchmarks/protein_speed.py --entries ../shared/data/pdb/*.pdb [--repeat 2]
@@ -93,12 +94,20 @@ def timed(command, repeat):
     return min(times)
 
 
+def cuda_available():
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def whole_process(files, repeat):
     """ProDy's user path against `hessian-powerlaw protein FILES` as a user runs it (its
     default --jobs), with one process (--jobs 1) and one per CPU (--jobs N) beside it."""
     command = [str(Path(sys.executable).with_name("hessian-powerlaw")), "protein", *files]
     cpus = available_cpus()
     variants = {"default": [], "--jobs 1": ["--jobs", "1"], f"--jobs {cpus}": ["--jobs", str(cpus)]}
+    if cuda_available():
+        variants["--eigen-backend cuda"] = ["--eigen-backend", "cuda"]  # one process, batched
     seconds, tables = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in variants.items():
@@ -162,17 +171,15 @@ def main():
         whole_process(args.entries, args.repeat or 2)
         return
     args.repeat = args.repeat or 3
-    import torch  # noqa: F401  (import cost excluded from the timings)
-
-    print(
-        "| structure | C-alpha | ProDy s | ours scipy s | ours torch s | ours auto s | speed-up scipy "
-        "| speed-up torch | speed-up auto | max rel. diff |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    backends = ("scipy", "torch", "auto", "cuda") if cuda_available() else ("scipy", "torch", "auto")
+    header = ["structure", "C-alpha", "ProDy s", *(f"ours {b} s" for b in backends)]
+    header += [*(f"speed-up {b}" for b in backends), "max rel. diff"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
     for name, coords in cases():
         t_ref, ref = best(lambda c=coords: prody_path(c), args.repeat)
         times, diffs = [], []
-        for backend in ("scipy", "torch", "auto"):
+        for backend in backends:
             seconds, values = best(lambda c=coords, b=backend: ours(c, b), args.repeat)
             times.append(seconds)
             diffs.append(np.max(np.abs(values - ref)) / ref.max())

@@ -213,3 +213,21 @@ def test_label_dimensions_of_the_sweeps(tmp_path):
     assert len(shuffled) == 1 and "--labels shuffled" in shuffled[0] and "--label-noise 0.2" in shuffled[0]
     plain = [t for t in trains if "_e2_ln0.2.pt" in t]
     assert len(plain) == 1 and "--labels true" in plain[0]
+
+
+@pytest.mark.parametrize("backend, jobs, gpu", [("auto", "2", False), ("cuda", "1", True)])
+def test_protein_batches_on_the_gpu_backend(tmp_path, backend, jobs, gpu):
+    """With eigen_backend cuda a protein batch is one process that asks for a GPU."""
+    data = tmp_path / "pdb"
+    data.mkdir()
+    shutil.copy(BUNDLED / "1aki.pdb.gz", data)
+    config = {"pdb": {"local": str(data)}, "anm": {"eigen_backend": backend}, "dnn": {"enabled": False}}
+    config["noise"] = {"enabled": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "results" / "pdb").mkdir(parents=True)
+    (tmp_path / "results" / "pdb" / "entries.tsv").write_text(f"pdb_id\tpath\n1AKI\t{data / '1aki.pdb.gz'}\n")
+    proc = snakemake(tmp_path, "-n", "-p", "results/protein/batches/batch_0.tsv", "--rerun-triggers", "mtime")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = next(line for line in proc.stdout.splitlines() if "hessian-powerlaw protein " in line)
+    assert f"--jobs {jobs} " in command and f"--eigen-backend {backend}" in command
+    assert ("gpu=1" in proc.stdout) == gpu

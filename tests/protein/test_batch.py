@@ -2,6 +2,10 @@
 order, survive a worker that dies, and run their BLAS on one thread."""
 
 import os
+import shutil
+
+import numpy as np
+import pytest
 
 from conftest import BUNDLED, EDGE
 from hessian_powerlaw import cli
@@ -38,17 +42,17 @@ def test_workers_give_the_in_process_records(tmp_path):
     ]
 
 
-def _dies_on_4hhb(path, cfg, source="local"):
-    if "4hhb" in str(path):
+def _dies_on_4hhb(paths, cfg, source="local", max_bytes=None):
+    if any("4hhb" in str(path) for path in paths):
         os._exit(3)  # a worker killed mid-entry (as by the out-of-memory killer)
-    return ORIGINAL_ANALYSE(path, cfg, source)
+    return ORIGINAL_STREAM(paths, cfg, source, max_bytes)
 
 
-ORIGINAL_ANALYSE = analysis.analyse
+ORIGINAL_STREAM = analysis.analyse_stream
 
 
 def test_a_dying_worker_costs_only_its_entry(monkeypatch):
-    monkeypatch.setattr(analysis, "analyse", _dies_on_4hhb)
+    monkeypatch.setattr(analysis, "analyse_stream", _dies_on_4hhb)
     monkeypatch.setattr(batch, "_start_method", lambda: "fork")  # workers inherit the patch
     tasks = [(str(f), None) for f in FILES]
     records = dict(batch.analyse_many(tasks, {"compare": False}, jobs=2))
@@ -80,3 +84,91 @@ def test_protein_command_jobs_keeps_input_order(tmp_path):
     assert [r["file"] for r in rows] == files
     assert [r["pdb_id"] for r in rows] == ["1AKI", "4HHB", "1A8O", "3PTB"]
     assert [r["status"] for r in rows] == ["ok", "ok", "skipped", "ok"]
+
+
+def _spy_eigvalsh(monkeypatch):
+    """Record the batch shape of every torch eigvalsh call."""
+    import torch
+
+    calls, original = [], torch.linalg.eigvalsh
+
+    def spy(matrices):
+        calls.append(tuple(matrices.shape))
+        return original(matrices)
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", spy)
+    return calls
+
+
+def test_equal_sizes_are_solved_in_one_batched_call(tmp_path, monkeypatch):
+    """The device path (cuda) run on the CPU through the torch backend: two entries of equal
+    order share one eigvalsh call, and every record and spectrum equals scipy's per entry."""
+    pytest.importorskip("torch")
+    twin = tmp_path / "twin.pdb.gz"
+    shutil.copy(BUNDLED / "1aki.pdb.gz", twin)
+    bad = tmp_path / "bad.pdb"
+    bad.write_text("ATOM  garbage\n")
+    files = [BUNDLED / "1aki.pdb.gz", BUNDLED / "4hhb.pdb.gz", bad, twin]
+    tasks = [(str(f), None) for f in files]
+    calls = _spy_eigvalsh(monkeypatch)
+    batched = dict(batch.analyse_many(tasks, {"compare": False, "eigen_backend": "torch"}, jobs=1))
+    order = 3 * 129  # 1AKI: 129 residues
+    assert sorted(calls) == sorted([(2, order, order), (1, 3 * 574, 3 * 574)])
+    reference = dict(batch.analyse_many(tasks, {"compare": False, "eigen_backend": "scipy"}, jobs=1))
+    assert sorted(batched) == list(range(len(files)))
+    for index in range(len(files)):
+        a, b = batched[index], reference[index]
+        assert a["file"] == str(files[index]) and a["status"] == b["status"]
+        if a["status"] == "ok":
+            for key in ("beta", "d_ks", "s", "xmin"):
+                assert abs(a[key] - b[key]) <= 1e-10 * abs(b[key])
+            assert a["n_zero_modes"] == b["n_zero_modes"] == 6
+    assert batched[2]["status"] == "failed" and batched[2]["reason"]
+    one, _ = analysis.analyse_group([files[0]], {"compare": False, "eigen_backend": "scipy"})[0]
+    twins = analysis.analyse_group([files[0], twin], {"compare": False, "eigen_backend": "torch"})
+    np.testing.assert_allclose(twins[0][1], _, rtol=1e-10)
+    np.testing.assert_array_equal(twins[0][1], twins[1][1])
+
+
+def test_a_failing_batch_is_solved_one_matrix_at_a_time(monkeypatch):
+    """A batched call that fails costs nothing but time; a matrix that fails alone fails only
+    its entry, with the solver's message."""
+    calls = []
+
+    def flaky(hessians, backend):
+        calls.append(len(hessians))
+        if len(hessians) > 1:
+            raise RuntimeError("device out of memory")
+        return [np.linalg.eigvalsh(hessians[0])]
+
+    monkeypatch.setattr(analysis, "batched_eigenvalues", flaky)
+    paths = [BUNDLED / "1aki.pdb.gz"] * 3
+    results = analysis.analyse_group(paths, {"compare": False, "eigen_backend": "cuda"})
+    assert calls == [3, 1, 1, 1] and all(record["status"] == "ok" for record, _ in results)
+
+    def broken(hessian, backend="auto"):
+        raise np.linalg.LinAlgError("did not converge")
+
+    monkeypatch.setattr(analysis, "eigenvalues", broken)
+    record, sigma = analysis.analyse_group(paths[:2], {"compare": False, "eigen_backend": "cuda"})[1]
+    assert sigma is None and record["status"] == "failed"
+    assert record["reason"] == "eigenvalue solver failed (did not converge)"
+
+
+def test_held_hessians_stay_within_the_byte_bound(monkeypatch):
+    """max_bytes bounds the Hessians held for one round: 0 solves each as it is built."""
+    sizes = []
+    original = analysis._solve_held
+
+    def spy(held, cfg):
+        sizes.append(sum(hessian.nbytes for _, hessian in held.values()))
+        return original(held, cfg)
+
+    monkeypatch.setattr(analysis, "_solve_held", spy)
+    paths = [BUNDLED / "1aki.pdb.gz"] * 3
+    one = (3 * 129) ** 2 * 8
+    list(analysis.analyse_stream(paths, {"compare": False}, max_bytes=0))
+    assert sizes == [one, one, one, 0]
+    sizes.clear()
+    list(analysis.analyse_stream(paths, {"compare": False}, max_bytes=2 * one))
+    assert sizes == [2 * one, one]

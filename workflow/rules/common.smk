@@ -118,6 +118,15 @@ def protein_batch_inputs(wildcards):
     return inputs
 
 
+# On the cuda backend one process owns the GPU and solves entries of equal size in batches;
+# otherwise one worker process per thread.
+PROTEIN_GPU = int(config["anm"]["eigen_backend"] == "cuda")
+
+
+def protein_jobs(wildcards, threads):
+    return 1 if PROTEIN_GPU else threads
+
+
 def protein_outputs():
     if not PDB["enabled"]:
         return []

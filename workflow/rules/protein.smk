@@ -40,8 +40,10 @@ rule protein_batch:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=PROTEIN_GPU,
     params:
         options=options(COMMANDS["protein"]),
+        jobs=protein_jobs,
         downloads=lambda wildcards, input: (
             f"--downloads {input.downloads}" if "downloads" in input.keys() else ""
         ),
@@ -49,7 +51,7 @@ rule protein_batch:
     shell:
         "OMP_NUM_THREADS={threads} hessian-powerlaw protein --entries {input.entries} "
         "--batch {wildcards.batch} {params.downloads} {params.options} "
-        "--records {params.records} --jobs {threads} --out {output.table} 2> {log}"
+        "--records {params.records} --jobs {params.jobs} --out {output.table} 2> {log}"
 
 
 rule protein_tables:

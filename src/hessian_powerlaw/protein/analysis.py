@@ -66,14 +66,27 @@ def _torch_pays():
 
 
 def _torch_eigenvalues(hessian, device):
+    return batched_eigenvalues([hessian], "cuda" if device == "cuda" else "torch")[0]
+
+
+def batched_eigenvalues(hessians, backend):
+    """Eigenvalues, ascending, of equally sized symmetric (M, M) matrices: one batched torch
+    `eigvalsh` call (float64) on the backend's device ('torch': the CPU, 'cuda': the GPU);
+    every other backend solves them one by one. Returns a list of (M,) arrays."""
+    if backend not in ("torch", "cuda"):
+        return [eigenvalues(hessian, backend) for hessian in hessians]
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
+    if backend == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("eigen_backend cuda, but CUDA is not available here")
     if TORCH_THREADS:
         torch.set_num_threads(TORCH_THREADS)
-    matrix = torch.from_numpy(hessian).to(device)
-    return torch.linalg.eigvalsh(matrix).cpu().numpy()
+    device = "cuda" if backend == "cuda" else "cpu"
+    stack = torch.from_numpy(np.stack(hessians) if len(hessians) > 1 else hessians[0][None])
+    values = torch.linalg.eigvalsh(stack.to(device=device, dtype=torch.float64)).cpu().numpy()
+    if not np.all(np.isfinite(values)):
+        raise np.linalg.LinAlgError("non-finite eigenvalues")
+    return list(values)
 
 
 def new_record(path, source="local"):
@@ -96,33 +109,106 @@ def analyse(path, cfg=None, source="local"):
     """Analyse one structure file; returns (record, sigma spectrum or None). Never raises
     for a bad input: the record's status ('ok', 'skipped', 'failed') and reason say why.
     `cfg` holds the SETTINGS; missing ones take the config schema's defaults."""
+    return analyse_group([path], cfg, source)[0]
+
+
+def analyse_group(paths, cfg=None, source="local", max_bytes=None):
+    """Analyse several structure files as `analyse` does; a list of (record, sigma) in order."""
+    results = [None] * len(paths)
+    for index, record, sigma in analyse_stream(paths, cfg, source, max_bytes):
+        results[index] = (record, sigma)
+    return results
+
+
+def analyse_stream(paths, cfg=None, source="local", max_bytes=None):
+    """Analyse structure files, yielding (index, record, sigma) as each entry finishes.
+
+    Hessians are built in the order given and held until they take `max_bytes` (0: solve each
+    at once; None: hold all), then solved together: on the 'torch' and 'cuda' backends
+    one batched call per matrix order (entries of one protein often share a size; give the
+    paths sorted by size so that they meet), one by one otherwise. A batch that fails is solved
+    again a matrix at a time, so only a matrix that fails alone fails its entry.
+    """
     cfg = {**default_settings(), **(cfg or {})}
-    record = new_record(path, source)
-    start = time.perf_counter()
-    sigma = None
-    try:
-        sigma = _analyse(path, cfg, record)
-        record["status"] = "ok"
-    except _Skip as skip:
-        record.update(status="skipped", reason=str(skip))
-    except (StructureError, FitError) as err:
-        record.update(status="failed" if isinstance(err, StructureError) else "skipped")
-        record["reason"] = err.args[0]
-    except MemoryError:
-        record["reason"] = "out of memory building the Hessian"
-    except np.linalg.LinAlgError as err:
-        record["reason"] = f"eigenvalue solver failed ({err})"
-    except Exception as err:  # one entry's defect must not lose the batch: it gets a reason
-        record["reason"] = f"analysis failed ({type(err).__name__}: {err})"
-    record["seconds"] = round(time.perf_counter() - start, 3)
-    return record, sigma
+    held, held_bytes = {}, 0
+    for index, path in enumerate(paths):
+        entry = _Entry(path, source)
+        hessian = entry.step(_hessian, path=path, cfg=cfg)
+        if hessian is None:
+            yield index, *entry.result()
+            continue
+        held[index] = (entry, hessian)
+        held_bytes += hessian.nbytes
+        if max_bytes is not None and held_bytes >= max_bytes:
+            yield from _solve_held(held, cfg)
+            held_bytes = 0
+    yield from _solve_held(held, cfg)
+
+
+def _solve_held(held, cfg):
+    """Solve and fit the held (entry, hessian) pairs by order, emptying `held`; yields results."""
+    groups = {}
+    for index, (_, hessian) in held.items():
+        groups.setdefault(len(hessian), []).append(index)
+    for members in groups.values():
+        start = time.perf_counter()
+        try:
+            solved = batched_eigenvalues([held[i][1] for i in members], cfg["eigen_backend"])
+        except Exception:  # noqa: BLE001 - each matrix again on its own, below
+            solved = [None] * len(members)
+        share = (time.perf_counter() - start) / len(members)
+        for index, ev in zip(members, solved, strict=True):
+            entry, hessian = held.pop(index)
+            entry.seconds += share
+            if ev is None:
+                ev = entry.step(_one_eigenvalues, hessian=hessian, backend=cfg["eigen_backend"])
+            if ev is not None:
+                entry.sigma = entry.step(_fit, ev=ev, cfg=cfg)
+            yield index, *entry.result()
+
+
+class _Entry:
+    """One entry's record, spectrum and time while `analyse_group` works on it."""
+
+    def __init__(self, path, source):
+        self.record = new_record(path, source)
+        self.sigma = None
+        self.seconds = 0.0
+
+    def result(self):
+        """(record, sigma): status 'ok' once a spectrum is fitted, and the time spent."""
+        if self.sigma is not None:
+            self.record["status"] = "ok"
+        self.record["seconds"] = round(self.seconds, 3)
+        return self.record, self.sigma
+
+    def step(self, function, **kwargs):
+        """function(record=..., **kwargs) timed; a bad input's exception becomes the record's
+        status and reason, and None is returned."""
+        start = time.perf_counter()
+        try:
+            return function(record=self.record, **kwargs)
+        except _Skip as skip:
+            self.record.update(status="skipped", reason=str(skip))
+        except (StructureError, FitError) as err:
+            self.record["status"] = "failed" if isinstance(err, StructureError) else "skipped"
+            self.record["reason"] = err.args[0]
+        except MemoryError:
+            self.record["reason"] = "out of memory building the Hessian"
+        except np.linalg.LinAlgError as err:
+            self.record["reason"] = f"eigenvalue solver failed ({err})"
+        except Exception as err:  # one entry's defect must not lose the batch: it gets a reason
+            self.record["reason"] = f"analysis failed ({type(err).__name__}: {err})"
+        finally:
+            self.seconds += time.perf_counter() - start
+        return None
 
 
 class _Skip(Exception):
     """A valid structure outside the study's selection."""
 
 
-def _analyse(path, cfg, record):
+def _hessian(path, cfg, record):
     try:
         info = read_calpha(path)
     except StructureError as err:
@@ -142,8 +228,14 @@ def _analyse(path, cfg, record):
         raise _Skip(f"{n} residues, fewer than the minimum {cfg['min_residues']}")
     if n > cfg["max_residues"]:
         raise _Skip(f"{n} residues, more than the maximum {cfg['max_residues']}")
-    hessian = anm.anm_hessian(coords, cfg["cutoff"], cfg["gamma"])
-    ev = eigenvalues(hessian, cfg["eigen_backend"])
+    return anm.anm_hessian(coords, cfg["cutoff"], cfg["gamma"])
+
+
+def _one_eigenvalues(hessian, backend, record):
+    return eigenvalues(hessian, backend)
+
+
+def _fit(ev, cfg, record):
     n_zero, sigma = inverted_spectrum(ev, cfg["zero_mode_tol"])
     record.update(n_zero_modes=n_zero, n_modes=len(sigma))
     if n_zero < RIGID_BODY_MODES:
@@ -174,29 +266,46 @@ def analyse_cached(path, records_dir, cfg=None, source="local", pdb_id=None):
     settings from a file with the same content (SHA-256) and, for a fitted entry, its spectrum
     `{id}.npy` is intact; otherwise analyse and write the spectrum, then the record, atomically.
     An id that cannot name a file gives a failed record and writes nothing."""
+    return next(analyse_cached_stream([(path, pdb_id)], records_dir, cfg, source))[1]
+
+
+def analyse_cached_stream(tasks, records_dir, cfg=None, source="local", max_bytes=None):
+    """`analyse_cached` for (path, pdb_id or None) tasks, yielding (index, record) as each
+    finishes: saved records first, the others through `analyse_stream`."""
     cfg = {**default_settings(), **(cfg or {})}
-    pdb_id = entry_id(path) if pdb_id is None else pdb_id
-    try:
-        validate_name(pdb_id)
-    except ValueError as err:
-        record = new_record(path, source)
-        record.update(pdb_id=str(pdb_id)[:64], reason=err.args[0])
-        return record
     records_dir = Path(records_dir)
-    record_path, spectrum_path = records_dir / f"{pdb_id}.json", records_dir / f"{pdb_id}.npy"
-    digest = _sha256(path)
-    key = {"settings": settings_key(cfg), "file": str(path), "sha256": digest}
-    saved = _saved_record(record_path, spectrum_path, key) if digest else None
-    if saved is not None:
-        return saved
-    record, sigma = analyse(path, cfg, source)
-    if sigma is not None:
-        save_npy(spectrum_path, sigma)
-    else:
-        spectrum_path.unlink(missing_ok=True)  # a stale spectrum must not sit beside a new record
-    if digest:
-        write_json(record_path, {**key, "record": _jsonable(record)})
-    return record
+    todo = []
+    for index, (path, pdb_id) in enumerate(tasks):
+        pdb_id = entry_id(path) if pdb_id is None else pdb_id
+        try:
+            validate_name(pdb_id)
+        except ValueError as err:
+            record = new_record(path, source)
+            record.update(pdb_id=str(pdb_id)[:64], reason=err.args[0])
+            yield index, record
+            continue
+        digest = _sha256(path)
+        key = {"settings": settings_key(cfg), "file": str(path), "sha256": digest}
+        saved = _saved_record(*_record_paths(records_dir, pdb_id), key) if digest else None
+        if saved is not None:
+            yield index, saved
+        else:
+            todo.append((index, pdb_id, key))
+    paths = [tasks[index][0] for index, _, _ in todo]
+    for position, record, sigma in analyse_stream(paths, cfg, source, max_bytes):
+        index, pdb_id, key = todo[position]
+        record_path, spectrum_path = _record_paths(records_dir, pdb_id)
+        if sigma is not None:
+            save_npy(spectrum_path, sigma)
+        else:
+            spectrum_path.unlink(missing_ok=True)  # a stale spectrum must not sit beside a new record
+        if key["sha256"]:
+            write_json(record_path, {**key, "record": _jsonable(record)})
+        yield index, record
+
+
+def _record_paths(records_dir, pdb_id):
+    return records_dir / f"{pdb_id}.json", records_dir / f"{pdb_id}.npy"
 
 
 def _sha256(path):

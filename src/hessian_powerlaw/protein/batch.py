@@ -14,6 +14,10 @@ from hessian_powerlaw.protein import analysis
 __all__ = ["analyse_entry", "analyse_many", "available_cpus", "resolve_jobs"]
 
 
+BATCHED_BACKENDS = ("torch", "cuda")  # eigenvalue backends that solve equal orders in one call
+BATCH_BYTES = 1 << 30  # Hessians held for one round of batched solves (about 23 of 800 residues)
+
+
 def available_cpus():
     """CPUs this process may run on (its affinity mask: a SLURM allocation, a taskset)."""
     try:
@@ -30,25 +34,40 @@ def resolve_jobs(jobs):
 def analyse_entry(path, cfg, source="local", pdb_id=None, records_dir=None):
     """One entry's record: `analysis.analyse`, or `analyse_cached` into `records_dir`; the
     record's pdb_id falls back to the given id, then to the file name."""
+    return next(_analyse_here([(path, pdb_id)], cfg, source, records_dir))[1]
+
+
+def _analyse_here(tasks, cfg, source, records_dir, max_bytes=0):
+    """(index, record) for each task, in this process, through analysis's streams."""
     if records_dir is None:
-        record = analysis.analyse(path, cfg, source)[0]
+        paths = [path for path, _ in tasks]
+        stream = ((i, record) for i, record, _ in analysis.analyse_stream(paths, cfg, source, max_bytes))
     else:
-        record = analysis.analyse_cached(path, records_dir, cfg, source, pdb_id)
-    record["pdb_id"] = record["pdb_id"] or pdb_id or Path(path).name
-    return record
+        stream = analysis.analyse_cached_stream(tasks, records_dir, cfg, source, max_bytes)
+    for index, record in stream:
+        path, pdb_id = tasks[index]
+        record["pdb_id"] = record["pdb_id"] or pdb_id or Path(path).name
+        yield index, record
 
 
 def analyse_many(tasks, cfg, source="local", records_dir=None, jobs=1):
     """Yield (index, record) for each task (path, pdb_id) of the list `tasks` as it finishes.
 
-    jobs 1: here, in order. jobs > 1: that many worker processes (at most one per task), one
-    BLAS thread each, the largest files submitted first. A worker that dies (killed, out of
+    jobs 1: here, in order; on the torch and cuda backends sorted by file size and solved in
+    batches of equal order (`analysis.analyse_stream`, BATCH_BYTES of Hessians at a time).
+    jobs > 1: that many worker processes (at most one per task), one BLAS thread each, the
+    largest files submitted first. A worker that dies (killed, out of
     memory) breaks the pool: the unfinished entries are then rerun one process each, so only
     the entry that kills its process gets a failed record.
     """
     if jobs <= 1 or len(tasks) <= 1:
-        for index, (path, pdb_id) in enumerate(tasks):
-            yield index, analyse_entry(path, cfg, source, pdb_id, records_dir)
+        if (cfg or {}).get("eigen_backend") not in BATCHED_BACKENDS:
+            yield from _analyse_here(tasks, cfg, source, records_dir)
+            return
+        order = sorted(range(len(tasks)), key=lambda i: _size(tasks[i][0]))
+        batched = _analyse_here([tasks[i] for i in order], cfg, source, records_dir, BATCH_BYTES)
+        for position, record in batched:
+            yield order[position], record
         return
     order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i][0]))
     unfinished = set(order)
