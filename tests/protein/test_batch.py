@@ -10,7 +10,7 @@ import pytest
 from conftest import BUNDLED, EDGE
 from hessian_powerlaw import cli
 from hessian_powerlaw.io import read_tsv
-from hessian_powerlaw.protein import analysis, batch
+from hessian_powerlaw.protein import analysis, anm, batch
 
 FILES = [BUNDLED / "1aki.pdb.gz", BUNDLED / "4hhb.pdb.gz", EDGE / "1a8o.pdb.gz", BUNDLED / "3ptb.pdb.gz"]
 VARYING = {"seconds"}
@@ -153,6 +153,26 @@ def test_a_failing_batch_is_solved_one_matrix_at_a_time(monkeypatch):
     record, sigma = analysis.analyse_group(paths[:2], {"compare": False, "eigen_backend": "cuda"})[1]
     assert sigma is None and record["status"] == "failed"
     assert record["reason"] == "eigenvalue solver failed (did not converge)"
+
+
+def test_one_failing_matrix_leaves_the_others_of_its_order_exact(monkeypatch):
+    """Held matrices of one order on a LAPACK backend (which overwrites its input) are solved
+    one by one: a failure in the middle leaves the others' spectra exact."""
+    path = BUNDLED / "1aki.pdb.gz"
+    reference = analysis.analyse(path, {"compare": False})[1]
+    original, calls = anm.eigenvalues, []
+
+    def second_fails(hessian):
+        calls.append(len(hessian))
+        if len(calls) == 2:
+            raise np.linalg.LinAlgError("did not converge")
+        return original(hessian)
+
+    monkeypatch.setattr(anm, "eigenvalues", second_fails)
+    results = analysis.analyse_group([path] * 3, {"compare": False, "eigen_backend": "scipy"})
+    assert [record["status"] for record, _ in results] == ["ok", "failed", "ok"] and len(calls) == 3
+    np.testing.assert_array_equal(results[0][1], reference)
+    np.testing.assert_array_equal(results[2][1], reference)
 
 
 def test_held_hessians_stay_within_the_byte_bound(monkeypatch):

@@ -29,6 +29,7 @@ TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beat
 TORCH_IMPORT_SECONDS = 2.5
 TORCH_SAVING = 0.35
 _scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
+BATCHED_BACKENDS = ("torch", "cuda")  # backends that solve matrices of one order in one call
 TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes of protein.batch)
 
 
@@ -70,11 +71,11 @@ def _torch_eigenvalues(hessian, device):
 
 
 def batched_eigenvalues(hessians, backend):
-    """Eigenvalues, ascending, of equally sized symmetric (M, M) matrices: one batched torch
-    `eigvalsh` call (float64) on the backend's device ('torch': the CPU, 'cuda': the GPU);
-    every other backend solves them one by one. Returns a list of (M,) arrays."""
-    if backend not in ("torch", "cuda"):
-        return [eigenvalues(hessian, backend) for hessian in hessians]
+    """Eigenvalues, ascending, of equally sized symmetric (M, M) matrices (left intact): one
+    batched torch `eigvalsh` call (float64) on the backend's device, 'torch' (the CPU) or
+    'cuda' (the GPU). Returns a list of (M,) arrays."""
+    if backend not in BATCHED_BACKENDS:
+        raise ValueError(f"no batched eigenvalues on backend {backend!r}")
     import torch
 
     if backend == "cuda" and not torch.cuda.is_available():
@@ -150,18 +151,21 @@ def _solve_held(held, cfg):
     groups = {}
     for index, (_, hessian) in held.items():
         groups.setdefault(len(hessian), []).append(index)
+    backend = cfg["eigen_backend"]
     for members in groups.values():
         start = time.perf_counter()
-        try:
-            solved = batched_eigenvalues([held[i][1] for i in members], cfg["eigen_backend"])
-        except Exception:  # noqa: BLE001 - each matrix again on its own, below
-            solved = [None] * len(members)
+        solved = [None] * len(members)
+        if backend in BATCHED_BACKENDS and len(members) > 1:  # torch leaves its input intact
+            try:
+                solved = batched_eigenvalues([held[i][1] for i in members], backend)
+            except Exception:  # noqa: BLE001 - each matrix again on its own, below
+                pass
         share = (time.perf_counter() - start) / len(members)
         for index, ev in zip(members, solved, strict=True):
             entry, hessian = held.pop(index)
             entry.seconds += share
             if ev is None:
-                ev = entry.step(_one_eigenvalues, hessian=hessian, backend=cfg["eigen_backend"])
+                ev = entry.step(_one_eigenvalues, hessian=hessian, backend=backend)
             if ev is not None:
                 entry.sigma = entry.step(_fit, ev=ev, cfg=cfg)
             yield index, *entry.result()

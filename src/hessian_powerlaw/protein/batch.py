@@ -14,7 +14,6 @@ from hessian_powerlaw.protein import analysis
 __all__ = ["analyse_entry", "analyse_many", "available_cpus", "resolve_jobs"]
 
 
-BATCHED_BACKENDS = ("torch", "cuda")  # eigenvalue backends that solve equal orders in one call
 BATCH_BYTES = 1 << 30  # Hessians held for one round of batched solves (about 23 of 800 residues)
 
 
@@ -61,7 +60,7 @@ def analyse_many(tasks, cfg, source="local", records_dir=None, jobs=1):
     the entry that kills its process gets a failed record.
     """
     if jobs <= 1 or len(tasks) <= 1:
-        if (cfg or {}).get("eigen_backend") not in BATCHED_BACKENDS:
+        if (cfg or {}).get("eigen_backend") not in analysis.BATCHED_BACKENDS:
             yield from _analyse_here(tasks, cfg, source, records_dir)
             return
         order = sorted(range(len(tasks)), key=lambda i: _size(tasks[i][0]))
