@@ -172,7 +172,7 @@ def _solve_held(held, cfg):
 
 
 class _Entry:
-    """One entry's record, spectrum and time while `analyse_group` works on it."""
+    """One entry's record, spectrum and time while `analyse_stream` works on it."""
 
     def __init__(self, path, source):
         self.record = new_record(path, source)

@@ -60,12 +60,12 @@ def analyse_many(tasks, cfg, source="local", records_dir=None, jobs=1):
     the entry that kills its process gets a failed record.
     """
     if jobs <= 1 or len(tasks) <= 1:
-        if (cfg or {}).get("eigen_backend") not in analysis.BATCHED_BACKENDS:
-            yield from _analyse_here(tasks, cfg, source, records_dir)
-            return
-        order = sorted(range(len(tasks)), key=lambda i: _size(tasks[i][0]))
-        batched = _analyse_here([tasks[i] for i in order], cfg, source, records_dir, BATCH_BYTES)
-        for position, record in batched:
+        order = list(range(len(tasks)))
+        max_bytes = 0
+        if (cfg or {}).get("eigen_backend") in analysis.BATCHED_BACKENDS:
+            order.sort(key=lambda i: _size(tasks[i][0]))
+            max_bytes = BATCH_BYTES
+        for position, record in _analyse_here([tasks[i] for i in order], cfg, source, records_dir, max_bytes):
             yield order[position], record
         return
     order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i][0]))
