@@ -231,3 +231,21 @@ def test_protein_batches_on_the_gpu_backend(tmp_path, backend, jobs, gpu):
     command = next(line for line in proc.stdout.splitlines() if "hessian-powerlaw protein " in line)
     assert f"--jobs {jobs} " in command and f"--eigen-backend {backend}" in command
     assert ("gpu=1" in proc.stdout) == gpu
+
+
+@pytest.mark.parametrize("device, gpu", [("auto", True), ("cpu", False)])
+def test_network_jobs_ask_for_a_gpu_unless_pinned_to_the_cpu(tmp_path, device, gpu):
+    config = {
+        "pdb": {"enabled": False},
+        "noise": {"enabled": False},
+        "dnn": {
+            "device": device,
+            "curvature": {"runs": []},
+            "sweeps": [{"model": ["lenet"], "dataset": ["mnist"], "epochs": [2]}],
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule dnn_spectrum" in proc.stdout
+    assert ("gpu=1" in proc.stdout) == gpu and ("gpu=0" in proc.stdout) != gpu

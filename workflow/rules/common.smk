@@ -141,6 +141,8 @@ def protein_outputs():
 # ---------------------------------------------------------------- networks
 
 DNN = config["dnn"]
+# Network jobs ask a cluster for a GPU unless the config pins them to the CPU.
+DNN_GPU = int(DNN["device"] != "cpu")
 RUN_DIMS = (
     "model",
     "dataset",

@@ -5,7 +5,7 @@ use rule train as train_curvature with:
     log:
         f"logs/train_curvature/{CURVATURE_PATTERN}.log",
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=8000,
         runtime=480,
     params:

@@ -8,7 +8,7 @@ rule train:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=8000,
         runtime=240,
     params:
@@ -34,7 +34,7 @@ rule dnn_spectrum:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=16000,
         runtime=600,
     params:
@@ -106,7 +106,7 @@ rule dnn_blocks:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=16000,
         runtime=600,
     params:

@@ -8,7 +8,7 @@ rule repro_train:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=8000,
         runtime=240,
     params:
@@ -31,7 +31,7 @@ rule repro_spectrum:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=DNN_GPU,
         mem_mb=16000,
         runtime=600,
     params:
