@@ -1,6 +1,6 @@
 """Top-K loss-Hessian eigenvalues of one trained LeNet by this project and by the tools users
-know, in one process: products, data passes, wall time, peak memory and the largest relative
-error against a converged reference (block Lanczos, float64, tol 1e-8).
+know: products, data passes, wall time, peak memory and the largest relative error against a
+converged reference (block Lanczos, float64, tol 1e-8).
 
 Tools (each with its own defaults first, then settings that aim at the top-K to 1e-3):
 - hessian-powerlaw block (tol 1e-3, sequential products) and arpack (scipy eigsh on our products);
@@ -9,18 +9,27 @@ Tools (each with its own defaults first, then settings that aim at the top-K to 
   which='LA' with 3K reorthogonalised steps;
 - PyHessian 0.1: deflated power iteration (tol 1e-3, at most 100 iterations per eigenvalue).
 
+Each (tool, K) runs in a fresh process with 2 threads, so `peak_mb` is that process's peak
+resident memory (torch, model and images included: `base_mb` before the tool starts) and no row
+inherits another's memory. The
+reference is computed once per (model, images, K) and kept in `<out>.reference.json`; rows
+already in `--out` are kept, so an interrupted run resumes. `--time-limit` stops a peer after
+that many seconds (a row saying so, with the products it had spent).
+
 The peers are not dependencies of the project: `pip install pyhessian==0.1
 hessian-eigenthings==1.0.0a5 curvlinops-for-pytorch==3.0.1`. A peer that is missing or fails
 is a row saying so.
 
     python benchmarks/dnn_peers.py --model results/dnn/models/lenet_mnist_sgd_b128_n0_w100_d2_s0_e50.pt \
-        --n-eval 1000 --k 100 --out benchmarks/measured/dnn_peers.json
+        --n-eval 6000 --k 100 300 --out benchmarks/measured/dnn_peers.json
 """
 
 import argparse
+import hashlib
 import json
+import multiprocessing
+import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,35 +45,24 @@ from hessian_powerlaw.network.spectrum import eval_data
 from hessian_powerlaw.network.training import load_model
 
 
-class PeakMemory:
-    """Peak resident memory above the starting level while the block runs (sampled every 20 ms)."""
-
-    def __enter__(self):
-        self.process = psutil.Process()
-        self.start = self.peak = self.process.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.mb = (self.peak - self.start) / 2**20
+class TimeLimit(Exception):
+    """A peer ran past --time-limit."""
 
 
 class Counter:
-    """Counts Hessian-vector products and passes over the data of a peer's operator."""
+    """Counts Hessian-vector products and passes over the data of a peer's operator; stops the
+    peer (TimeLimit) at its first product after the deadline."""
+
+    deadline = None  # time.perf_counter() value, set per process by `run_tool`
+    last = None  # the counter of the running peer, read when it stops
 
     def __init__(self):
         self.hvps = self.passes = 0
+        Counter.last = self
 
     def add(self, vectors=1):
+        if Counter.deadline is not None and time.perf_counter() > Counter.deadline:
+            raise TimeLimit
         self.hvps += vectors
         self.passes += 1
 
@@ -146,56 +144,89 @@ def reference(model, x, y, k):
     return result.eigenvalues
 
 
+def run_tool(tool, model_path, n_eval, k, time_limit):
+    """One tool in this (fresh) process: a row without the error column, and the values."""
+    torch.set_num_threads(2)
+    model, meta = load_model(model_path)
+    x, y = eval_data(meta, n_eval)
+    row = {"tool": tool, "k": k, "n_eval": len(x), "n_params": sum(p.numel() for p in model.parameters())}
+    row["base_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # torch, model and images loaded
+    start = time.perf_counter()
+    Counter.deadline = None if time_limit is None else start + time_limit
+    values = None
+    try:
+        values, hvps, passes = TOOLS[tool](model, x, y, k)
+        values = np.asarray(values, dtype=float)[:k]
+        row.update(
+            hvp_count=int(hvps),
+            data_passes=int(passes),
+            n_values=len(values),
+            n_nonpositive=int(np.count_nonzero(values <= 0)),
+            status="ok" if len(values) == k else f"returned {len(values)} of {k} values",
+        )
+    except TimeLimit:
+        counted = Counter.last
+        row.update(
+            hvp_count=counted.hvps,
+            data_passes=counted.passes,
+            status=f"stopped at the {time_limit:g} s limit after {counted.hvps} products",
+        )
+    except Exception as err:  # a peer that fails is a row saying so
+        row.update(hvp_count=None, status=f"failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}")
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    row["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    return row, None if values is None else values.tolist()
+
+
+def in_fresh_process(function, *args):
+    """function(*args) in a spawned process (its own peak memory, nothing inherited)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def reference_values(model_path, n_eval, k, cache):
+    """The converged reference, from `cache` (a JSON file) or computed once and added to it."""
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+    key = f"{digest} n_eval={n_eval} k={k}"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in known:
+        known[key] = in_fresh_process(reference_run, model_path, n_eval, k)
+        write_json(cache, known)
+    return np.asarray(known[key])
+
+
+def reference_run(model_path, n_eval, k):
+    torch.set_num_threads(2)
+    model, meta = load_model(model_path)
+    x, y = eval_data(meta, n_eval)
+    return reference(model, x, y, k).tolist()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--n-eval", type=int, default=1000, help="Hessian over the first N training images")
     parser.add_argument("--k", type=int, nargs="+", default=[100])
     parser.add_argument("--skip", nargs="*", default=[], help="tools to leave out (substrings)")
+    parser.add_argument("--time-limit", type=float, help="stop a peer after this many seconds")
     parser.add_argument("--out", required=True, help="JSON: one object per (tool, K)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    model, meta = load_model(args.model)
-    x, y = eval_data(meta, args.n_eval)
-    rows = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else []
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["tool"], r["k"]) for r in rows}
     for k in args.k:
-        ref = reference(model, x, y, k)
-        for tool, run in TOOLS.items():
-            if (tool, k) in done or any(s in tool for s in args.skip):
-                continue
-            row = {
-                "tool": tool,
-                "k": k,
-                "n_eval": len(x),
-                "n_params": sum(p.numel() for p in model.parameters()),
-            }
-            start = time.perf_counter()
-            try:
-                with PeakMemory() as memory:
-                    values, hvps, passes = run(model, x, y, k)
-                values = np.asarray(values, dtype=float)[:k]
-                error = np.abs(values - ref[: len(values)]) / np.abs(ref[: len(values)])
-                row.update(
-                    hvp_count=int(hvps),
-                    data_passes=int(passes),
-                    seconds=round(time.perf_counter() - start, 2),
-                    peak_mb=round(memory.mb, 1),
-                    max_rel_error=float(error.max()) if len(values) == k else None,
-                    n_values=len(values),
-                    n_nonpositive=int(np.count_nonzero(values <= 0)),
-                    status="ok" if len(values) == k else f"returned {len(values)} of {k} values",
-                )
-            except Exception as err:  # a peer that fails is a row saying so
-                row.update(
-                    hvp_count=None,
-                    seconds=round(time.perf_counter() - start, 2),
-                    peak_mb=None,
-                    max_rel_error=None,
-                    status=f"failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}",
-                )
+        todo = [t for t in TOOLS if (t, k) not in done and not any(s in t for s in args.skip)]
+        if not todo:
+            continue
+        ref = reference_values(args.model, args.n_eval, k, out.with_suffix(".reference.json"))
+        for tool in todo:
+            limit = None if tool.startswith("hessian-powerlaw") else args.time_limit
+            row, values = in_fresh_process(run_tool, tool, args.model, args.n_eval, k, limit)
+            row["max_rel_error"] = None
+            if values is not None and len(values) == k:
+                row["max_rel_error"] = float(np.max(np.abs(np.asarray(values) - ref[:k]) / np.abs(ref[:k])))
             rows.append(row)
-            write_json(args.out, rows)
+            write_json(out, rows)
             print(json.dumps(row), flush=True)
     print_table(rows)
 
