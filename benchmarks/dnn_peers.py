@@ -136,19 +136,16 @@ TOOLS = {
 }
 
 
-def reference(model, x, y, k):
-    op = make_operator(model, x, y, dtype=torch.float64)
-    result = top_eigenpairs(op, k, solver="block", tol=1e-8, progress=False)
-    if not result.converged:
-        raise RuntimeError("the reference did not converge")
-    return result.eigenvalues
+def load(model_path, n_eval):
+    """The model and its first n_eval training images, in this process with 2 threads."""
+    torch.set_num_threads(2)
+    model, meta = load_model(model_path)
+    return (model, *eval_data(meta, n_eval))
 
 
 def run_tool(tool, model_path, n_eval, k, time_limit):
     """One tool in this (fresh) process: a row without the error column, and the values."""
-    torch.set_num_threads(2)
-    model, meta = load_model(model_path)
-    x, y = eval_data(meta, n_eval)
+    model, x, y = load(model_path, n_eval)
     row = {"tool": tool, "k": k, "n_eval": len(x), "n_params": sum(p.numel() for p in model.parameters())}
     row["base_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # torch, model and images loaded
     start = time.perf_counter()
@@ -196,10 +193,12 @@ def reference_values(model_path, n_eval, k, cache):
 
 
 def reference_run(model_path, n_eval, k):
-    torch.set_num_threads(2)
-    model, meta = load_model(model_path)
-    x, y = eval_data(meta, n_eval)
-    return reference(model, x, y, k).tolist()
+    """The top-k by block Lanczos in float64 to tol 1e-8 (a list, for the JSON cache)."""
+    op = make_operator(*load(model_path, n_eval), dtype=torch.float64)
+    result = top_eigenpairs(op, k, solver="block", tol=1e-8, progress=False)
+    if not result.converged:
+        raise RuntimeError("the reference did not converge")
+    return result.eigenvalues.tolist()
 
 
 def main():
