@@ -40,7 +40,8 @@ def main():
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x[: op.chunk_size])
     forward = counter.get_total_flops() / min(len(x), op.chunk_size)
-    print(f"product: {per_product / 1e6:.3f} MFLOP per image and vector ({per_product / forward:.2f} forward passes)")
+    passes = per_product / forward
+    print(f"product: {per_product / 1e6:.3f} MFLOP per image and vector ({passes:.2f} forward passes)")
     print(f"forward pass: {forward / 1e6:.3f} MFLOP per image")
     print("| images per chunk | vectors per group | s per vector | GFLOP/s |")
     print("|---:|---:|---:|---:|")
@@ -55,7 +56,9 @@ def main():
             op.matmat(vectors)
             times.append(time.perf_counter() - start)
         per_vector = min(times) / group
-        print(f"| {chunk} | {group} | {per_vector:.4f} | {per_product * len(x) / per_vector / 1e9:.0f} |", flush=True)
+        rate = per_product * len(x) / per_vector / 1e9
+        print(f"| {chunk} | {group} | {per_vector:.4f} | {rate:.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()
