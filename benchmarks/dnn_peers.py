@@ -12,7 +12,8 @@ Tools (each with its own defaults first, then settings that aim at the top-K to 
 
 Each (tool, K) runs in a fresh process with 2 threads, so `peak_mb` is that process's peak
 resident memory (torch, model and images included: `base_mb` before the tool starts) and no row
-inherits another's memory. The
+inherits another's memory. With `--device cuda` every tool runs on the GPU (model and images
+there) and `peak_gpu_mb` is the process's peak CUDA allocation. The
 reference is computed once per (model, images, K) and kept in `<out>.reference.json`; rows
 already in `--out` are kept, so an interrupted run resumes. `--time-limit` stops a peer after
 that many seconds (a row saying so, with the products it had spent).
@@ -22,7 +23,7 @@ hessian-eigenthings==1.0.0a5 curvlinops-for-pytorch==3.0.1`. A peer that is miss
 is a row saying so.
 
     python benchmarks/dnn_peers.py --model results/dnn/models/lenet_mnist_sgd_b128_n0_w100_d2_s0_e50.pt \
-        --n-eval 6000 --k 100 300 --out benchmarks/measured/dnn_peers.json
+        --n-eval 6000 --k 100 300 --out benchmarks/measured/dnn_peers.json [--device cuda]
 """
 
 import argparse
@@ -111,7 +112,7 @@ def eigenthings(model, x, y, k, tuned):
 def pyhessian_power(model, x, y, k):
     from pyhessian import hessian
 
-    h = hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+    h = hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
     count = Counter()
     module = sys.modules["pyhessian.hessian"]  # the package exports the class under the module's name
     product = module.hessian_vector_product
@@ -143,17 +144,19 @@ TOOLS = {
 }
 
 
-def load(model_path, n_eval):
-    """The model and its first n_eval training images, in this process with 2 threads."""
+def load(model_path, n_eval, device="cpu"):
+    """The model and its first n_eval training images on `device`, in this process with 2 threads."""
     torch.set_num_threads(2)
-    model, meta = load_model(model_path)
-    return (model, *eval_data(meta, n_eval))
+    model, meta = load_model(model_path, device)
+    x, y = eval_data(meta, n_eval)
+    return model, x.to(device), y.to(device)
 
 
-def run_tool(tool, model_path, n_eval, k, time_limit):
+def run_tool(tool, model_path, n_eval, k, time_limit, device="cpu"):
     """One tool in this (fresh) process: a row without the error column, and the values."""
-    model, x, y = load(model_path, n_eval)
+    model, x, y = load(model_path, n_eval, device)
     row = {"tool": tool, "k": k, "n_eval": len(x), "n_params": sum(p.numel() for p in model.parameters())}
+    row["device"] = torch.cuda.get_device_name(device) if x.is_cuda else "cpu"
     row["base_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # torch, model and images loaded
     start = time.perf_counter()
     Counter.deadline = None if time_limit is None else start + time_limit
@@ -177,8 +180,12 @@ def run_tool(tool, model_path, n_eval, k, time_limit):
         )
     except Exception as err:  # a peer that fails is a row saying so
         row.update(hvp_count=None, status=f"failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}")
+    if x.is_cuda:
+        torch.cuda.synchronize(device)
     row["seconds"] = round(time.perf_counter() - start, 2)
     row["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    if x.is_cuda:
+        row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return row, None if values is None else values.tolist()
 
 
@@ -188,20 +195,21 @@ def in_fresh_process(function, *args):
         return pool.apply(function, args)
 
 
-def reference_values(model_path, n_eval, k, cache):
-    """The converged reference, from `cache` (a JSON file) or computed once and added to it."""
+def reference_values(model_path, n_eval, k, cache, device="cpu"):
+    """The converged reference, from `cache` (a JSON file) or computed once (on `device`) and
+    added to it."""
     digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
     key = f"{digest} n_eval={n_eval} k={k}"
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     if key not in known:
-        known[key] = in_fresh_process(reference_run, model_path, n_eval, k)
+        known[key] = in_fresh_process(reference_run, model_path, n_eval, k, device)
         write_json(cache, known)
     return np.asarray(known[key])
 
 
-def reference_run(model_path, n_eval, k):
+def reference_run(model_path, n_eval, k, device="cpu"):
     """The top-k by block Lanczos in float64 to tol 1e-8 (a list, for the JSON cache)."""
-    op = make_operator(*load(model_path, n_eval), dtype=torch.float64)
+    op = make_operator(*load(model_path, n_eval, device), dtype=torch.float64)
     result = top_eigenpairs(op, k, solver="block", tol=1e-8, progress=False)
     if not result.converged:
         raise RuntimeError("the reference did not converge")
@@ -215,6 +223,7 @@ def main():
     parser.add_argument("--k", type=int, nargs="+", default=[100])
     parser.add_argument("--skip", nargs="*", default=[], help="tools to leave out (substrings)")
     parser.add_argument("--time-limit", type=float, help="stop a peer after this many seconds")
+    parser.add_argument("--device", default="cpu", help="where every tool runs: cpu (default) or cuda")
     parser.add_argument("--out", required=True, help="JSON: one object per (tool, K)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -224,10 +233,10 @@ def main():
         todo = [t for t in TOOLS if (t, k) not in done and not any(s in t for s in args.skip)]
         if not todo:
             continue
-        ref = reference_values(args.model, args.n_eval, k, out.with_suffix(".reference.json"))
+        ref = reference_values(args.model, args.n_eval, k, out.with_suffix(".reference.json"), args.device)
         for tool in todo:
             limit = None if tool.startswith("hessian-powerlaw") else args.time_limit
-            row, values = in_fresh_process(run_tool, tool, args.model, args.n_eval, k, limit)
+            row, values = in_fresh_process(run_tool, tool, args.model, args.n_eval, k, limit, args.device)
             row["max_rel_error"] = None
             if values is not None and len(values) == k:
                 row["max_rel_error"] = float(np.max(np.abs(np.asarray(values) - ref[:k]) / np.abs(ref[:k])))
@@ -257,13 +266,17 @@ def in_order(rows):
 
 
 def print_table(rows):
-    print("| tool | K | HVPs | data passes | wall s | peak MB | max rel. error | status |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    gpu = any("peak_gpu_mb" in r for r in rows)
+    print("| tool | K | HVPs | data passes | wall s | peak MB |" + (" peak GPU MB |" if gpu else ""), end="")
+    print(" max rel. error | status |")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if gpu else "") + "---:|---|")
     for r in rows:
         error = "–" if r.get("max_rel_error") is None else f"{r['max_rel_error']:.1e}"
         print(
             f"| {r['tool']} | {r['k']} | {r.get('hvp_count') or '–'} | {r.get('data_passes') or '–'} | "
-            f"{r['seconds']} | {r.get('peak_mb') or '–'} | {error} | {r['status']} |"
+            f"{r['seconds']} | {r.get('peak_mb') or '–'} | "
+            + (f"{r.get('peak_gpu_mb') or '–'} | " if gpu else "")
+            + f"{error} | {r['status']} |"
         )
 
 

@@ -106,10 +106,17 @@ def cuda_available():
     return torch.cuda.is_available()
 
 
+def hessian_powerlaw_command():
+    """The `hessian-powerlaw` script beside this interpreter, else `python -m hessian_powerlaw`
+    (a source tree on PYTHONPATH, as on a GPU machine without the package installed)."""
+    script = Path(sys.executable).with_name("hessian-powerlaw")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "hessian_powerlaw"]
+
+
 def whole_process(files, repeat):
     """ProDy's user path against `hessian-powerlaw protein FILES` as a user runs it (its
     default --jobs), with one process (--jobs 1) and one per CPU (--jobs N) beside it."""
-    command = [str(Path(sys.executable).with_name("hessian-powerlaw")), "protein", *files]
+    command = [*hessian_powerlaw_command(), "protein", *files]
     cpus = available_cpus()
     variants = {"default": [], "--jobs 1": ["--jobs", "1"], f"--jobs {cpus}": ["--jobs", str(cpus)]}
     if cuda_available():
