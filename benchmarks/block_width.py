@@ -4,7 +4,9 @@ the one that minimises wall time (one pass over the data serves b products).
 
 Each row: HVPs, HVPs per eigenvalue, data passes, wall seconds, and the largest relative
 eigenvalue error against a reference run (block width 16, residual tolerance 1e-6), so a
-looser stopping rule is judged by the accuracy it delivers, not by its own estimate.
+looser stopping rule is judged by the accuracy it delivers, not by its own estimate. The JSON
+also keeps each K's reference eigenvalues (`references`), the measured spectrum that
+`benchmarks/krylov_floor.py` can take.
 
     python benchmarks/block_width.py --model MODEL.pt --n-eval 1000 --k 100 1000 \
         --widths 1 4 16 32 --tols 1e-3 1e-2 [--fixed 2.0] --json benchmarks/measured/block_width.json
@@ -44,11 +46,13 @@ def run(op, k, width, tol):
     }
 
 
-def save(path, device, op, x, rows):
-    """Write the rows so far (an interrupted run keeps what it measured)."""
+def save(path, device, op, x, rows, references):
+    """Write the rows so far and the reference eigenvalues per K (an interrupted run keeps what
+    it measured)."""
     if path:
+        out = {"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows, "references": references}
         with open(path, "w") as handle:
-            json.dump({"device": device, "n_params": op.n, "n_eval": len(x), "rows": rows}, handle)
+            json.dump(out, handle)
 
 
 def main():
@@ -81,10 +85,11 @@ def main():
     )
     print("| K | width | tol | HVPs | HVPs / K | passes | wall s | max rel. eigenvalue error | converged |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    rows = []
+    rows, references = [], {}
     for k in args.k:
         reference, ref_row = run(op, k, REFERENCE["block_size"], REFERENCE["tol"])
         ref = reference.eigenvalues
+        references[k] = ref.tolist()
         rows.append({**ref_row, "reference": True, "max_rel_error": 0.0})
         print(
             f"| {k} | {ref_row['width']} | {ref_row['tol']:g} (reference) | {ref_row['hvps']} | "
@@ -108,7 +113,7 @@ def main():
                 "–",
             ]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
-            save(args.json, device, op, x, rows)
+            save(args.json, device, op, x, rows, references)
         for tol in args.tols:
             for width in args.widths:
                 out, row = run(op, k, width, tol)
@@ -120,7 +125,7 @@ def main():
                     f"{row['passes']} | {row['seconds']:.1f} | {error:.1e} | {row['converged']} |",
                     flush=True,
                 )
-                save(args.json, device, op, x, rows)
+                save(args.json, device, op, x, rows, references)
 
 
 if __name__ == "__main__":
