@@ -18,6 +18,12 @@ goes on. The last line is
 `ratio_vs_prody=<ProDy seconds / ours>`.
 
     python benchmarks/protein_speed.py --entries ../shared/data/pdb/*.pdb [--repeat 2]
+
+Crossover (`--crossover`): dsyevd against LAPACK's two-stage routine on the Hessians of 4F7I's
+first N C-alpha atoms, with 1 and 2 BLAS threads, best of --repeat; the orders from which
+'auto' takes the two-stage routine (`protein.analysis.TWO_STAGE_MIN_SIZE`) come from it.
+
+    python benchmarks/protein_speed.py --crossover [--threads 1 2] [--orders 600 900 ...]
 """
 
 import argparse
@@ -181,14 +187,49 @@ def projection(rows, jobs):
     )
 
 
+def crossover(orders, threads, repeat):
+    """dsyevd and two-stage eigenvalue times on 4F7I sub-networks, per order and BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    from hessian_powerlaw.protein.anm import eigenvalues as dsyevd
+    from hessian_powerlaw.protein.lapack import two_stage_eigenvalues
+
+    coords = read_calpha(DATA / "4f7i.pdb.gz")["coords"]
+    print("| order | BLAS threads | dsyevd ms | two-stage ms | dsyevd / two-stage |")
+    print("|---:|---:|---:|---:|---:|")
+    for order in orders:
+        hessian = anm_hessian(coords[: order // 3], 9.0, 1.0)
+        for count in threads:
+            with threadpool_limits(count):
+                t_evd, _ = best(lambda h=hessian: dsyevd(h.copy()), repeat)
+                t_two, values = best(lambda h=hessian: two_stage_eigenvalues(h.copy()), repeat)
+            if values is None:
+                print("the two-stage routine is not available in this scipy build")
+                return
+            cells = (len(hessian), count, f"{t_evd * 1e3:.1f}", f"{t_two * 1e3:.1f}", f"{t_evd / t_two:.2f}")
+            print("| " + " | ".join(map(str, cells)) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=None, help="runs per timing (best kept)")
     parser.add_argument(
         "--entries", nargs="+", metavar="FILE", help="whole-process comparison on these files"
     )
+    parser.add_argument("--crossover", action="store_true", help="dsyevd against the two-stage routine")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS threads (--crossover)")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        nargs="+",
+        default=[600, 750, 900, 1200, 1500, 1800, 2100, 2400, 3000],
+        help="matrix orders (--crossover; up to 4191, 4F7I's)",
+    )
     args = parser.parse_args()
     prody.confProDy(verbosity="none")
+    if args.crossover:
+        crossover(args.orders, args.threads, args.repeat or 5)
+        return
     if args.entries:
         whole_process(args.entries, args.repeat or 2)
         return

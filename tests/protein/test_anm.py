@@ -118,12 +118,23 @@ def test_auto_backend_takes_the_two_stage_routine_for_large_matrices_and_falls_b
     from hessian_powerlaw.protein import analysis
 
     calls = []
-    h = np.diag(np.arange(analysis.TWO_STAGE_MIN_SIZE, dtype=float))
+    h = np.diag(np.arange(analysis.two_stage_min_size(), dtype=float))
     monkeypatch.setattr(analysis, "two_stage_eigenvalues", lambda m: calls.append(len(m)) or None)
     np.testing.assert_array_equal(analysis.eigenvalues(h.copy(), "auto"), np.diag(h))  # fallback: dsyevd
     analysis.eigenvalues(h[:-1, :-1].copy(), "auto")  # below the size: dsyevd directly
     analysis.eigenvalues(h.copy(), "scipy")
-    assert calls == [analysis.TWO_STAGE_MIN_SIZE]
+    assert calls == [analysis.two_stage_min_size()]
+
+
+@pytest.mark.parametrize("threads, size", [(1, 800), (2, 1400), (8, 2000)])
+def test_two_stage_routine_starts_lower_with_fewer_blas_threads(monkeypatch, threads, size):
+    from hessian_powerlaw.protein import analysis
+
+    monkeypatch.setattr(analysis, "THREADS", threads)
+    assert analysis.two_stage_min_size() == size
+    monkeypatch.setattr(analysis, "THREADS", None)
+    monkeypatch.setattr(analysis, "available_cpus", lambda: threads)
+    assert analysis.two_stage_min_size() == size
 
 
 def test_two_stage_routine_that_gives_wrong_values_is_not_trusted():

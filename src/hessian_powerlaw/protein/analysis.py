@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,11 @@ from hessian_powerlaw.protein.structure import StructureError, entry_id, read_ca
 from hessian_powerlaw.records import PROTEIN_KEYS
 
 SETTINGS = PROTEIN_SETTINGS
-TWO_STAGE_MIN_SIZE = 2000  # matrix order from which LAPACK's two-stage reduction beats dsyevd here
+# Matrix order from which LAPACK's two-stage reduction beats dsyevd here, by BLAS threads
+# (`benchmarks/protein_speed.py --crossover`: about 800 on one thread, 1350 on two); dsyevd
+# gains more from threads, so more than two keep 2000, an earlier two-thread measurement.
+TWO_STAGE_MIN_SIZE = {1: 800, 2: 1400}
+TWO_STAGE_MIN_SIZE_MANY_THREADS = 2000
 TORCH_MIN_SIZE = 2400  # matrix order (800 residues) from which torch (MKL) beats scipy's dsyevd here
 # Importing torch and its first eigvalsh cost about 2.5 s here; torch saves about a third of
 # dsyevd's time from TORCH_MIN_SIZE on. Where the two-stage routine is missing, 'auto' therefore
@@ -30,7 +35,7 @@ TORCH_IMPORT_SECONDS = 2.5
 TORCH_SAVING = 0.35
 _scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
 BATCHED_BACKENDS = ("torch", "cuda")  # backends that solve matrices of one order in one call
-TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes of protein.batch)
+THREADS = None  # BLAS and torch threads when set (1 in the worker processes of protein.batch)
 
 
 def eigenvalues(hessian, backend="auto"):
@@ -38,13 +43,13 @@ def eigenvalues(hessian, backend="auto"):
     float64 and C-contiguous).
 
     backend: 'scipy' (LAPACK divide and conquer, dsyevd), 'torch' (MKL, on the CPU), 'cuda'
-    (torch float64 on the GPU) or 'auto': dsyevd below order TWO_STAGE_MIN_SIZE, LAPACK's
+    (torch float64 on the GPU) or 'auto': dsyevd below `two_stage_min_size()`, LAPACK's
     two-stage reduction from there (`protein.lapack`); where that routine is missing, torch for
     large matrices once its import pays (see TORCH_IMPORT_SECONDS) or it is already loaded.
     """
     if backend == "cuda":
         return _torch_eigenvalues(hessian, "cuda")
-    if backend == "auto" and len(hessian) >= TWO_STAGE_MIN_SIZE:
+    if backend == "auto" and len(hessian) >= two_stage_min_size():
         values = two_stage_eigenvalues(np.ascontiguousarray(hessian, dtype=np.float64))
         if values is not None:
             return values
@@ -60,6 +65,20 @@ def eigenvalues(hessian, backend="auto"):
     if large:
         _scipy_seconds[0] += time.perf_counter() - start
     return values
+
+
+def two_stage_min_size():
+    """The matrix order from which 'auto' takes the two-stage routine, for this process's BLAS
+    threads (THREADS when set, else the CPUs it may run on, which OpenBLAS uses)."""
+    return TWO_STAGE_MIN_SIZE.get(THREADS or available_cpus(), TWO_STAGE_MIN_SIZE_MANY_THREADS)
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity mask: a SLURM allocation, a taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _torch_pays():
@@ -80,8 +99,8 @@ def batched_eigenvalues(hessians, backend):
 
     if backend == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("eigen_backend cuda, but CUDA is not available here")
-    if TORCH_THREADS:
-        torch.set_num_threads(TORCH_THREADS)
+    if THREADS:
+        torch.set_num_threads(THREADS)
     device = "cuda" if backend == "cuda" else "cpu"
     stack = torch.from_numpy(np.stack(hessians) if len(hessians) > 1 else hessians[0][None])
     values = torch.linalg.eigvalsh(stack.to(device=device, dtype=torch.float64)).cpu().numpy()
