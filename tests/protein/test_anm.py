@@ -130,11 +130,18 @@ def test_auto_backend_takes_the_two_stage_routine_for_large_matrices_and_falls_b
 def test_two_stage_routine_starts_lower_with_fewer_blas_threads(monkeypatch, threads, size):
     from hessian_powerlaw.protein import analysis
 
-    monkeypatch.setattr(analysis, "THREADS", threads)
+    monkeypatch.setattr(analysis, "blas_threads", lambda: threads)
     assert analysis.two_stage_min_size() == size
-    monkeypatch.setattr(analysis, "THREADS", None)
-    monkeypatch.setattr(analysis, "available_cpus", lambda: threads)
-    assert analysis.two_stage_min_size() == size
+
+
+def test_blas_threads_follow_threadpool_limits():
+    from threadpoolctl import threadpool_limits
+
+    from hessian_powerlaw.protein import analysis
+
+    with threadpool_limits(1):
+        assert analysis.blas_threads() == 1
+        assert analysis.two_stage_min_size() == 800
 
 
 def test_two_stage_routine_that_gives_wrong_values_is_not_trusted():

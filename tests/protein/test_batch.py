@@ -67,7 +67,7 @@ def _blas_threads():
     from threadpoolctl import threadpool_info
 
     blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return blas, analysis.THREADS
+    return blas, analysis.TORCH_THREADS
 
 
 def test_workers_run_one_blas_thread():

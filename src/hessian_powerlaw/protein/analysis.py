@@ -3,7 +3,6 @@
 import functools
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ TORCH_IMPORT_SECONDS = 2.5
 TORCH_SAVING = 0.35
 _scipy_seconds = [0.0]  # scipy time spent on matrices of at least TORCH_MIN_SIZE, this process
 BATCHED_BACKENDS = ("torch", "cuda")  # backends that solve matrices of one order in one call
-THREADS = None  # BLAS and torch threads when set (1 in the worker processes of protein.batch)
+TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes of protein.batch)
 
 
 def eigenvalues(hessian, backend="auto"):
@@ -68,17 +67,17 @@ def eigenvalues(hessian, backend="auto"):
 
 
 def two_stage_min_size():
-    """The matrix order from which 'auto' takes the two-stage routine, for this process's BLAS
-    threads (THREADS when set, else the CPUs it may run on, which OpenBLAS uses)."""
-    return TWO_STAGE_MIN_SIZE.get(THREADS or available_cpus(), TWO_STAGE_MIN_SIZE_MANY_THREADS)
+    """The matrix order from which 'auto' takes the two-stage routine, for the BLAS threads in
+    force now (threadpoolctl: OPENBLAS_NUM_THREADS, a threadpool_limits block, the one thread of
+    protein.batch's workers)."""
+    return TWO_STAGE_MIN_SIZE.get(blas_threads(), TWO_STAGE_MIN_SIZE_MANY_THREADS)
 
 
-def available_cpus():
-    """CPUs this process may run on (its affinity mask: a SLURM allocation, a taskset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def blas_threads():
+    """The most threads any loaded BLAS library would use now (1 when none is loaded)."""
+    from threadpoolctl import threadpool_info
+
+    return max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
 
 
 def _torch_pays():
@@ -99,8 +98,8 @@ def batched_eigenvalues(hessians, backend):
 
     if backend == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("eigen_backend cuda, but CUDA is not available here")
-    if THREADS:
-        torch.set_num_threads(THREADS)
+    if TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
     device = "cuda" if backend == "cuda" else "cpu"
     stack = torch.from_numpy(np.stack(hessians) if len(hessians) > 1 else hessians[0][None])
     values = torch.linalg.eigvalsh(stack.to(device=device, dtype=torch.float64)).cpu().numpy()

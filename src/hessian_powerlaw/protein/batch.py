@@ -10,12 +10,19 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from hessian_powerlaw.protein import analysis
-from hessian_powerlaw.protein.analysis import available_cpus
 
 __all__ = ["analyse_entry", "analyse_many", "available_cpus", "resolve_jobs"]
 
 
 BATCH_BYTES = 1 << 30  # Hessians held for one round of batched solves (about 23 of 800 residues)
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity mask: a SLURM allocation, a taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def resolve_jobs(jobs):
@@ -103,7 +110,7 @@ def _one_thread():
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    analysis.THREADS = 1
+    analysis.TORCH_THREADS = 1
 
 
 def _size(path):
