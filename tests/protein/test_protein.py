@@ -88,6 +88,7 @@ def bad_inputs(tmp_path):
         (EDGE / "3tah.pdb.gz", "skipped", "disconnected network: 12 zero modes"),
         (EDGE / "6r79.pdb.gz", "skipped", "disconnected network: 8 zero modes"),
         (tmp_path / "missing.pdb", "failed", "file not found"),
+        (tmp_path, "failed", "a directory, not a structure file"),
     ]
 
 

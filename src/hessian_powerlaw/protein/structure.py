@@ -170,7 +170,7 @@ def read_calpha(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise StructureError("file not found")
+        raise StructureError("a directory, not a structure file" if path.is_dir() else "file not found")
     structure = _parse(path, _read_text(path))
     if len(structure) == 0 or not any(len(chain) for chain in structure[0]):
         raise StructureError("no atoms found (not a PDB or mmCIF file, or truncated)")
