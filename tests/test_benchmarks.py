@@ -1,0 +1,45 @@
+"""The benchmarks' machine-read outputs: `protein_speed.py --entries` ends with the ratio line, and
+the committed peer comparison holds one complete object per (tool, K)."""
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import BUNDLED
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT / "benchmarks" / "measured" / "dnn_peers.json"
+PEER_FIELDS = ("tool", "k", "hvp_count", "seconds", "peak_mb", "max_rel_error")
+
+
+def test_protein_speed_ends_with_the_ratio_and_survives_a_bad_file(tmp_path):
+    junk = tmp_path / "junk.pdb"
+    junk.write_text("not a structure\n")
+    files = [str(BUNDLED / "1aki.pdb.gz"), str(junk), str(BUNDLED / "3ptb.pdb.gz")]
+    command = [sys.executable, str(ROOT / "benchmarks" / "protein_speed.py"), "--entries", *files]
+    done = subprocess.run([*command, "--repeat", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert "2 of 3 entries fitted" in lines[0]
+    match = re.fullmatch(r"ratio_vs_prody=(\S+)", lines[-1])
+    assert match and math.isfinite(float(match[1])) and float(match[1]) > 0
+    rows = [line for line in lines if line.startswith("| 3 | 2 |")]
+    assert len(rows) == 3 and all(float(row.split("|")[-2]) < 1e-10 for row in rows)  # eigenvalue diff
+
+
+def test_peer_comparison_holds_one_complete_object_per_tool_and_k():
+    rows = json.loads(PEERS.read_text())
+    assert isinstance(rows, list) and rows
+    keys = [(row["tool"], row["k"]) for row in rows]
+    assert len(keys) == len(set(keys))
+    for row in rows:
+        assert all(field in row for field in PEER_FIELDS), row
+        assert isinstance(row["k"], int) and row["hvp_count"] > 0
+        assert row["seconds"] > 0 and row["peak_mb"] > 0
+        assert row["max_rel_error"] is None or row["max_rel_error"] >= 0
+    for k in {row["k"] for row in rows}:
+        ours = [row for row in rows if row["k"] == k and row["tool"].startswith("hessian-powerlaw")]
+        assert ours and all(row["max_rel_error"] < 1e-3 for row in ours)
