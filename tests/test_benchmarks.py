@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BUNDLED
+from conftest import BUNDLED, EDGE
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "measured" / "dnn_peers.json"
@@ -18,15 +18,17 @@ PEER_FIELDS = ("tool", "k", "hvp_count", "seconds", "peak_mb", "max_rel_error")
 def test_protein_speed_ends_with_the_ratio_and_survives_a_bad_file(tmp_path):
     junk = tmp_path / "junk.pdb"
     junk.write_text("not a structure\n")
-    files = [str(BUNDLED / "1aki.pdb.gz"), str(junk), str(BUNDLED / "3ptb.pdb.gz")]
+    small = str(EDGE / "1a8o.pdb.gz")  # 70 residues: skipped before its eigenvalues, so not given to ProDy
+    files = [str(BUNDLED / "1aki.pdb.gz"), str(junk), small, str(BUNDLED / "3ptb.pdb.gz")]
     command = [sys.executable, str(ROOT / "benchmarks" / "protein_speed.py"), "--entries", *files]
     done = subprocess.run([*command, "--repeat", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert "2 of 3 entries fitted" in lines[0]
+    assert "2 of 4 entries fitted" in lines[0]
+    assert f"left out of ProDy's run (skipped by residue count here): ['{small}']" in done.stderr
     match = re.fullmatch(r"ratio_vs_prody=(\S+)", lines[-1])
     assert match and math.isfinite(float(match[1])) and float(match[1]) > 0
-    rows = [line for line in lines if line.startswith("| 3 | 2 |")]
+    rows = [line for line in lines if line.startswith("| 4 | 2 |")]
     assert len(rows) == 3 and all(float(row.split("|")[-2]) < 1e-10 for row in rows)  # eigenvalue diff
 
 
