@@ -181,7 +181,7 @@ def register(sub):
     p.add_argument("--optimizer", default="sgd", choices=_sweep_enum("optimizer"))
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=count, default=0)
-    p.add_argument("--depth", type=positive_int, default=2, help="hidden layers (fcn, lnn)")
+    p.add_argument("--depth", type=count, default=2, help="hidden layers (fcn, lnn; 0: one linear layer)")
     p.add_argument("--width", type=positive_int, default=100, help="hidden width (fcn, lnn)")
     p.add_argument("--schedule", default="step", choices=("step", "constant"), help="learning-rate schedule")
     add_options(p, "train")

@@ -296,7 +296,7 @@ def _final_meta(model, spec, classes, device, train_set, test_set):
 
 def _check_spec(spec):
     """One-line errors for settings no training can use (before any data is loaded)."""
-    least = {"batch_size": 1, "epochs": 0, "depth": 1, "width": 1, "n_train": 0, "seed": 0}
+    least = {"batch_size": 1, "epochs": 0, "depth": 0, "width": 1, "n_train": 0, "seed": 0}
     for key, low in least.items():
         value = spec[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
