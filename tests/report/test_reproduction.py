@@ -54,8 +54,8 @@ def records():
     flat = np.sort(np.random.default_rng(5).exponential(1.0, 1000))[::-1]  # no power law
     out += [record(f"t1-lenet-mnist-init_s{seed}", flat) for seed in range(2)]
     out.append(record("t1-lenet-mnist-init_s2", flat, status="not_converged"))
-    out.append(record("n-600_s0", power_law_spectrum(1.0)))  # the study says no power law here
-    out.append(record("n-6000_s0", power_law_spectrum(1.0)))
+    out.append(record("t6-n600_s0", power_law_spectrum(1.0)))  # the study says no power law here
+    out.append(record("t6-n6000_s0", power_law_spectrum(1.0)))
     return out
 
 
@@ -72,9 +72,9 @@ def test_rows_against_the_study(records):
     gaps = table["t2-gaps-mnist"]  # the same records' eigengap fits: 1 + 1/(s+1) = 1.50
     assert gaps["n_seeds"] == 3 and gaps["beta_mean"] == pytest.approx(1.5, abs=0.05)
     assert gaps["k"] == 499 and gaps["verdict_agrees"] == "yes"
-    assert table["fig5-n600"]["verdict_agrees"] == "no"
-    assert table["t3-b16"]["n_seeds"] == 0 and table["t3-b16"]["note"].startswith("not run yet")
-    assert table["t3-b16"]["verdict_agrees"] is None
+    assert table["t6-n600"]["verdict_agrees"] == "no"
+    assert table["t3-b512"]["n_seeds"] == 0 and table["t3-b512"]["note"].startswith("not run yet")
+    assert table["t3-b512"]["verdict_agrees"] is None
     assert "GPU" in table["t7-cifar100-on-cifar10"]["note"]
     count = reproduction.summary(list(table.values()))
     assert (count["run"], count["verdicts"], count["verdicts_agree"], count["betas"]) == (5, 5, 4, 3)
@@ -122,7 +122,7 @@ def test_command_writes_the_contract_columns(tmp_path, records):
     assert (tmp_path / "slope.png").stat().st_size > 10_000 and (tmp_path / "slope.pdf").is_file()
     part = tmp_path / "part.tsv"
     subprocess.run([*argv[:-4], "--only-run", "--out", str(part)], check=True, capture_output=True)
-    ran = {"t1-lenet-mnist", "t1-lenet-mnist-init", "t2-gaps-mnist", "t6-n6000", "fig5-n600"}
+    ran = {"t1-lenet-mnist", "t1-lenet-mnist-init", "t2-gaps-mnist", "t6-n6000", "t6-n600"}
     assert {r["id"] for r in read_tsv(part)} == ran
 
 
