@@ -8,6 +8,7 @@ semi-parametric bootstrap p-value of the KS distance (Clauset et al. 2009, secti
 """
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -48,10 +49,26 @@ def resolve_k(k, n_values):
     return count
 
 
+FLAT_TAIL = 1e-6  # top-K values within this relative spread have no tail to fit
+
+
+def check_k(k):
+    """K of a fit: an integer >= 2 (FitError naming the value otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise FitError(f"k must be an integer number of top values, got {k!r}")
+    if k < 2:
+        raise FitError(f"k must be at least 2, got {k}")
+    return int(k)
+
+
 def top_k(values, k):
     """The K largest of `values` (any shape, flattened), shape (K,) descending; requires K
     positive finite values (FitError otherwise)."""
-    x = np.asarray(values, dtype=float).ravel()
+    k = check_k(k)
+    try:
+        x = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise FitError(f"values must be an array of numbers ({err})") from None
     if not np.all(np.isfinite(x)):
         raise FitError("spectrum contains NaN or inf")
     x = np.sort(x)[::-1]
@@ -84,8 +101,11 @@ def _fit(x):
     xmin = float(x[-1])
     log_ratio = np.log(x / xmin)
     total = float(log_ratio.sum())
-    if total <= 0:
-        raise FitError(f"all {k} top values are equal to xmin={xmin:g}; no tail to fit")
+    if float(log_ratio[0]) <= FLAT_TAIL:
+        raise FitError(
+            f"the top {k} values are equal to within {FLAT_TAIL:g} relative (largest {x[0]:.17g}, "
+            f"xmin {xmin:.17g}); no tail to fit"
+        )
     beta = 1.0 + k / total
     asc = x[::-1]
     empirical = _empirical_cdf(asc)

@@ -105,6 +105,7 @@ BLOCK_KEYS = (
     "data_passes",
     "seconds",
     "products",
+    "products_note",
     "status",
     "reason",
 )

@@ -58,10 +58,12 @@ def cmd_dnn_spectrum(args):
     from hessian_powerlaw.io import save_npy, write_json
     from hessian_powerlaw.network.spectrum import spectrum
 
-    opts = resolve(args, "dnn-spectrum")
-    opts["k"] = opts.pop("spectrum_k")
     if bool(args.model_file) == bool(args.model_factory):
         raise ValueError("give either a MODEL file of `train` or --model-factory (with --data-factory)")
+    path = "factory" if args.model_factory else ("blocks" if args.blocks else "model")
+    _refuse_unused(args, path)
+    opts = resolve(args, "dnn-spectrum")
+    opts["k"] = opts.pop("spectrum_k")
     if args.model_factory:
         return _factory_spectrum(args, opts)
     if args.blocks:
@@ -95,6 +97,44 @@ def cmd_dnn_spectrum(args):
     )
 
 
+# the dnn-spectrum options each path applies (the model-file path applies every table option)
+_API_OPTIONS = {"device", "spectrum_k", "solver", "tol", "dtype", "slq_steps", "block_size", "bootstrap"}
+_APPLIES = {
+    "factory": _API_OPTIONS | {"bootstrap_seed"},
+    "blocks": _API_OPTIONS | {"bootstrap_seed", "n_eval"},
+}
+_OTHER_FLAGS = (  # flags outside the option table: (dest, flag, its unset value, paths it applies to)
+    ("state_dict", "--state-dict", None, {"factory"}),
+    ("data_factory", "--data-factory", None, {"factory"}),
+    ("loss", "--loss", "cross-entropy", {"factory"}),
+    ("variant", "--variant", "spectrum", {"model"}),
+    ("steps_per_k", "--steps-per-k", None, {"model"}),
+    ("data_root", "--data-root", None, {"model", "blocks"}),
+    ("spectrum", "--spectrum", None, {"model", "factory"}),
+)
+_WHERE = {"factory": "--model-factory", "blocks": "--blocks", "model": "a MODEL file"}
+
+
+def _refuse_unused(args, path):
+    """ValueError for an option given on the command line that `path` would not apply."""
+    from hessian_powerlaw.options import COMMANDS, flag
+
+    unused = [
+        flag(name)
+        for name in COMMANDS["dnn-spectrum"]
+        if path in _APPLIES and name not in _APPLIES[path] and getattr(args, name) is not None
+    ]
+    unused += [
+        text
+        for dest, text, unset, paths in _OTHER_FLAGS
+        if path not in paths and getattr(args, dest) != unset
+    ]
+    if args.blocks and args.spectrum:
+        unused.append("--spectrum (with --blocks the table holds one row per block)")
+    if unused:
+        raise ValueError(f"{', '.join(unused)} do(es) not apply with {_WHERE[path]}; leave them out")
+
+
 def _api_options(args, opts):
     """The `api.top_spectrum` keywords of a dnn-spectrum call."""
     from hessian_powerlaw.network.spectrum import DTYPES
@@ -106,6 +146,8 @@ def _api_options(args, opts):
         "device": opts["device"],
         "blocks": args.blocks,
         "progress": not args.quiet,
+        "slq_steps": opts["slq_steps"],
+        "block_size": opts["block_size"],
     }
 
 

@@ -13,7 +13,9 @@ plain `CrossEntropyLoss`, the data are tensors and the model is a ReLU/max-pool 
 network; autograd products (`operators.generic`) everywhere else.
 """
 
+import copy
 import fnmatch
+import numbers
 import time
 from dataclasses import dataclass
 
@@ -21,8 +23,8 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.eigensolvers import top_eigenpairs
-from hessian_powerlaw.network.operators.generic import LossHessian, batches
+from hessian_powerlaw.network.eigensolvers import SOLVERS, top_eigenpairs
+from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
 
 __all__ = ["Spectrum", "parameter_blocks", "top_spectrum"]
 
@@ -30,7 +32,8 @@ __all__ = ["Spectrum", "parameter_blocks", "top_spectrum"]
 @dataclass
 class Spectrum:
     """Top-K eigenvalues (K,) descending, their residuals (K,) ||H v - lambda v|| / |lambda|,
-    and what they cost."""
+    what they cost, and which products computed them ('sequential' or 'autograd', with a
+    `note` saying why the sequential products did not apply to a cross-entropy model)."""
 
     eigenvalues: np.ndarray
     residuals: np.ndarray
@@ -42,6 +45,7 @@ class Spectrum:
     solver: str
     n_params: int
     products: str
+    note: str | None = None  # why the fast products were not used, where they were considered
 
 
 def parameter_blocks(model, blocks):
@@ -63,28 +67,129 @@ def parameter_blocks(model, blocks):
     return groups
 
 
+DTYPES = (torch.float32, torch.float64)
+
+
+def _check_data(data):
+    """One clear error for data no Hessian can be taken over (before any product)."""
+    if is_pair(data):
+        x, y = data
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"data: x holds no samples (shape {tuple(x.shape)})")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"data: x has {len(x)} samples but y has shape {tuple(y.shape)}")
+        return
+    if isinstance(data, tuple | list) and len(data) == 2 and any(torch.is_tensor(t) for t in data):
+        raise TypeError("data: an (x, y) pair must be a tuple of two tensors")
+    if not hasattr(data, "__iter__") or isinstance(data, str | bytes | dict):
+        raise TypeError("data must be an (x, y) tuple of tensors or an iterable of (x, y) batches")
+    if iter(data) is data:
+        raise TypeError(
+            "data is an iterator (a generator?), which can be read only once; the solver reads the "
+            "data once per block of products: pass a list of (x, y) batches or a DataLoader"
+        )
+
+
+def _integer(value, least):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks):
+    """One ValueError/TypeError naming the argument, for every argument top_spectrum takes."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameters (requires_grad=True): no Hessian to take")
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}"
+        )
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        raise ValueError(
+            f"loss_fn has reduction={reduction!r}; the Hessian of the data mean needs reduction='mean'"
+        )
+    if not _integer(k, 1):
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < tol < 1):
+        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if not _integer(seed, 0):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if blocks is not None and not isinstance(blocks, str):
+        raise ValueError(f"blocks must be 'layer' or comma-separated glob patterns, got {blocks!r}")
+
+
 def _fast_operator(model, loss_fn, data, dtype):
-    """The sequential block-product operator when it applies exactly, else None."""
+    """(the sequential block-product operator, None) when it applies exactly, else (None, why
+    not, or None when the loss or data alone rule it out)."""
     from hessian_powerlaw.network.operators import make_operator
-    from hessian_powerlaw.network.operators.sequential import UnsupportedModel, plan
+    from hessian_powerlaw.network.operators.sequential import UnsupportedModel
 
     is_ce = type(loss_fn) is torch.nn.CrossEntropyLoss
-    if not (is_ce and loss_fn.reduction == "mean" and loss_fn.weight is None and loss_fn.ignore_index < 0):
-        return None
-    if not (isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)):
-        return None
-    if data[1].dtype != torch.long:
-        return None
+    if not (is_ce and loss_fn.reduction == "mean" and loss_fn.weight is None):
+        return None, None
+    if not is_pair(data) or data[1].dtype != torch.long or data[1].ndim != 1 or int(data[1].min()) < 0:
+        return None, None
     try:
-        plan(model)
-    except UnsupportedModel:
-        return None
-    return make_operator(model, *data, "sequential", dtype=dtype, label_smoothing=loss_fn.label_smoothing)
+        op = make_operator(model, *data, "sequential", dtype=dtype, label_smoothing=loss_fn.label_smoothing)
+    except UnsupportedModel as err:
+        return None, str(err)
+    return op, None
 
 
-def _solve(op, k, solver, tol, seed, progress, device, products):
+def _check_products(op, seed):
+    """ValueError unless the products are fixed and symmetric, from three products: Hv twice
+    (two passes over the data must agree: data or a forward that change from pass to pass, by
+    random augmentation, a random subset or noise, have no single Hessian, and a solver run on
+    them returns confident noise) and H(Hv), whose inner product with v must equal |Hv|^2 (a
+    model whose second derivatives torch does not compute exactly gives a non-symmetric H)."""
+    v = torch.randn(op.n, 1, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    first = op.matmat(v.to(op.dtype)).double()
+    second = op.matmat(v.to(op.dtype)).double()
+    if not (bool(torch.isfinite(first).all()) and bool(torch.isfinite(second).all())):
+        raise ValueError("the Hessian product is not finite: the model's loss is not finite on these data")
+    scale = float(torch.linalg.vector_norm(first))
+    if scale == 0:
+        return
+    loose = op.dtype == torch.float32
+    change = float(torch.linalg.vector_norm(first - second)) / scale
+    if change > (1e-4 if loose else 1e-9):
+        raise ValueError(
+            f"the Hessian product changed by {change:.1e} (relative) between two passes over the same "
+            "data: the data or the model's forward are random (random augmentation, a random subset, "
+            "noise or dropout in forward()); make them fixed before taking a spectrum"
+        )
+    twice = op.matmat((first / scale).to(op.dtype)).double()
+    asymmetry = abs(float(v[:, 0] @ twice[:, 0]) - scale) / scale
+    if asymmetry > (1e-3 if loose else 1e-8):
+        raise ValueError(
+            f"the Hessian products are not symmetric (v.H(Hv) and |Hv|^2 differ by {asymmetry:.1e}, "
+            "relative): torch does not compute this model's second derivatives exactly (e.g. "
+            "parametrizations.weight_norm), so no spectrum of it can be trusted"
+        )
+
+
+def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
+    if not 1 <= k < op.n:
+        raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
+    slq_steps, block_size = options
+    if solver == "slq":
+        slq_steps = slq_steps or min(op.n, max(3 * k, k + 100))
     start = time.perf_counter()
-    result = top_eigenpairs(op, k, solver=solver, tol=tol, seed=seed, progress=progress)
+    result = top_eigenpairs(
+        op,
+        k,
+        solver=solver,
+        tol=tol,
+        seed=seed,
+        progress=progress,
+        slq_steps=slq_steps,
+        block_size=block_size,
+    )
     return Spectrum(
         eigenvalues=np.asarray(result.eigenvalues, dtype=float),
         residuals=np.asarray(result.residuals, dtype=float),
@@ -96,6 +201,7 @@ def _solve(op, k, solver, tol, seed, progress, device, products):
         solver=solver,
         n_params=op.n,
         products=products,
+        note=note,
     )
 
 
@@ -111,26 +217,45 @@ def top_spectrum(
     dtype=torch.float32,
     seed=0,
     progress=False,
+    slq_steps=None,
+    block_size=16,
 ):
     """Top-k eigenvalues of the loss Hessian of `model` over `data` (see the module docstring).
 
     Returns a Spectrum; with `blocks` ('layer', or glob patterns), a dict from block name to
     the Spectrum of that diagonal block of the Hessian (its parameters varied, all others
     fixed), k capped at the block's size - 1. `solver`: block, lanczos, arpack, dense (exact,
-    small models), power, slq (see eigensolvers). `device`: cpu, cuda, cuda:N or auto."""
+    small models), power, slq (see eigensolvers; `slq_steps` Lanczos steps, default
+    max(3k, k + 100); `block_size` vectors per product of the block solver). `device`: cpu,
+    cuda, cuda:N, a torch.device or auto. Every argument is checked first (ValueError or
+    TypeError naming it); the data are checked to give the same products on two passes; the
+    caller's model is not changed (a copy is moved to the device)."""
+    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks)
+    for name, value, least in (("slq_steps", slq_steps, 2), ("block_size", block_size, 1)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least
+        ):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    options = (slq_steps, block_size or 16)
+    _check_data(data)
     device = pick_device(device)
-    model = model.to(device)
-    if not hasattr(batches(data), "__iter__"):
-        raise TypeError("data must be an (x, y) tuple of tensors or an iterable of (x, y) batches")
+    try:
+        model = copy.deepcopy(model).to(device)
+    except RuntimeError as err:  # e.g. torch.nn.utils.weight_norm: its weights are not graph leaves
+        raise ValueError(f"model cannot be copied ({str(err).splitlines()[0][:200]})") from None
     if blocks is None:
-        op = _fast_operator(model, loss_fn, data, dtype)
-        products = "sequential" if op is not None else "autograd"
-        op = op or LossHessian(model, loss_fn, data, dtype=dtype)
-        return _solve(op, k, solver, tol, seed, progress, device, products)
+        op, why = _fast_operator(model, loss_fn, data, dtype)
+        if op is not None:
+            return _solve(op, k, solver, tol, seed, progress, device, "sequential", options)
+        op = LossHessian(model, loss_fn, data, dtype=dtype)
+        _check_products(op, seed)
+        return _solve(op, k, solver, tol, seed, progress, device, "autograd", options, why)
     out = {}
     for name, names in parameter_blocks(model, blocks).items():
         op = LossHessian(model, loss_fn, data, names=names, dtype=dtype)
         if op.n < 2:
             continue  # a one-parameter block has no spectrum to fit
-        out[name] = _solve(op, min(k, op.n - 1), solver, tol, seed, progress, device, "autograd")
+        if not out:
+            _check_products(op, seed)
+        out[name] = _solve(op, min(k, op.n - 1), solver, tol, seed, progress, device, "autograd", options)
     return out

@@ -8,9 +8,21 @@ class DeviceError(RuntimeError):
 
 
 def pick_device(device="auto"):
+    """'cpu', 'cuda' or 'cuda:N' from a name or a torch.device ('auto': cuda when there is one);
+    DeviceError for any other device (meta, mps, a missing GPU)."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise DeviceError(f"device must be a name such as 'cpu', 'cuda' or 'auto', got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise DeviceError(f"unknown device {device!r} (cpu, cuda, cuda:N or auto)") from None
+    if kind not in ("cpu", "cuda"):
+        raise DeviceError(f"device {device!r} is not supported (cpu, cuda, cuda:N or auto)")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} requested but CUDA is not available")
     return device
 

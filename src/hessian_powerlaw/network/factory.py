@@ -105,6 +105,7 @@ def _summary(spectrum, bootstrap, seed):
         "k": len(spectrum.eigenvalues),
         "solver": spectrum.solver,
         "products": spectrum.products,
+        "products_note": spectrum.note,
         "device": spectrum.device,
         "converged": spectrum.converged,
         "lambda_max": float(spectrum.eigenvalues[0]),

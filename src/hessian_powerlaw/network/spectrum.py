@@ -184,7 +184,8 @@ def _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_
         return op, f"covariance of {op.m} batch gradients of batch size {gradient_batch}"
     op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
     kind = "autograd" if isinstance(op, HessianOperator) else "sequential"
-    return op, f"mean cross-entropy Hessian ({kind} products)"
+    note = f"; {op.note}" if op.note else ""
+    return op, f"mean cross-entropy Hessian ({kind} products{note})"
 
 
 def _trace(op, result, probes, seed):

@@ -6,8 +6,9 @@ eval mode (BatchNorm on its running statistics, dropout off). `names` restricts 
 subset of the parameters (a block of the Hessian: the other parameters held fixed). A block
 of b vectors costs one pass over the data (forward-over-reverse, vmapped over the vectors), so
 data larger than memory stream once per block of products. Products are forward-over-reverse;
-where torch's forward mode fails on a loss (nn.MSELoss: "ZeroTensors are immutable") the
-operator switches to reverse-over-reverse, which gives the same products.
+where torch's forward mode fails on the first product (nn.MSELoss: "ZeroTensors are immutable",
+weight_norm, operations without a forward-mode rule) the operator switches to
+reverse-over-reverse, which gives the same products.
 """
 
 import torch
@@ -16,7 +17,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 from hessian_powerlaw.network.operators.base import own_copy
 
 
-def _is_pair(data):
+def is_pair(data):
     return isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
 
@@ -28,7 +29,7 @@ def _to(x, device, dtype):
 def batches(data):
     """(x, y) pairs of `data`: an (x, y) tuple of tensors is one batch; an iterable of
     (x, y) pairs (a DataLoader) is read as it is."""
-    return [data] if _is_pair(data) else data
+    return [data] if is_pair(data) else data
 
 
 class LossHessian:
@@ -37,8 +38,11 @@ class LossHessian:
     def __init__(self, model, loss_fn, data, names=None, dtype=torch.float32, chunk_size=None):
         self.model = model = own_copy(model, dtype)
         self.loss_fn, self.dtype, self.chunk_size = loss_fn, dtype, chunk_size
-        self.device = next(model.parameters()).device
-        if _is_pair(data):  # in-memory data move to the device once
+        first = next(model.parameters(), None)
+        if first is None:
+            raise ValueError("the model has no parameters: no Hessian to take")
+        self.device = first.device
+        if is_pair(data):  # in-memory data move to the device once
             data = (_to(data[0], self.device, dtype), data[1].to(self.device))
         self.data = data
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -88,10 +92,10 @@ class LossHessian:
         """H @ V for V of shape (n, b): b products in one pass over the data."""
         try:
             return self._matmat(vectors)
-        except RuntimeError as err:
-            if not (self.forward_mode and "ZeroTensor" in str(err)):
+        except (RuntimeError, NotImplementedError):
+            if not (self.forward_mode and self.hvp_count == 0):
                 raise
-            self.forward_mode = False
+            self.forward_mode = False  # forward mode unsupported here (weight_norm, MSELoss, ...)
             return self._matmat(vectors)
 
     def _matmat(self, vectors):
@@ -103,7 +107,7 @@ class LossHessian:
             out += len(x) * part
             count += len(x)
         if count == 0:
-            raise ValueError("the data hold no samples")
+            raise ValueError(self._no_samples())
         self.hvp_count += vectors.shape[1]
         self.data_passes += 1
         return out / count
@@ -115,8 +119,16 @@ class LossHessian:
             total = total + self._loss(params, x, y) * len(x)
             count += len(x)
         if count == 0:
-            raise ValueError("the data hold no samples")
+            raise ValueError(self._no_samples())
         return total / count
+
+    def _no_samples(self):
+        if self.data_passes:
+            return (
+                f"the data yielded no samples on pass {self.data_passes + 1}: they can be read only once "
+                "(an iterator or generator?); pass a list of (x, y) batches or a DataLoader"
+            )
+        return "the data hold no samples"
 
     def loss(self):
         with torch.no_grad():

@@ -33,9 +33,14 @@ class UnsupportedModel(ValueError):
 
 
 def plan(model):
-    """(ops before the first affine layer, [(affine module, ops after it)]) or UnsupportedModel."""
+    """(ops before the first affine layer, [(affine module, ops after it)]) or UnsupportedModel.
+
+    The layers are read from what forward() does (traced by torch.fx), not only from the
+    modules the model holds: forward must apply its leaf modules to its one input as a chain,
+    each once, in the order they are registered, every parameter trainable and none shared."""
+    leaves = [m for m in model.modules() if not list(m.children())]
     prefix, layers = [], []
-    for module in (m for m in model.modules() if not list(m.children())):
+    for module in leaves:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             if isinstance(module, nn.Conv2d) and (
                 module.groups != 1
@@ -56,7 +61,40 @@ def plan(model):
             raise UnsupportedModel(f"{type(module).__name__} layers are not supported")
     if not layers:
         raise UnsupportedModel("no Conv2d or Linear layer")
+    _check_chain(model, leaves)
     return prefix, layers
+
+
+def _check_chain(model, leaves):
+    """UnsupportedModel unless forward() is the chain of `leaves` (see plan)."""
+    params = list(model.parameters())
+    if any(not p.requires_grad for p in params):
+        raise UnsupportedModel("frozen parameters (requires_grad=False)")
+    if sum(1 for m in leaves for _ in m.parameters(recurse=False)) != len(params):
+        raise UnsupportedModel("parameters shared between layers, or held outside them")
+    from torch import fx
+
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as err:  # any forward torch.fx cannot follow is simply not a chain
+        raise UnsupportedModel(f"forward() cannot be traced ({type(err).__name__})") from None
+    skip = (nn.Identity, nn.Dropout)
+    names = {id(m): name for name, m in model.named_modules()}
+    expected = [names[id(m)] for m in leaves if not isinstance(m, skip)]
+    called, previous = [], None
+    for node in graph.nodes:
+        if node.op == "placeholder" and previous is None:
+            previous = node
+        elif node.op == "call_module" and node.args == (previous,) and not node.kwargs:
+            previous = node
+            if not isinstance(model.get_submodule(node.target), skip):
+                called.append(node.target)
+        elif node.op == "output" and node.args == (previous,):
+            break
+        else:
+            raise UnsupportedModel(f"forward() does more than chain its layers ({node.op} {node.target})")
+    if called != expected:
+        raise UnsupportedModel("forward() does not apply each layer once, in the order they are registered")
 
 
 def _pair(v):

@@ -1,0 +1,264 @@
+"""The API on the models, data and arguments users bring: right answers or one clear error.
+
+Each class of failure seen when the API was tried as an adversary has a test here: the fast
+products chosen for a model whose forward() they do not describe, data that change from pass
+to pass, changes to the caller's model, and arguments that used to give tracebacks."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hessian_powerlaw as hp
+from hessian_powerlaw.fit import FitError
+from hessian_powerlaw.network.device import DeviceError
+from hessian_powerlaw.network.eigensolvers import SolverError
+
+
+def _flat_loss(model, loss_fn, x, y):
+    """loss(theta) over the trainable parameters, for a dense autograd Hessian."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def loss(theta):
+        params, i = {}, 0
+        for name, p in named:
+            params[name] = theta[i : i + p.numel()].view_as(p)
+            i += p.numel()
+        return loss_fn(torch.func.functional_call(model, params, (x,)), y)
+
+    return loss, torch.cat([p.detach().reshape(-1) for _, p in named])
+
+
+def dense_top(model, loss_fn, x, y, k):
+    loss, flat = _flat_loss(model, loss_fn, x, y)
+    hessian = torch.autograd.functional.hessian(loss, flat)
+    return torch.linalg.eigvalsh(hessian).flip(0).numpy()[:k]
+
+
+class FunctionalRelu(nn.Module):
+    """Only Linear modules registered; ReLU called as a function: not a chain of its modules."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 7), nn.Linear(7, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)) * 2.0)
+
+
+class Reordered(nn.Module):
+    """Modules registered in another order than forward() runs them."""
+
+    def __init__(self):
+        super().__init__()
+        self.second, self.act, self.first = nn.Linear(7, 3), nn.ReLU(), nn.Linear(5, 7)
+
+    def forward(self, x):
+        return self.second(self.act(self.first(x)))
+
+
+class Twice(nn.Module):
+    """One layer applied twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.act, self.mid, self.out = nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(self.act(self.mid(self.act(self.mid(self.act(self.inp(x)))))))
+
+
+def tied():
+    model = nn.Sequential(nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 3))
+    model[2].weight = model[0].weight
+    return model
+
+
+def frozen():
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    model[0].weight.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("build", [FunctionalRelu, Reordered, Twice, tied, frozen])
+def test_models_the_fast_products_do_not_describe_get_exact_autograd_spectra(build):
+    torch.manual_seed(1)
+    model = build().double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    loss = nn.CrossEntropyLoss()
+    result = hp.top_spectrum(model, loss, (x, y), k=3, solver="dense", dtype=torch.float64)
+    assert result.products == "autograd" and result.note
+    np.testing.assert_allclose(result.eigenvalues, dense_top(model, loss, x, y, 3), rtol=1e-8, atol=1e-12)
+
+
+def test_sequential_models_still_get_the_fast_products():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    result = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=3, solver="dense", dtype=torch.float64)
+    assert result.products == "sequential" and result.note is None
+    np.testing.assert_allclose(
+        result.eigenvalues, dense_top(model, nn.CrossEntropyLoss(), x, y, 3), rtol=1e-8, atol=1e-12
+    )
+
+
+def test_ignored_labels_use_autograd_products():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    y[::3] = -100
+    loss = nn.CrossEntropyLoss()
+    result = hp.top_spectrum(model, loss, (x, y), k=3, solver="dense", dtype=torch.float64)
+    assert result.products == "autograd"
+    np.testing.assert_allclose(result.eigenvalues, dense_top(model, loss, x, y, 3), rtol=1e-8, atol=1e-12)
+
+
+def test_data_that_change_between_passes_are_refused():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+
+    class Augmented(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i] + 0.3 * torch.randn(5), y[i]
+
+    loader = torch.utils.data.DataLoader(Augmented(), batch_size=16)
+    with pytest.raises(ValueError, match="changed by .* between two passes"):
+        hp.top_spectrum(model, nn.CrossEntropyLoss(), loader, k=3, solver="lanczos")
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+    result = hp.top_spectrum(model, nn.CrossEntropyLoss(), shuffled, k=3, solver="lanczos")
+    assert result.converged  # reordering the same data is no change
+
+
+def test_the_callers_model_is_never_changed():
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    before = copy.deepcopy(model.state_dict())
+    model.train()
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    with pytest.raises(DeviceError, match="meta"):
+        hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=2, device="meta")
+    hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=2, device=torch.device("cpu"))
+    assert model.training and all(p.device.type == "cpu" for p in model.parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name])
+
+
+class WeightNormed(nn.Module):
+    def __init__(self, legacy=False):
+        super().__init__()
+        norm = nn.utils.weight_norm if legacy else nn.utils.parametrizations.weight_norm
+        self.a = norm(nn.Linear(5, 6))
+        self.b = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+@pytest.mark.parametrize("legacy, message", [(False, "not symmetric"), (True, "cannot be copied")])
+def test_weight_norm_gets_a_clear_error(legacy, message):
+    """torch's second derivatives through weight_norm are not exact (their Hessian is not
+    symmetric and differs from finite differences), and the legacy hook cannot be copied."""
+    torch.manual_seed(4)
+    model = WeightNormed(legacy).double()
+    x, y = torch.randn(30, 5, dtype=torch.float64), torch.randint(0, 3, (30,))
+    with pytest.raises(ValueError, match=message):
+        hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=3, solver="lanczos", dtype=torch.float64)
+
+
+def _generator(x, y):
+    yield x, y
+
+
+BAD_CALLS = [
+    ({"model": nn.ReLU()}, "no trainable parameters"),
+    ({"loss_fn": nn.CrossEntropyLoss(reduction="sum")}, "reduction='sum'"),
+    ({"data": (torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))}, "no samples"),
+    ({"data": (torch.zeros(4, 5), torch.zeros(3, dtype=torch.long))}, "4 samples but y"),
+    ({"data": "images"}, "data must be"),
+    ({"data": [torch.zeros(4, 5), torch.zeros(4, dtype=torch.long)]}, "tuple of two tensors"),
+    ({"k": 2.5}, "k must be a positive integer"),
+    ({"k": -3}, "k must be a positive integer"),
+    ({"k": 10_000}, "below the number of parameters"),
+    ({"solver": "magic"}, "solver must be one of"),
+    ({"tol": 0}, "tol must be"),
+    ({"dtype": torch.float16}, "dtype must be"),
+    ({"device": "mps"}, "not supported"),
+    ({"device": 3}, "device must be a name"),
+    ({"seed": "zero"}, "seed must be an integer"),
+    ({"blocks": 3}, "blocks must be"),
+    ({"blocks": "nothing*"}, "matches no parameter"),
+    ({"block_size": 0}, "block_size must be"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_CALLS, ids=[m for _, m in BAD_CALLS])
+def test_bad_arguments_get_one_clear_error(change, message):
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    call = {"model": nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))}
+    call.update(loss_fn=nn.CrossEntropyLoss(), data=(x, y), k=2, solver="lanczos")
+    call.update(change)
+    with pytest.raises((ValueError, TypeError, DeviceError)) as info:
+        hp.top_spectrum(**call)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_generator_is_refused_before_it_is_consumed():
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    with pytest.raises(TypeError, match="can be read only once"):
+        hp.top_spectrum(model, nn.CrossEntropyLoss(), _generator(x, y), k=2)
+
+
+@pytest.mark.parametrize(
+    "values, k, message",
+    [
+        (np.arange(1, 100.0), -3, "at least 2"),
+        (np.arange(1, 100.0), 2.5, "integer"),
+        (np.arange(1, 100.0), True, "integer"),
+        (np.full(50, 1.0) + np.arange(50) * np.finfo(float).eps, 50, "no tail to fit"),
+        (np.array([1.0, np.nan, 3.0]), 2, "NaN"),
+        (["a", "b"], 2, "array of numbers"),
+    ],
+)
+def test_power_law_fit_refuses_what_it_cannot_fit(values, k, message):
+    with pytest.raises(FitError, match=message):
+        hp.power_law_fit(values, k)
+
+
+def test_fuzzed_arguments_give_an_answer_or_one_clear_error():
+    """Seeded random calls over the API's arguments: a finite, descending spectrum, or one of the
+    API's errors in one line; never another exception."""
+    rng = np.random.default_rng(0)
+    x, y = torch.randn(24, 5), torch.randint(0, 3, (24,))
+    models = [
+        lambda: nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)),
+        lambda: nn.Sequential(nn.Linear(5, 4), nn.GELU(), nn.LayerNorm(4), nn.Linear(4, 3)),
+        FunctionalRelu,
+        lambda: nn.Sequential(nn.Linear(5, 3)),
+    ]
+    choices = {
+        "k": [1, 2, 5, 0, -1, 2.0, 10**6, None],
+        "solver": ["block", "lanczos", "arpack", "dense", "power", "slq", "nope"],
+        "tol": [1e-3, 1e-1, 0.0, -1.0, float("nan"), 2.0],
+        "dtype": [torch.float32, torch.float64, torch.int64],
+        "device": ["cpu", "auto", torch.device("cpu"), "cuda:7", "meta"],
+        "blocks": [None, None, "layer", "*weight", "[", ""],
+        "seed": [0, 1, -1, 1.5],
+    }
+    allowed = (ValueError, TypeError, DeviceError, SolverError, FitError)
+    for _ in range(150):
+        call = {name: values[rng.integers(len(values))] for name, values in choices.items()}
+        model = models[rng.integers(len(models))]()
+        try:
+            result = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), progress=False, **call)
+        except allowed as err:
+            assert str(err) and "\n" not in str(err), (call, err)
+            continue
+        for spectrum in result.values() if isinstance(result, dict) else [result]:
+            values = spectrum.eigenvalues
+            assert np.all(np.isfinite(values)) and np.all(np.diff(values) <= 1e-9 * abs(values[0]) + 1e-12)
