@@ -22,10 +22,12 @@ import time
 import numpy as np
 import torch
 
+from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators.sequential import SequentialHessian
 from hessian_powerlaw.network.spectrum import peak_memory_mb
-from hessian_powerlaw.network.training import data_for, load_model, pick_device
+from hessian_powerlaw.network.training import data_for
 
 REFERENCE = {"block_size": 16, "tol": 1e-6}
 

@@ -42,9 +42,9 @@ import torch
 
 from hessian_powerlaw.io import write_json
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators import make_operator
 from hessian_powerlaw.network.spectrum import eval_data
-from hessian_powerlaw.network.training import load_model
 
 ACCURACY = 1e-3  # the largest relative eigenvalue error a row may have and still count as correct
 

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.fit import FitError, power_law_fit
+from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators.autograd import HessianOperator
 from hessian_powerlaw.network.operators.sequential import SequentialHessian
-from hessian_powerlaw.network.training import STUDY_SPEC, data_for, load_model, pick_device, train
+from hessian_powerlaw.network.training import STUDY_SPEC, data_for, train
 
 METHODS = ("arpack", "lanczos", "block", "power")
 

@@ -13,10 +13,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators import make_operator
 from hessian_powerlaw.network.operators.sequential import SequentialHessian
 from hessian_powerlaw.network.spectrum import eval_data
-from hessian_powerlaw.network.training import load_model
 
 
 def main():

@@ -262,3 +262,32 @@ def test_fuzzed_arguments_give_an_answer_or_one_clear_error():
         for spectrum in result.values() if isinstance(result, dict) else [result]:
             values = spectrum.eigenvalues
             assert np.all(np.isfinite(values)) and np.all(np.diff(values) <= 1e-9 * abs(values[0]) + 1e-12)
+
+
+class Diagonal:
+    """A diagonal operator (the Operator interface)."""
+
+    def __init__(self, values):
+        self.d = torch.as_tensor(values, dtype=torch.float64)
+        self.n, self.dtype, self.device = len(values), torch.float64, torch.device("cpu")
+        self.hvp_count = self.data_passes = 0
+
+    def matmat(self, v):
+        self.hvp_count += v.shape[1]
+        self.data_passes += 1
+        return self.d[:, None] * v
+
+
+def test_converged_means_small_residuals_for_every_solver():
+    from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+
+    # +1 and -0.995: power iteration's Rayleigh quotient settles (its stopping rule) while its
+    # vector still mixes the two (residual 0.3); it used to say converged=True
+    values = np.concatenate([[1.0, -0.995], np.linspace(0.5, 0.01, 198)])
+    for solver in ("power", "arpack", "lanczos", "block"):
+        result = top_eigenpairs(Diagonal(values), 3, solver=solver, tol=1e-3, progress=False)
+        assert result.converged == (solver != "power"), solver
+        if result.converged:
+            np.testing.assert_allclose(result.eigenvalues, [1.0, 0.5, 0.4975126], rtol=1e-3)
+    power = top_eigenpairs(Diagonal(values), 3, solver="power", tol=1e-3, progress=False)
+    assert np.max(power.residuals) > 0.1

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from hessian_powerlaw import cli
 from hessian_powerlaw.network.eigensolvers import SolverError, dense, top_eigenpairs
+from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.models import LeNet, mlp
 from hessian_powerlaw.network.noise import small_net
 from hessian_powerlaw.network.noise.experiments import equilibrium, trace_run
@@ -19,7 +20,6 @@ from hessian_powerlaw.network.operators import HessianOperator, make_operator
 from hessian_powerlaw.network.operators.sequential import UnsupportedModel
 from hessian_powerlaw.network.spectrum import spectrum_sums
 from hessian_powerlaw.network.trace import exact_trace
-from hessian_powerlaw.network.training import load_model
 
 dense_module = importlib.import_module("hessian_powerlaw.network.eigensolvers.dense")
 

@@ -198,8 +198,8 @@ def _model_file_blocks(args, opts):
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.network.api import top_spectrum
     from hessian_powerlaw.network.factory import summarise
+    from hessian_powerlaw.network.model_files import load_model
     from hessian_powerlaw.network.spectrum import eval_data
-    from hessian_powerlaw.network.training import load_model
     from hessian_powerlaw.records import BLOCK_KEYS
 
     model, meta = load_model(args.model_file)

@@ -9,7 +9,8 @@ from hessian_powerlaw.fit import FitError, gap_fit, power_law_fit
 from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
 from hessian_powerlaw.network.eigensolvers.dense import check_size
-from hessian_powerlaw.network.training import data_for, learned, load_model
+from hessian_powerlaw.network.model_files import load_model
+from hessian_powerlaw.network.training import data_for, learned
 from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -8,58 +8,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hessian_powerlaw.io import atomic_path, write_json
+from hessian_powerlaw.io import write_json
 from hessian_powerlaw.network import datasets
 from hessian_powerlaw.network.device import pick_device
+from hessian_powerlaw.network.errors import TrainingError
+from hessian_powerlaw.network.model_files import save_atomic
 from hessian_powerlaw.network.models import build, n_params
-
-# name -> (factory(params, lr, weight_decay), the study's learning rate)
-OPTIMIZERS = {
-    "sgd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
-    "vanilla-sgd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd), 0.1),
-    "adam": (lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd), 0.001),
-    "amsgrad": (lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd, amsgrad=True), 0.001),
-    "radam": (lambda p, lr, wd: torch.optim.RAdam(p, lr=lr, weight_decay=wd), 0.001),
-    "adabound": (lambda p, lr, wd: _po().AdaBound(p, lr=lr, weight_decay=wd), 0.001),
-    "yogi": (lambda p, lr, wd: _po().Yogi(p, lr=lr, weight_decay=wd), 0.001),
-    "adai": (lambda p, lr, wd: _po().Adai(p, lr=lr, weight_decay=wd), 0.1),
-    "pnm": (lambda p, lr, wd: _po().PNM(p, lr=lr, weight_decay=wd), 0.1),
-    "lookahead": (
-        lambda p, lr, wd: _po().Lookahead(torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd)),
-        0.1,
-    ),
-    "diffgrad": (lambda p, lr, wd: _po().DiffGrad(p, lr=lr, weight_decay=wd), 0.001),
-    # Full-batch gradient descent (momentum 0.9 like 'sgd', same number of steps per epoch),
-    # alone or plus isotropic Gaussian noise whose expected squared norm equals that of the SGD
-    # noise ||g_batch - g_full||^2 measured at the same step (the noise comparison).
-    "gd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
-    "gd-noise": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
-}
-FULL_BATCH = ("gd", "gd-noise")
-SCHEDULES = ("step", "constant")
-
-
-class TrainingError(RuntimeError):
-    """Training that cannot go on (NaN loss, bad options)."""
-
-
-def _po():
-    try:
-        import pytorch_optimizer
-    except ImportError:
-        raise TrainingError("this optimizer needs the pytorch-optimizer package") from None
-    return pytorch_optimizer
-
-
-def make_optimizer(name, params, lr=None, weight_decay=5e-4):
-    if name not in OPTIMIZERS:
-        raise TrainingError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
-    factory, default_lr = OPTIMIZERS[name]
-    return factory(params, default_lr if lr is None else lr, weight_decay)
-
-
-def _base_optimizer(optimizer):
-    return getattr(optimizer, "optimizer", optimizer)  # Lookahead wraps its base
+from hessian_powerlaw.network.optimizers import (
+    FULL_BATCH,
+    OPTIMIZERS,
+    SCHEDULES,
+    base_optimizer,
+    lr_schedule,
+    make_optimizer,
+)
 
 
 def evaluate(model, x, y, batch_size=1000, label_smoothing=0.0):
@@ -166,19 +128,23 @@ def train(
     model = build(spec["model"], tuple(train_set[0].shape[1:]), data["classes"], spec["depth"], spec["width"])
     model.to(device)
     optimizer = make_optimizer(spec["optimizer"], model.parameters(), spec["lr"], spec["weight_decay"])
-    scheduler = _scheduler(optimizer, spec)
+    scheduler = lr_schedule(optimizer, spec)
     trainer = (model, optimizer, scheduler)
     history, measured, start = _resume(checkpoint, spec, curvature, trainer, device)
     if curvature and start == 0:
         measured.append(_measure(model, *train_set, curvature, spec, 0))
+    bar = _progress_bar(spec, len(train_set[0]), start, progress)
     for epoch in range(start, spec["epochs"]):
-        history.append(_epoch(trainer, train_set, test_set, spec, epoch, device, progress))
+        history.append(_epoch(trainer, train_set, test_set, spec, epoch, device, bar))
+        _report(bar, history[-1], spec, progress)
         if curvature and _due(epoch + 1, spec["epochs"], curvature["every"]):
             measured.append(_measure(model, *train_set, curvature, spec, epoch + 1))
         if checkpoint:
             save_atomic(_checkpoint_state(spec, epoch + 1, trainer, history, measured, curvature), checkpoint)
         if metrics:
             write_json(metrics, _metrics(spec, device, history, curvature, measured))
+    if bar is not None:
+        bar.close()
     meta = _final_meta(model, spec, data["classes"], device, train_set, test_set)
     meta.update(command=command, train_seconds=round(time.perf_counter() - started, 2))
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
@@ -217,20 +183,20 @@ def _resume(checkpoint, spec, curvature, trainer, device):
     return state["history"], state.get("curvature", []), state["epoch"]
 
 
-def _epoch(trainer, train_set, test_set, spec, epoch, device, progress):
+def _epoch(trainer, train_set, test_set, spec, epoch, device, bar=None):
     """One epoch of optimizer steps (seeded order and noise), then the schedule step and the
-    test evaluation; returns the epoch's history record."""
+    test evaluation; returns the epoch's history record. `bar` (a tqdm bar or None) advances
+    one step per batch."""
     model, optimizer, scheduler = trainer
     x_train, y_train = train_set
     step = _full_batch_step if spec["optimizer"] in FULL_BATCH else _batch_step
     model.train()
-    lr = _base_optimizer(optimizer).param_groups[0]["lr"]
+    lr = base_optimizer(optimizer).param_groups[0]["lr"]
     n = len(x_train)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["seed"] * 100003 + epoch))
     noise = torch.Generator(device=device).manual_seed(spec["seed"] * 100003 + epoch + 7919)
-    bar = _progress(range(0, n, spec["batch_size"]), f"epoch {epoch + 1}/{spec['epochs']}", progress)
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
-    for i in bar:
+    for i in range(0, n, spec["batch_size"]):
         idx = order[i : i + spec["batch_size"]].to(device)
         loss, hits = step(
             model, optimizer, x_train, y_train, idx, spec["optimizer"], noise, spec["label_smoothing"]
@@ -240,8 +206,8 @@ def _epoch(trainer, train_set, test_set, spec, epoch, device, progress):
         seen += len(idx)
         loss_sum += loss * len(idx)
         correct += hits
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        if bar is not None:
+            bar.update(1)
     scheduler.step()
     test_loss, test_acc = evaluate(model, *test_set, label_smoothing=spec["label_smoothing"])
     return {
@@ -269,10 +235,21 @@ def _checkpoint_state(spec, epoch, trainer, history, measured, curvature):
     }
 
 
+DIVERGED = 10.0  # a final training loss above this many uniform-guess losses is a divergence
+
+
 def _final_meta(model, spec, classes, device, train_set, test_set):
     """The model file's metadata: settings, size and final losses; warns when it did not learn."""
     train_loss, train_acc = evaluate(model, *train_set, label_smoothing=spec["label_smoothing"])
     test_loss, test_acc = evaluate(model, *test_set, label_smoothing=spec["label_smoothing"])
+    uniform = math.log(classes)  # the loss of a uniform guess
+    if spec["epochs"] and not train_loss <= DIVERGED * uniform:
+        raise TrainingError(
+            f"training diverged: the final training loss {train_loss:.4g} is above {DIVERGED:g} times that "
+            f"of a uniform guess ({uniform:.3f}; test accuracy {test_acc:.3f}); no model file written. "
+            f"Try --normalization global (per-pixel z-scores explode on near-constant pixels) or a "
+            f"lower --lr than {spec['lr']:g}"
+        )
     if spec["epochs"] and not learned(train_acc, classes):
         print(
             f"train: warning: training accuracy {train_acc:.3f} is at chance ({1 / classes:.3f}): "
@@ -314,15 +291,6 @@ def _check_spec(spec):
 def learned(train_acc, classes):
     """Whether a training accuracy is clearly above chance (1/classes)."""
     return train_acc > 1.5 / classes
-
-
-def _scheduler(optimizer, spec):
-    """The study's step schedule (x0.1 at 40% and 80% of the epochs) or a constant rate."""
-    epochs = spec["epochs"]
-    milestones = [m for m in (round(0.4 * epochs), round(0.8 * epochs)) if m > 0]
-    if spec["schedule"] == "constant":
-        milestones = []
-    return torch.optim.lr_scheduler.MultiStepLR(_base_optimizer(optimizer), milestones, gamma=0.1)
 
 
 def _batch_step(model, optimizer, x, y, idx, name, noise, label_smoothing=0.0):
@@ -394,40 +362,31 @@ def _metrics(spec, device, history, curvature, measured):
     return out
 
 
-def save_atomic(obj, path):
-    """torch.save to `path` through a temporary file and a rename."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _progress(iterable, desc, enabled):
-    if not enabled:
-        return iterable
+def _progress_bar(spec, n, start, enabled):
+    """One bar over every batch of the run on a terminal; None elsewhere (logs get a line per
+    epoch from _report instead of a line per refresh)."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, leave=False, file=sys.stderr, mininterval=1.0)
+    batches = math.ceil(n / spec["batch_size"])
+    return tqdm(
+        total=spec["epochs"] * batches, initial=start * batches, desc="train", unit="batch", file=sys.stderr
+    )
 
 
-def load_model(path, device="cpu"):
-    """(model in eval mode, meta) from a file written by train(); never unpickles objects.
-
-    The network is first built on the 'meta' device (no memory) and its shapes checked against
-    the saved weights, which are then assigned: metadata that asks for a huge network cannot
-    allocate anything before it is found not to match the file."""
-    try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-        meta = saved["meta"]
-        shape = tuple(meta["in_shape"])
-        with torch.device("meta"):
-            model = build(meta["model"], shape, meta["classes"], meta["depth"], meta["width"])
-        model.load_state_dict(saved["state_dict"], assign=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:
-        message = " ".join(str(err).split())
-        if len(message) > 300:
-            message = message[:300] + "..."
-        raise TrainingError(
-            f"{path}: not a model file written by hessian-powerlaw train ({message})"
-        ) from None
-    return model.to(device).eval(), meta
+def _report(bar, record, spec, enabled):
+    """The epoch's figures: on the bar, or one line on stderr."""
+    figures = {
+        "loss": f"{record['train_loss']:.4f}",
+        "acc": f"{record['train_acc']:.4f}",
+        "test_acc": f"{record['test_acc']:.4f}",
+    }
+    if bar is not None:
+        bar.set_postfix(epoch=f"{record['epoch']}/{spec['epochs']}", **figures)
+    elif enabled:
+        text = ", ".join(f"{key} {value}" for key, value in figures.items())
+        print(
+            f"train: epoch {record['epoch']}/{spec['epochs']}: {text}, {record['seconds']:.1f} s",
+            file=sys.stderr,
+        )

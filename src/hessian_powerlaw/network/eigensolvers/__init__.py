@@ -29,6 +29,7 @@ is offered.
 
 import math
 
+import numpy as np
 import torch
 
 from hessian_powerlaw.network.eigensolvers.baselines import arpack, power_iteration
@@ -102,7 +103,10 @@ def top_eigenpairs(
     'LA', ascending for 'SA'), vectors (n, k) on the operator's device, residuals (k,) relative
     (see residual_kind), the HVP count and data passes of this call. Checks shared by every
     solver live here: the solver name, 1 <= k < n, tol, block size, the basis memory, and a
-    NaN or inf in any product (SolverError)."""
+    NaN or inf in any product (SolverError). `converged` means every returned pair passed:
+    Lanczos residual estimates below tol, and for arpack and power (whose own stopping rules
+    do not bound the residual) explicit residuals below sqrt(tol), so that each eigenvalue is
+    within sqrt(tol) |lambda| of one of the operator's (Bauer-Fike)."""
     if which not in ("LA", "SA"):
         raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
     if which == "SA" and solver not in ("lanczos", "dense"):
@@ -163,6 +167,8 @@ def top_eigenpairs(
     if verify and result.residual_kind != "explicit":
         result.residuals = explicit_residuals(op.matmat, result.vectors, result.eigenvalues, scale=scale)
         result.residual_kind = "explicit"
+    if solver in ("arpack", "power"):  # their own stopping rules do not bound the residuals
+        result.converged = bool(result.converged and np.max(result.residuals) <= math.sqrt(tol))
     result.hvp_count = op.hvp_count - hvp0
     result.data_passes = op.data_passes - passes0
     return result

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from hessian_powerlaw.network import datasets
+from hessian_powerlaw.network.model_files import save_atomic
 from hessian_powerlaw.network.models import build, n_params
 from hessian_powerlaw.network.noise import DESCENT_NOISES
-from hessian_powerlaw.network.training import TrainingError, evaluate, save_atomic
+from hessian_powerlaw.network.training import TrainingError, evaluate
 
 SMALL_NET = {
     "dataset": "mnist",
@@ -181,8 +182,8 @@ def descend(
     """Constant-rate noisy descent from a saved state: (model, meta, history, data) with the
     full-batch loss (and with `trace` the exact Hessian trace) at step 0 and every `every` steps;
     `data` is the state's data set (`data_of`)."""
+    from hessian_powerlaw.network.model_files import load_model
     from hessian_powerlaw.network.trace import exact_trace
-    from hessian_powerlaw.network.training import load_model
 
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
         raise TrainingError(f"lr must be a positive finite number, got {lr}")
