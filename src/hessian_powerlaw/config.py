@@ -132,9 +132,14 @@ def load_config(path):
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 raise ConfigError(f"{path}: YAML aliases (*name) are not allowed in a config")
-        config = yaml.safe_load(text) or {}
+        config = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if config is None:  # an empty file: every default
+        config = {}
+    if not isinstance(config, dict):
+        kind = "list" if isinstance(config, list) else type(config).__name__
+        raise ConfigError(f"{path}: a config is a mapping of sections (pdb:, dnn:, ...), not a YAML {kind}")
     return validate(config, source=str(path))
 
 

@@ -25,10 +25,54 @@ def _umask():
 UMASK = _umask()
 
 
+class InputError(ValueError):
+    """An input or output path that is not a regular file, or an input given twice."""
+
+
+def regular_input(path):
+    """`path` as a Path, if it is a regular file (or a link to one); InputError for a FIFO, a
+    device, a socket or a directory, before anything opens it (a FIFO would block forever)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a FIFO, device or socket?)"
+        raise InputError(f"{path}: {kind}; inputs must be regular files")
+    return path
+
+
+def distinct(paths):
+    """`paths` as given, if no file appears twice (by its resolved path); InputError otherwise:
+    an aggregator must not count one input as two samples."""
+    seen = {}
+    for path in paths:
+        key = Path(path).resolve()
+        if key in seen:
+            raise InputError(f"{path} is given twice (also as {seen[key]}); each input counts once")
+        seen[key] = path
+    return list(paths)
+
+
+def read_json(path):
+    """The JSON object in a regular file; InputError naming the file if it is not one."""
+    path = regular_input(path)
+    try:
+        value = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a JSON text file") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: holds a JSON {type(value).__name__}, not a record (an object)")
+    return value
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path in the target's directory; rename it onto `path` on success."""
+    """Yield a temporary path in the target's directory; rename it onto `path` on success.
+    Outputs go only to regular files or new paths (InputError otherwise: replacing a FIFO or a
+    device node with a file would be wrong, whoever runs it)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise InputError(f"{path}: not a regular file; outputs go only to regular files or new paths")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -60,7 +104,7 @@ def save_npy(path, array):
 
 
 def load_npy(path):
-    return np.load(path, allow_pickle=False)
+    return np.load(regular_input(path), allow_pickle=False)
 
 
 def _cell(value):
@@ -107,7 +151,7 @@ TEXT_COLUMNS = frozenset(
 def read_tsv(path):
     """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
     TEXT_COLUMNS, which stay text; empty cells are None)."""
-    with open(path, newline="") as handle:
+    with open(regular_input(path), newline="") as handle:
         lines = [line for line in handle if not line.startswith("#")]
     return [
         {k: (v or None) if k in TEXT_COLUMNS else _parse(v) for k, v in row.items()}

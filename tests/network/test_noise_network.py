@@ -224,6 +224,17 @@ def test_noise_commands_write_records_with_their_command(minimum, tmp_path, caps
     assert "at least 3 measurements" in capsys.readouterr().err
 
 
+def test_diverged_noise_runs_are_errors_not_records(minimum, tmp_path, capsys):
+    path, _ = minimum
+    out = tmp_path / "tr.json"
+    argv = ["noise-trace", str(path), "--noise", "sgd", "--lr", "1e5", "--steps", "20", "--every", "5"]
+    assert cli.main([*argv, "--batch-size", "5", "--out", str(out)]) == 2
+    assert "diverged by step" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(small_net.TrainingError, match="diverged"):
+        small_net.minimum({"n_train": 60}, 0, tmp_path / "m.pt", epochs=20, lr=1e6, progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_dnn_spectrum_dense_reads_a_noise_study_model(minimum, tmp_path):
     path, meta = minimum
     out = tmp_path / "rec.json"

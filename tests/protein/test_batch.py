@@ -127,7 +127,9 @@ def test_equal_sizes_are_solved_in_one_batched_call(tmp_path, monkeypatch):
     one, _ = analysis.analyse_group([files[0]], {"compare": False, "eigen_backend": "scipy"})[0]
     twins = analysis.analyse_group([files[0], twin], {"compare": False, "eigen_backend": "torch"})
     np.testing.assert_allclose(twins[0][1], _, rtol=1e-10)
-    np.testing.assert_array_equal(twins[0][1], twins[1][1])
+    # two copies of one matrix in one batched call agree to rounding, not bitwise: LAPACK's
+    # batched routines may block the two differently (4.8e-12 seen on a clean clone)
+    np.testing.assert_allclose(twins[0][1], twins[1][1], rtol=1e-10)
 
 
 def test_a_failing_batch_is_solved_one_matrix_at_a_time(monkeypatch):

@@ -168,6 +168,18 @@ def test_nmr_uses_first_model():
     first = prody.parsePDB(str(EDGE / "1gya.pdb.gz"), model=1).select("name CA and protein")
     assert info["n_models"] == 18
     np.testing.assert_allclose(info["coords"], first.getCoords(), atol=1e-3)
+    record, _ = analyse(EDGE / "1gya.pdb.gz")
+    assert "18 models in the file; the first one written is used" in record["reason"]
+
+
+def test_contents_decide_the_format_when_the_suffix_is_wrong(tmp_path):
+    """PDB text in a .cif file (and mmCIF text in a .pdb file) is read by its content."""
+    pdb = tmp_path / "1aki.cif"
+    pdb.write_text(pdb_text("1aki"))
+    mmcif = tmp_path / "4i39.pdb"
+    mmcif.write_text((EDGE / "4i39.cif").read_text())
+    assert read_calpha(pdb)["n_residues"] == read_calpha(BUNDLED / "1aki.pdb.gz")["n_residues"]
+    assert read_calpha(mmcif)["n_residues"] == read_calpha(EDGE / "4i39.cif")["n_residues"]
 
 
 def test_mse_residues_are_kept():

@@ -2,7 +2,6 @@
 experiments) and noise-tables, noise-plots (their summary). toy-valley and the summaries
 never import torch."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -119,18 +118,17 @@ def cmd_noise_trace(args):
 def read_records(paths):
     """The JSON records of the noise study; a one-line error names an unreadable or
     incomplete one (report.noise.missing_keys)."""
-    from hessian_powerlaw.report.noise import missing_keys
+    from hessian_powerlaw.io import distinct, read_json
+    from hessian_powerlaw.report.noise import check_records, missing_keys
 
     records = []
-    for path in paths:
-        try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable record ({err})") from None
+    for path in distinct(paths):
+        record = read_json(path)
         missing = missing_keys(record)
         if missing:
             raise ValueError(f"{path}: not a noise-study record (lacks {', '.join(missing)})")
         records.append(record)
+    check_records(records, paths)
     return records
 
 

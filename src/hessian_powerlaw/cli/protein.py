@@ -120,11 +120,11 @@ def _summary(record):
 
 
 def cmd_tables(args):
-    from hessian_powerlaw.io import read_tsv, write_text, write_tsv
+    from hessian_powerlaw.io import distinct, read_tsv, write_text, write_tsv
     from hessian_powerlaw.records import PROTEIN_KEYS
     from hessian_powerlaw.report.tables import SIZE_BIN_COLUMNS, size_bin_rows, size_bins_markdown
 
-    records = [row for path in args.tables for row in read_tsv(path)]
+    records = [row for path in distinct(args.tables) for row in read_tsv(path)]
     write_tsv(args.proteins, records, PROTEIN_KEYS)
     failures = [r for r in records if r["status"] != "ok"]
     if args.failures:

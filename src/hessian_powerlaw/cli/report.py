@@ -1,7 +1,6 @@
 """Report commands (no torch): dnn-table, fidelity, curvature-table, curvature-plots, compare,
 plots, blocks-plot, reproduction, check-config."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,11 +9,11 @@ from hessian_powerlaw.config import load_config
 
 
 def cmd_dnn_table(args):
-    from hessian_powerlaw.io import write_text, write_tsv
+    from hessian_powerlaw.io import distinct, read_json, write_text, write_tsv
     from hessian_powerlaw.records import NETWORK_KEYS
     from hessian_powerlaw.report.tables import dnn_markdown
 
-    records = [json.loads(Path(p).read_text()) for p in args.records]
+    records = [read_json(p) for p in distinct(args.records)]
     write_tsv(args.out, records, NETWORK_KEYS)
     if args.markdown:
         write_text(args.markdown, dnn_markdown(records))
@@ -71,11 +70,11 @@ def cmd_curvature_plots(args):
 
 
 def cmd_compare(args):
-    from hessian_powerlaw.io import read_tsv, write_text, write_tsv
+    from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import tables
 
     proteins = read_tsv(args.proteins)
-    dnn = [json.loads(Path(p).read_text()) for p in args.dnn_records]
+    dnn = [read_json(p) for p in distinct(args.dnn_records)]
     rows = tables.comparison_rows(tables.size_bin_rows(proteins), dnn)
     write_tsv(args.out, rows, tables.COMPARISON_COLUMNS)
     markdown = tables.comparison_markdown(rows, tables.side_summaries(proteins, dnn))
@@ -128,11 +127,11 @@ def cmd_blocks_plot(args):
 
 
 def cmd_reproduction(args):
-    from hessian_powerlaw.io import read_tsv, write_text, write_tsv
+    from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import reproduction
 
-    records = [json.loads(Path(p).read_text()) for p in args.records]
-    proteins = {Path(p).stem: read_tsv(p) for p in args.proteins}
+    records = [read_json(p) for p in distinct(args.records)]
+    proteins = {Path(p).stem: read_tsv(p) for p in distinct(args.proteins)}
     study = reproduction.study_rows(args.study)
     table = reproduction.rows(study, records, only_run=args.only_run, proteins=proteins)
     write_tsv(args.out, table, reproduction.COLUMNS)

@@ -61,6 +61,11 @@ def _raw(name, root, train):
                         shutil.copyfileobj(src, dst)
             ds = _torchvision(name, tmp, train, download=False)
             return _arrays(ds)
+    if not Path(root).is_dir():
+        raise DataError(
+            f"data root {root}: no such directory (it must hold {DATASETS[name][0]}/ in torchvision's "
+            "layout, or be an existing folder to download it into)"
+        )
     return _arrays(_torchvision(name, root, train, download=True))
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from hessian_powerlaw.io import write_json
 from hessian_powerlaw.network import datasets
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.errors import TrainingError
+from hessian_powerlaw.network.errors import DIVERGED, TrainingError, diverged
 from hessian_powerlaw.network.model_files import save_atomic
 from hessian_powerlaw.network.models import build, n_params
 from hessian_powerlaw.network.optimizers import (
@@ -235,15 +235,12 @@ def _checkpoint_state(spec, epoch, trainer, history, measured, curvature):
     }
 
 
-DIVERGED = 10.0  # a final training loss above this many uniform-guess losses is a divergence
-
-
 def _final_meta(model, spec, classes, device, train_set, test_set):
     """The model file's metadata: settings, size and final losses; warns when it did not learn."""
     train_loss, train_acc = evaluate(model, *train_set, label_smoothing=spec["label_smoothing"])
     test_loss, test_acc = evaluate(model, *test_set, label_smoothing=spec["label_smoothing"])
     uniform = math.log(classes)  # the loss of a uniform guess
-    if spec["epochs"] and not train_loss <= DIVERGED * uniform:
+    if spec["epochs"] and diverged(train_loss, classes):
         raise TrainingError(
             f"training diverged: the final training loss {train_loss:.4g} is above {DIVERGED:g} times that "
             f"of a uniform guess ({uniform:.3f}; test accuracy {test_acc:.3f}); no model file written. "

@@ -11,7 +11,7 @@ import numpy as np
 
 from hessian_powerlaw.config import defaults
 from hessian_powerlaw.fit import FitError, power_law_fit, resolve_k
-from hessian_powerlaw.io import load_npy, save_npy, validate_name, write_json
+from hessian_powerlaw.io import load_npy, regular_input, save_npy, validate_name, write_json
 from hessian_powerlaw.options import PROTEIN_SETTINGS, values
 from hessian_powerlaw.protein import anm
 from hessian_powerlaw.protein.anm import RIGID_BODY_MODES, inverted_spectrum
@@ -244,6 +244,8 @@ def _hessian(path, cfg, record):
         notes.append(f"{info['duplicate_atoms']} duplicated atom records ignored (first kept)")
     if info["shared_chain_ids"]:
         notes.append(f"{info['shared_chain_ids']} chain(s) written with another chain's ID, kept apart")
+    if info["n_models"] > 1:
+        notes.append(f"{info['n_models']} models in the file; the first one written is used")
     record["reason"] = "; ".join(notes) or None
     n = len(coords)
     if n < cfg["min_residues"]:
@@ -333,6 +335,8 @@ def _record_paths(records_dir, pdb_id):
 def _sha256(path):
     """Hex SHA-256 of a file's bytes, or None when it cannot be read (analyse() says why)."""
     digest = hashlib.sha256()
+    if not Path(path).is_file():  # a FIFO would block the read forever
+        return None
     try:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -346,7 +350,7 @@ def _saved_record(record_path, spectrum_path, key):
     """The saved record when it was made from this content with these settings and, if fitted,
     its spectrum file loads with the recorded number of finite modes; else None."""
     try:
-        saved = json.loads(record_path.read_text())
+        saved = json.loads(regular_input(record_path).read_text())
         if any(saved.get(name) != value for name, value in key.items()):
             return None
         record = saved["record"]

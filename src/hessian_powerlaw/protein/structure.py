@@ -61,13 +61,19 @@ def gunzip(raw, limit):
     return out
 
 
+CIF_BLOCK = re.compile(r"^data_", re.M)
+PDB_RECORD = re.compile(r"^(ATOM  |HETATM|HEADER|CRYST1|MODEL )", re.M)
+
+
 def _is_mmcif(path, text):
-    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
-    if suffixes and suffixes[-1] in (".cif", ".mmcif"):
+    """mmCIF or PDB by the content (an mmCIF file opens a data_ block, a PDB file has ATOM,
+    HETATM, HEADER, CRYST1 or MODEL records), else by the file name's suffix."""
+    if CIF_BLOCK.search(text[:20_000]):
         return True
-    if suffixes and suffixes[-1] in (".pdb", ".ent"):
+    if PDB_RECORD.search(text[:200_000]):
         return False
-    return text.lstrip().startswith("data_")
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
+    return bool(suffixes) and suffixes[-1] in (".cif", ".mmcif")
 
 
 def _parse(path, text):
@@ -170,7 +176,9 @@ def read_calpha(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise StructureError("a directory, not a structure file" if path.is_dir() else "file not found")
+        if path.is_dir():
+            raise StructureError("a directory, not a structure file")
+        raise StructureError("not a regular file (a FIFO or device?)" if path.exists() else "file not found")
     structure = _parse(path, _read_text(path))
     if len(structure) == 0 or not any(len(chain) for chain in structure[0]):
         raise StructureError("no atoms found (not a PDB or mmCIF file, or truncated)")

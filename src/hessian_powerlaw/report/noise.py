@@ -106,6 +106,34 @@ def missing_keys(record):
     return [key for key in RECORD_KEYS[record["experiment"]] if key not in record]
 
 
+NETWORK = ("n_params", "n_train_used", "label_smoothing", "pool", "width")  # one network's settings
+RUN_KEY = {
+    "equilibrium": ("init_seed", "batch_size", "lr", "steps", "seed"),
+    "trace-run": ("init_seed", "noise", "lr", "batch_size", "steps", "seed"),
+}
+
+
+def check_records(records, paths):
+    """ValueError when the network records (equilibrium, trace-run) come from different networks
+    (their rows would merge) or one run appears twice (it would count as two samples)."""
+    networks, runs = {}, {}
+    for record, path in zip(records, paths, strict=True):
+        if record["experiment"] not in RUN_KEY:
+            continue
+        network = tuple(record.get(key) for key in NETWORK)
+        networks.setdefault(network, path)
+        run = (record["experiment"], *(record.get(key) for key in RUN_KEY[record["experiment"]]))
+        if run in runs:
+            raise ValueError(f"{path} repeats the run of {runs[run]}; each run counts once")
+        runs[run] = path
+    if len(networks) > 1:
+        (a, first), (b, second) = list(networks.items())[:2]
+        differ = ", ".join(f"{k} {x} vs {y}" for k, x, y in zip(NETWORK, a, b, strict=True) if x != y)
+        raise ValueError(
+            f"{first} and {second} come from different networks ({differ}); tabulate each network apart"
+        )
+
+
 def _of(records, experiment):
     return [r for r in records if r.get("experiment") == experiment]
 

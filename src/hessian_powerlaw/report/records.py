@@ -1,21 +1,20 @@
 """Reading what the wings wrote, for the tables and figures: network records with their spectra,
 the protein panels to draw, and training metrics with curvature measurements."""
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from hessian_powerlaw.io import SAFE_NAME, load_npy
+from hessian_powerlaw.io import SAFE_NAME, distinct, load_npy, read_json
 from hessian_powerlaw.report.tables import SIZE_BINS
 
 
 def dnn_items(paths):
     """(run, eigenvalues, record) of the network records whose spectrum file sits beside them."""
     items = []
-    for path in paths:
-        record = json.loads(Path(path).read_text())
+    for path in distinct(paths):
+        record = read_json(path)
         spectrum = Path(path).with_suffix(".npy")
         if spectrum.is_file():
             items.append((record["run"], load_npy(spectrum)[0], record))
@@ -62,8 +61,8 @@ def spectrum_file(path, n_modes):
 def metrics_files(paths):
     """(run name, metrics) of finished training runs (their metrics JSON has a final record)."""
     runs = []
-    for path in paths:
-        metrics = json.loads(Path(path).read_text())
+    for path in distinct(paths):
+        metrics = read_json(path)
         if "final" not in metrics:
             raise ValueError(f"{path}: training did not finish (no final record)")
         runs.append((Path(path).stem, metrics))

@@ -58,13 +58,27 @@ def study_rows(path=None):
     return rows
 
 
+NUMBERS = ("k", "beta", "beta_sigma", "s", "d_ks", "d_c")
+
+
 def by_experiment(records):
-    """{experiment: [records]} of the records whose `run` is EXPERIMENT_sSEED."""
-    out = {}
+    """{experiment: [records]} of the records whose `run` is EXPERIMENT_sSEED; ValueError for
+    a run given twice (it would count as two seeds) or a fitted record whose numbers are not."""
+    out, seen = {}, set()
     for record in records:
-        match = RUN.match(str(record.get("run") or ""))
+        run = str(record.get("run") or "")
+        match = RUN.match(run)
         if not match:
             raise ValueError(f"record run {record.get('run')!r} is not EXPERIMENT_sSEED")
+        if run in seen:
+            raise ValueError(f"run {run} is given twice; each seed counts once")
+        seen.add(run)
+        if record.get("status") == "ok":
+            for prefix in ("", "gap_") if "gap_beta" in record else ("",):
+                for key in NUMBERS:
+                    value = record.get(prefix + key)
+                    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                        raise ValueError(f"run {run}: {prefix + key} is {value!r}, not a number")
         out.setdefault(match["experiment"], []).append(record)
     return out
 

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from hessian_powerlaw.network import datasets
+from hessian_powerlaw.network.errors import TrainingError, diverged
 from hessian_powerlaw.network.model_files import save_atomic
 from hessian_powerlaw.network.models import build, n_params
 from hessian_powerlaw.network.noise import DESCENT_NOISES
-from hessian_powerlaw.network.training import TrainingError, evaluate
+from hessian_powerlaw.network.training import evaluate
 
 SMALL_NET = {
     "dataset": "mnist",
@@ -111,8 +112,10 @@ def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, prog
     history, every, clock = [], max(epochs // 100, 1), time.perf_counter()
     for epoch in range(epochs):
         loss = nn.functional.cross_entropy(model(x), y, label_smoothing=settings["label_smoothing"])
-        if not math.isfinite(loss.item()):
-            raise TrainingError(f"gradient descent diverged at epoch {epoch} (lr {lr:g})")
+        if diverged(loss.item(), data["classes"]):
+            raise TrainingError(
+                f"gradient descent diverged at epoch {epoch} (lr {lr:g}, loss {loss.item():.4g})"
+            )
         if epoch % every == 0:
             history.append([epoch, loss.item()])
             if progress:
@@ -122,6 +125,8 @@ def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, prog
         optimizer.step()
     phase = {"optimizer": "gd", "lr": lr, "batch_size": len(x), "epochs": epochs}
     meta = _meta(settings, model, data, init_seed, phase)
+    if diverged(meta["train_loss"], data["classes"]):
+        raise TrainingError(f"gradient descent diverged (lr {lr:g}, final loss {meta['train_loss']:.4g})")
     meta["seconds"] = round(time.perf_counter() - clock, 2)
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
     return {**meta, "history": history}
@@ -205,8 +210,8 @@ def descend(
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
             loss, _ = evaluate(model, x, y, label_smoothing=smoothing)
-            if not math.isfinite(loss):
-                raise TrainingError(f"{noise} at lr {lr:g} diverged by step {step}")
+            if diverged(loss, data["classes"]):
+                raise TrainingError(f"{noise} at lr {lr:g} diverged by step {step} (loss {loss:.4g})")
             history["step"].append(step)
             history["loss"].append(loss)
             history["excess_loss"].append(loss - floor)
