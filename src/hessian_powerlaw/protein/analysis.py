@@ -211,7 +211,8 @@ class _Entry:
         try:
             return function(record=self.record, **kwargs)
         except _Skip as skip:
-            self.record.update(status="skipped", reason=str(skip))
+            notes = self.record.get("reason")  # what reading the file found stays said
+            self.record.update(status="skipped", reason="; ".join(filter(None, (str(skip), notes))))
         except (StructureError, FitError) as err:
             self.record["status"] = "failed" if isinstance(err, StructureError) else "skipped"
             self.record["reason"] = err.args[0]
