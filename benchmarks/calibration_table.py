@@ -154,6 +154,18 @@ def rows(folder):
     return out
 
 
+def failures(folder):
+    """[(run, the error line)] of calibration runs that ended without a record: their training
+    or spectrum log (RUN.log, copied from logs/repro_*/) holds the reason."""
+    out = []
+    for log in sorted(Path(folder).glob("*.log")):
+        run = log.name.removesuffix(".log").removesuffix("_s0")
+        if not (Path(folder) / f"{run}_s0.json").exists():
+            errors = [line for line in log.read_text().splitlines() if "error:" in line]
+            out.append((run, errors[-1] if errors else "no record and no error line"))
+    return out
+
+
 def scores(table):
     """Per (choice, option): verdicts agreeing / compared and betas within / compared, over the
     runs that vary the choice and the base runs of the same study rows (the base option)."""
@@ -196,8 +208,9 @@ def _score(choice, option, group):
     }
 
 
-def markdown(table, score):
-    lines = [
+def markdown(table, score, failed=()):
+    lines = [f"- {run}: no spectrum ({reason})" for run, reason in failed] + ([""] if failed else [])
+    lines += [
         "| choice | option | verdicts agree | betas within 2σ | runs |",
         "|---|---|---:|---:|---|",
     ]
@@ -232,8 +245,9 @@ def main(argv=None):
     folder = Path(args.folder)
     write_tsv(folder / "calibration.tsv", table, COLUMNS)
     write_tsv(folder / "calibration_scores.tsv", score, tuple(score[0]) if score else ("choice",))
-    write_text(folder / "calibration.md", markdown(table, score))
-    print(markdown(table, score))
+    text = markdown(table, score, failures(folder))
+    write_text(folder / "calibration.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -79,14 +79,51 @@ def top_k(values, k):
 
 
 def power_law_fit(values, k, compare=True, bootstrap=0, seed=0):
-    """Fit a power law to the K largest of `values` (shape (M,), any order, M >= K; the unit of
-    the values is the unit of xmin); returns a record dict (FIT_KEYS).
+    """Fit a power law to the K largest of `values`: the estimator both wings use.
 
-    beta = 1 + K / sum(ln(x_i / xmin)), sigma = (beta - 1) / sqrt(K), s = 1 / (beta - 1),
-    d_ks = max |F_emp - F_fit| with F_emp = (0..K-1)/K (the `powerlaw` convention),
-    d_c = 1.36 / sqrt(K), power_law = d_ks < d_c. With `bootstrap` N > 0, p_bootstrap is the
-    fraction of N synthetic samples (seeded by `seed`) whose refitted d_ks is at least this one
-    (`bootstrap_p`); else None.
+    xmin is the K-th largest value, ``beta = 1 + K / sum(ln(x_i / xmin))``,
+    ``sigma = (beta - 1) / sqrt(K)``, ``s = 1 / (beta - 1)`` (the rank-size slope),
+    ``d_ks = max |F_emp - F_fit|`` with ``F_emp = (0..K-1)/K`` (the `powerlaw` package's
+    convention), ``d_c = 1.36 / sqrt(K)``, and the verdict ``power_law = d_ks < d_c``.
+
+    Parameters
+    ----------
+    values : array_like
+        Shape (M,) (any shape is flattened), any order, M >= K, at least K of them positive
+        and all finite: eigenvalues of a network Hessian, or inverted protein eigenvalues.
+    k : int
+        Number of top values fitted, at least 2.
+    compare : bool, default True
+        Log-likelihood-ratio tests against lognormal and exponential tails (the `powerlaw`
+        package); None in those keys otherwise.
+    bootstrap : int, default 0
+        With N > 0, ``p_bootstrap`` is Clauset et al.'s semi-parametric bootstrap p-value from
+        N synthetic samples (`bootstrap_p`).
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        The record keys FIT_KEYS: k, xmin, beta, beta_sigma, s, d_ks, d_c, power_law,
+        lr_lognormal, p_lognormal, lr_exponential, p_exponential, p_bootstrap.
+
+    Raises
+    ------
+    FitError
+        k not an integer >= 2, fewer than k positive values, NaN or inf, or a top-K so flat
+        (within 1e-6 relative) that it has no tail.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hessian_powerlaw import power_law_fit
+    >>> ranks = np.arange(1, 1001)
+    >>> fit = power_law_fit(1.0 / ranks, k=1000, compare=False)  # lambda_k = k^-1
+    >>> round(fit["beta"], 2), fit["power_law"]
+    (2.0, True)
+    >>> round(fit["d_c"], 4)
+    0.043
     """
     x = top_k(values, k)
     record = _fit(x)

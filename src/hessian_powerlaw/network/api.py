@@ -31,9 +31,32 @@ __all__ = ["Spectrum", "parameter_blocks", "top_spectrum"]
 
 @dataclass
 class Spectrum:
-    """Top-K eigenvalues (K,) descending, their residuals (K,) ||H v - lambda v|| / |lambda|,
-    what they cost, and which products computed them ('sequential' or 'autograd', with a
-    `note` saying why the sequential products did not apply to a cross-entropy model)."""
+    """The result of `top_spectrum`.
+
+    Attributes
+    ----------
+    eigenvalues : numpy.ndarray
+        Shape (K,), float64, descending, in the loss's units.
+    residuals : numpy.ndarray
+        Shape (K,): ``||H v - lambda v|| / |lambda|`` of each Ritz pair (explicit for arpack and
+        power, the Lanczos estimate otherwise).
+    converged : bool
+        Every pair passed its solver's test (see `eigensolvers.top_eigenpairs`).
+    hvp_count, data_passes : int
+        Hessian-vector products, and passes over the data they took.
+    seconds : float
+        Wall time of the solve.
+    device, solver : str
+        Where and how the products ran.
+    n_params : int
+        Parameters of the Hessian (of the block, for block spectra).
+    products : str
+        ``"sequential"`` (exact hand-arranged products for ReLU/max-pool chains) or
+        ``"autograd"`` (torch.func, any model).
+    note : str or None
+        Why the sequential products did not apply to a cross-entropy model, where they were
+        considered.
+    """
 
     eigenvalues: np.ndarray
     residuals: np.ndarray
@@ -220,21 +243,79 @@ def top_spectrum(
     slq_steps=None,
     block_size=16,
 ):
-    """Top-k eigenvalues of the loss Hessian of `model` over `data` (see the module docstring).
+    """Top-k eigenvalues of the loss Hessian of any network over fixed data.
 
-    Returns a Spectrum; with `blocks` ('layer', or glob patterns), a dict from block name to
-    the Spectrum of that diagonal block of the Hessian (its parameters varied, all others
-    fixed), k capped at the block's size - 1. `solver`: block, lanczos, arpack, dense (exact,
-    small models), power, slq (see eigensolvers; `slq_steps` Lanczos steps, default
-    max(3k, k + 100); `block_size` vectors per product of the block solver). `device`: cpu,
-    cuda, cuda:N, a torch.device or auto. Every argument is checked first (ValueError or
-    TypeError naming it); the data are checked to give the same products on two passes; the
-    caller's model is not changed (a copy is moved to the device)."""
+    H is the Hessian of the data mean of ``loss_fn(model(x), y)`` with respect to the model's
+    trainable parameters, taken in eval mode on a copy of the model (BatchNorm on its running
+    statistics, dropout off; the caller's model is never changed or moved).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network with trainable parameters.
+    loss_fn : callable
+        ``loss_fn(outputs, targets) -> scalar tensor`` with mean reduction (a loss object whose
+        ``reduction`` is not ``"mean"`` is refused).
+    data : tuple of (torch.Tensor, torch.Tensor) or iterable of such pairs
+        ``(x, y)`` with x of shape (N, ...) and y of shape (N, ...), or a re-iterable of batches
+        (a list, a ``DataLoader``), read once per block of products. The data must be the same
+        on every pass (no random augmentation): two passes are compared before solving.
+    k : int
+        Number of top eigenvalues, 1 <= k < number of parameters.
+    solver : {"block", "lanczos", "arpack", "dense", "power", "slq"}, default "block"
+        Block Lanczos, single-vector Lanczos, scipy's ARPACK, the dense Hessian (small models),
+        PyHessian's deflated power iteration, or the Ritz values of ``slq_steps`` Lanczos steps.
+    device : str or torch.device, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (cuda when there is one).
+    blocks : str, optional
+        ``"layer"`` or comma-separated glob patterns over parameter names: the spectrum of each
+        diagonal block of the Hessian (its parameters varied, all others fixed) instead.
+    tol : float, default 1e-3
+        Relative residual at which a Ritz pair counts as converged, in (0, 1).
+    dtype : torch.dtype, default torch.float32
+        ``torch.float32`` or ``torch.float64`` for the products.
+    seed : int, default 0
+        Seed of the random start vectors and of the data check.
+    progress : bool, default False
+        A progress bar on stderr.
+    slq_steps : int, optional
+        Lanczos steps of the slq solver (default max(3k, k + 100), at most the parameter count).
+    block_size : int, default 16
+        Vectors per product of the block solver.
+
+    Returns
+    -------
+    Spectrum or dict of str to Spectrum
+        The top-k eigenvalues, shape (k,), descending, with their residuals and costs; with
+        ``blocks``, one Spectrum per block (k capped at the block's size - 1).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument no spectrum can be computed from (the message names it), data that change
+        between passes, or a non-symmetric Hessian (torch's second derivatives not exact).
+    hessian_powerlaw.network.device.DeviceError
+        A device that is not there or not supported.
+    hessian_powerlaw.network.eigensolvers.SolverError
+        A basis that would not fit in memory, or NaN/inf in a product.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import hessian_powerlaw as hp
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    >>> spectrum = hp.top_spectrum(model, torch.nn.CrossEntropyLoss(), (x, y), k=5, solver="dense")
+    >>> spectrum.eigenvalues.shape, bool(spectrum.converged), spectrum.products
+    ((5,), True, 'autograd')
+    >>> bool(all(spectrum.eigenvalues[:-1] >= spectrum.eigenvalues[1:]))
+    True
+    """
     _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks)
     for name, value, least in (("slq_steps", slq_steps, 2), ("block_size", block_size, 1)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least
-        ):
+        if value is not None and not _integer(value, least):
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     options = (slq_steps, block_size or 16)
     _check_data(data)

@@ -1,0 +1,114 @@
+"""The results overview, generated from the committed files in benchmarks/measured/ by the docs
+build (docs/hooks.py): each headline number is read from the file that holds it, never typed."""
+
+import json
+import re
+from pathlib import Path
+
+from hessian_powerlaw.io import read_tsv
+
+DOCS = Path(__file__).resolve().parent
+MEASURED = DOCS.parent / "benchmarks" / "measured"
+
+
+def _protein_4hhb():
+    (row,) = read_tsv(MEASURED / "reproduction_cpu" / "proteins" / "t11-4hhb.tsv")
+    return (
+        f"β {row['beta']:.3f} ± {row['beta_sigma']:.3f}, d_ks {row['d_ks']:.4f} < d_c {row['d_c']:.4f} "
+        "(the study: 2.008 ± 0.032, 0.0145)",
+        "reproduction_cpu/proteins/t11-4hhb.tsv",
+        "results/reproduction-cpu.md",
+    )
+
+
+def _protein_speed():
+    text = (MEASURED / "protein_speed_entries.txt").read_text()
+    ratio = re.findall(r"ratio_vs_prody=([0-9.]+)", text)[-1]
+    text = f"{ratio}x ProDy's user path on the 25 shared entries"
+    return text, "protein_speed_entries.txt", "results/proteins-speed.md"
+
+
+def _network_peers():
+    rows = json.loads((MEASURED / "dnn_peers.json").read_text())
+    out = []
+    for k in sorted({r["k"] for r in rows}):
+        ours = next(r for r in rows if r["k"] == k and r["tool"] == "hessian-powerlaw block")
+        peers = [
+            r
+            for r in rows
+            if r["k"] == k
+            and not r["tool"].startswith("hessian-powerlaw")
+            and r["status"] == "ok"
+            and r.get("max_rel_error") is not None
+            and r["max_rel_error"] < 1e-3
+        ]
+        fastest = min(peers, key=lambda r: r["seconds"])
+        out.append(f"K = {k}: {fastest['seconds'] / ours['seconds']:.1f}x {fastest['tool']}")
+    return (
+        "; ".join(out) + " (LeNet, 6000 images, 2 CPU cores)",
+        "dnn_peers.json",
+        "results/network-solvers.md",
+    )
+
+
+def _calibration():
+    path = MEASURED / "reproduction_study" / "calibration" / "calibration_scores.tsv"
+    rows = read_tsv(path)
+    depth = [r for r in rows if r["choice"] == "fcn-depth"]
+    text = "; ".join(f"{r['option']}: {r['verdicts_agree']}/{r['verdicts']} verdicts agree" for r in depth)
+    source = "reproduction_study/calibration/calibration_scores.tsv"
+    return f"what a k-layer FCN is: {text}", source, "results/calibration.md"
+
+
+def _noise():
+    (row,) = read_tsv(MEASURED / "noise_cpu" / "negative_vs_loss.tsv")
+    return (
+        f"negative-eigenvalue sum against loss: slope {row['slope']:.2f} ± {row['slope_se']:.2f} "
+        f"(the paper: {row['paper_slope']}), over losses {row['loss_min']:.3g}-{row['loss_max']:.3g}: "
+        "not reproduced",
+        "noise_cpu/negative_vs_loss.tsv",
+        "results/noise.md",
+    )
+
+
+HEADLINES = (
+    ("4HHB, K = 1000 (Table 11)", _protein_4hhb),
+    ("Protein speed", _protein_speed),
+    ("Network top-K against the fastest correct peer", _network_peers),
+    ("The study's protocol, calibration", _calibration),
+    ("The noise study, Fig. 2a", _noise),
+)
+
+
+def index_page():
+    lines = [
+        "# Results",
+        "",
+        "Every number on these pages is read from a committed file in `benchmarks/measured/`, which",
+        "holds the command that made it (see `benchmarks/measured/README.md`).",
+        "",
+        "| result | measured | file |",
+        "|---|---|---|",
+    ]
+    for title, read in HEADLINES:
+        text, source, page = read()
+        lines.append(f"| [{title}](../{page}) | {text} | `{source}` |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table():
+    """The README's headline table: the same lines, linking to the pages in docs/."""
+    lines = ["| result | measured |", "|---|---|"]
+    for title, read in HEADLINES:
+        text, _, page = read()
+        lines.append(f"| [{title}](docs/{page}) | {text} |")
+    return "\n".join(lines)
+
+
+def write_all():
+    (DOCS / "results").mkdir(exist_ok=True)
+    (DOCS / "results" / "index.md").write_text(index_page())
+
+
+if __name__ == "__main__":
+    write_all()
