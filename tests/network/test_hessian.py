@@ -280,10 +280,11 @@ def test_collapsed_lenet_gives_a_reason_not_nan():
     """A real LeNet that collapsed in training (Hessian rank ~9, tests/data/dnn/README.md): the
     default solver used to diverge to NaN after ~430 products; now it converges and says why
     there is no fit."""
-    from hessian_powerlaw.network.spectrum import spectrum
+    from hessian_powerlaw.network.spectrum import SpectrumSettings, spectrum
 
     model = ROOT / "tests" / "data" / "dnn" / "lenet_collapsed.pt"
-    record, values, residuals = spectrum(model, k=300, n_eval=500, data_root="", progress=False)
+    settings = SpectrumSettings(k=300, n_eval=500, data_root="", progress=False)
+    record, values, residuals = spectrum(model, settings)
     assert record["converged"] and record["solver"] == "block" and np.all(np.isfinite(values))
     assert record["status"] == "skipped" and "the Hessian's rank is below K" in record["reason"]
     assert "did not learn" in record["reason"] and record["replaced"] > 0

@@ -56,7 +56,7 @@ def cmd_train(args):
 
 def cmd_dnn_spectrum(args):
     from hessian_powerlaw.io import save_npy, write_json
-    from hessian_powerlaw.network.spectrum import spectrum
+    from hessian_powerlaw.network.spectrum import SpectrumSettings, spectrum
 
     if bool(args.model_file) == bool(args.model_factory):
         raise ValueError("give either a MODEL file of `train` or --model-factory (with --data-factory)")
@@ -68,14 +68,14 @@ def cmd_dnn_spectrum(args):
         return _factory_spectrum(args, opts)
     if args.blocks:
         return _model_file_blocks(args, opts)
-    record, values, residuals = spectrum(
-        args.model_file,
+    settings = SpectrumSettings(
+        **opts,
         data_root=args.data_root,
         steps_per_k=args.steps_per_k,
         progress=not args.quiet,
         variant=args.variant,
-        **opts,
     )
+    record, values, residuals = spectrum(args.model_file, settings)
     record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
     train_command = record.pop("train_command")
     record["command"] = (f"{train_command} && " if train_command else "") + args.portable_command

@@ -117,7 +117,15 @@ def _integer(value, least):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
-def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks):
+def _device_copy(model, device):
+    """A copy of the caller's model on `device` (the caller's model is never moved)."""
+    try:
+        return copy.deepcopy(model).to(device)
+    except RuntimeError as err:  # e.g. torch.nn.utils.weight_norm: its weights are not graph leaves
+        raise ValueError(f"model cannot be copied ({str(err).splitlines()[0][:200]})") from None
+
+
+def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, solver_options):
     """One ValueError/TypeError naming the argument, for every argument top_spectrum takes."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -144,6 +152,9 @@ def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if blocks is not None and not isinstance(blocks, str):
         raise ValueError(f"blocks must be 'layer' or comma-separated glob patterns, got {blocks!r}")
+    for name, value, least in zip(("slq_steps", "block_size"), solver_options, (2, 1), strict=True):
+        if value is not None and not _integer(value, least):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 def _fast_operator(model, loss_fn, data, dtype):
@@ -199,7 +210,7 @@ def _check_products(op, seed):
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
     if not 1 <= k < op.n:
         raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
-    slq_steps, block_size = options
+    slq_steps, block_size = options[0], options[1] or 16
     if solver == "slq":
         slq_steps = slq_steps or min(op.n, max(3 * k, k + 100))
     start = time.perf_counter()
@@ -241,89 +252,64 @@ def top_spectrum(
     seed=0,
     progress=False,
     slq_steps=None,
-    block_size=16,
+    block_size=None,
 ):
-    """Top-k eigenvalues of the loss Hessian of any network over fixed data.
-
-    H is the Hessian of the data mean of ``loss_fn(model(x), y)`` with respect to the model's
-    trainable parameters, taken in eval mode on a copy of the model (BatchNorm on its running
-    statistics, dropout off; the caller's model is never changed or moved).
+    """Top-k eigenvalues of the Hessian of the data mean of ``loss_fn(model(x), y)`` in the
+    trainable parameters, in eval mode on a copy of the model (never changed or moved).
 
     Parameters
     ----------
     model : torch.nn.Module
         Any network with trainable parameters.
     loss_fn : callable
-        ``loss_fn(outputs, targets) -> scalar tensor`` with mean reduction (a loss object whose
-        ``reduction`` is not ``"mean"`` is refused).
+        ``loss_fn(outputs, targets) -> scalar tensor``, with mean reduction.
     data : tuple of (torch.Tensor, torch.Tensor) or iterable of such pairs
         ``(x, y)`` with x of shape (N, ...) and y of shape (N, ...), or a re-iterable of batches
-        (a list, a ``DataLoader``), read once per block of products. The data must be the same
-        on every pass (no random augmentation): two passes are compared before solving.
+        (a list, a ``DataLoader``) that is the same on every pass (two passes are compared).
     k : int
         Number of top eigenvalues, 1 <= k < number of parameters.
     solver : {"block", "lanczos", "arpack", "dense", "power", "slq"}, default "block"
-        Block Lanczos, single-vector Lanczos, scipy's ARPACK, the dense Hessian (small models),
-        PyHessian's deflated power iteration, or the Ritz values of ``slq_steps`` Lanczos steps.
+        Block or single-vector Lanczos, scipy's ARPACK, the dense Hessian (small models),
+        deflated power iteration, or the Ritz values of ``slq_steps`` Lanczos steps.
     device : str or torch.device, default "cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (cuda when there is one).
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     blocks : str, optional
-        ``"layer"`` or comma-separated glob patterns over parameter names: the spectrum of each
-        diagonal block of the Hessian (its parameters varied, all others fixed) instead.
+        ``"layer"`` or globs over parameter names: one spectrum per diagonal block.
     tol : float, default 1e-3
         Relative residual at which a Ritz pair counts as converged, in (0, 1).
-    dtype : torch.dtype, default torch.float32
-        ``torch.float32`` or ``torch.float64`` for the products.
+    dtype : {torch.float32, torch.float64}
+        Precision of the products.
     seed : int, default 0
-        Seed of the random start vectors and of the data check.
+        Seed of the start vectors and the data check.
     progress : bool, default False
         A progress bar on stderr.
-    slq_steps : int, optional
-        Lanczos steps of the slq solver (default max(3k, k + 100), at most the parameter count).
-    block_size : int, default 16
-        Vectors per product of the block solver.
+    slq_steps, block_size : int, optional
+        Lanczos steps of slq (default max(3k, k + 100)); vectors per product of block (16).
 
     Returns
     -------
     Spectrum or dict of str to Spectrum
-        The top-k eigenvalues, shape (k,), descending, with their residuals and costs; with
-        ``blocks``, one Spectrum per block (k capped at the block's size - 1).
+        Eigenvalues (k,) descending with residuals and costs; per block with ``blocks``.
 
     Raises
     ------
-    TypeError, ValueError
-        An argument no spectrum can be computed from (the message names it), data that change
-        between passes, or a non-symmetric Hessian (torch's second derivatives not exact).
-    hessian_powerlaw.network.device.DeviceError
-        A device that is not there or not supported.
-    hessian_powerlaw.network.eigensolvers.SolverError
-        A basis that would not fit in memory, or NaN/inf in a product.
+    TypeError, ValueError, DeviceError, SolverError
+        One line naming the argument no spectrum can be computed from; data that change
+        between passes; a non-symmetric Hessian; a missing device; a basis too large for memory.
 
     Examples
     --------
-    >>> import torch
-    >>> import hessian_powerlaw as hp
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
+    >>> import torch, hessian_powerlaw as hp
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
     >>> spectrum = hp.top_spectrum(model, torch.nn.CrossEntropyLoss(), (x, y), k=5, solver="dense")
     >>> spectrum.eigenvalues.shape, bool(spectrum.converged), spectrum.products
     ((5,), True, 'autograd')
-    >>> bool(all(spectrum.eigenvalues[:-1] >= spectrum.eigenvalues[1:]))
-    True
     """
-    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks)
-    for name, value, least in (("slq_steps", slq_steps, 2), ("block_size", block_size, 1)):
-        if value is not None and not _integer(value, least):
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    options = (slq_steps, block_size or 16)
+    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size))
     _check_data(data)
-    device = pick_device(device)
-    try:
-        model = copy.deepcopy(model).to(device)
-    except RuntimeError as err:  # e.g. torch.nn.utils.weight_norm: its weights are not graph leaves
-        raise ValueError(f"model cannot be copied ({str(err).splitlines()[0][:200]})") from None
+    model = _device_copy(model, pick_device(device))
+    device, options = str(next(model.parameters()).device), (slq_steps, block_size)
     if blocks is None:
         op, why = _fast_operator(model, loss_fn, data, dtype)
         if op is not None:
@@ -331,6 +317,13 @@ def top_spectrum(
         op = LossHessian(model, loss_fn, data, dtype=dtype)
         _check_products(op, seed)
         return _solve(op, k, solver, tol, seed, progress, device, "autograd", options, why)
+    solve = (solver, tol, seed, progress, device, options)
+    return _block_spectra(model, loss_fn, data, k, blocks, dtype, solve)
+
+
+def _block_spectra(model, loss_fn, data, k, blocks, dtype, solve):
+    """{block name: Spectrum} of the diagonal blocks of the Hessian (`top_spectrum`'s blocks)."""
+    solver, tol, seed, progress, device, options = solve
     out = {}
     for name, names in parameter_blocks(model, blocks).items():
         op = LossHessian(model, loss_fn, data, names=names, dtype=dtype)

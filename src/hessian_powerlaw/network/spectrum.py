@@ -1,6 +1,7 @@
 """Per-network analysis: top-K loss-Hessian eigenvalues, the shared power-law fit, eigengaps."""
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,95 +51,104 @@ def eval_data(meta, n_eval=0, data_root=None, split="train", dataset=None):
     return x, y
 
 
-def spectrum(
-    model_path,
-    k=1000,
-    n_eval=0,
-    solver="block",
-    tol=1e-3,
-    dtype="float32",
-    device="auto",
-    verify=False,
-    data_root=None,
-    steps_per_k=None,
-    seed=0,
-    progress=True,
-    memory_limit=None,
-    slq_steps=None,
-    block_size=16,
-    weight_decay_term=False,
-    variant="spectrum",
-    hessian="auto",
-    bootstrap=0,
-    bootstrap_seed=0,
-    eval_split="train",
-    eval_dataset=None,
-    operator="hessian",
-    gradient_batch=1,
-    gap_k=0,
-    trace_probes=32,
-):
-    """Record (NETWORK_KEYS) and eigenvalues (descending) of a saved model's loss Hessian
-    (with weight_decay_term, of the loss plus the training's weight-decay term wd/2 ||theta||^2),
-    or with operator 'gradient-covariance' of the covariance of its batch gradients at batch size
-    gradient_batch. The record's `trace` is the operator's trace (exact for the dense solver and
-    the gradient covariance, else `trace.deflated_trace` with trace_probes more products)."""
+@dataclass(frozen=True)
+class SpectrumSettings:
+    """The settings of one network spectrum: the dnn-spectrum options of the option table
+    (`options.COMMANDS['dnn-spectrum']`, with `k` for spectrum_k) and the command's own flags.
+
+    operator 'hessian' is the loss Hessian (with weight_decay_term, of the loss plus the
+    training's weight-decay term wd/2 ||theta||^2); 'gradient-covariance' the covariance of the
+    batch gradients at batch size gradient_batch. trace_probes: products of the deflated trace
+    estimate (exact for the dense solver and the gradient covariance)."""
+
+    k: int = 1000
+    n_eval: int = 0
+    solver: str = "block"
+    tol: float = 1e-3
+    dtype: str = "float32"
+    device: str = "auto"
+    verify: bool = False
+    data_root: str | None = None
+    steps_per_k: float | None = None
+    seed: int = 0
+    progress: bool = True
+    memory_limit: int | None = None
+    slq_steps: int | None = None
+    block_size: int = 16
+    weight_decay_term: bool = False
+    variant: str = "spectrum"
+    hessian: str = "auto"
+    bootstrap: int = 0
+    bootstrap_seed: int = 0
+    eval_split: str = "train"
+    eval_dataset: str | None = None
+    operator: str = "hessian"
+    gradient_batch: int = 1
+    gap_k: int = 0
+    trace_probes: int = 32
+
+
+SOLVER_OPTIONS = (
+    "tol",
+    "steps_per_k",
+    "seed",
+    "verify",
+    "memory_limit",
+    "progress",
+    "slq_steps",
+    "block_size",
+)
+
+
+def spectrum(model_path, settings=None):
+    """(record (NETWORK_KEYS), eigenvalues descending, residuals) of a saved model's operator
+    (`SpectrumSettings`: the loss Hessian or the gradient covariance)."""
+    s = settings or SpectrumSettings()
     start = time.perf_counter()
-    if operator not in OPERATORS:
-        raise ValueError(f"unknown operator {operator!r} (choose from {', '.join(OPERATORS)})")
-    if operator == "gradient-covariance" and weight_decay_term:
+    if s.operator not in OPERATORS:
+        raise ValueError(f"unknown operator {s.operator!r} (choose from {', '.join(OPERATORS)})")
+    if s.operator == "gradient-covariance" and s.weight_decay_term:
         raise ValueError("--weight-decay-term is for the Hessian; the gradient covariance has no such term")
-    device = pick_device(device)
+    device = pick_device(s.device)
     model, meta = load_model(model_path, device)
-    if solver == "dense":  # refused before any data is read
-        check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[dtype], device)
-    x, y = eval_data(meta, n_eval, data_root, eval_split, eval_dataset)
-    shift = meta["weight_decay"] if weight_decay_term else 0.0
+    if s.solver == "dense":  # refused before any data is read
+        check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[s.dtype], device)
+    x, y = eval_data(meta, s.n_eval, s.data_root, s.eval_split, s.eval_dataset)
+    shift = meta["weight_decay"] if s.weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)
-    op, described = _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_batch)
-    where = f"{len(x)} {eval_split} images" + (f" of {eval_dataset}" if eval_dataset else "")
-    result = top_eigenpairs(
-        op,
-        k,
-        solver=solver,
-        tol=tol,
-        steps_per_k=steps_per_k,
-        seed=seed,
-        verify=verify,
-        memory_limit=memory_limit,
-        progress=progress,
-        slq_steps=slq_steps,
-        block_size=block_size,
+    op, described = _operator(model, x, y, s.operator, s.hessian, s.dtype, shift, smoothing, s.gradient_batch)
+    solver_options = (
+        "tol",
+        "steps_per_k",
+        "seed",
+        "verify",
+        "memory_limit",
+        "progress",
+        "slq_steps",
+        "block_size",
     )
-    record = dict.fromkeys(NETWORK_KEYS)
-    record.update({key: meta.get(key) for key in RUN_KEYS})
-    record["n_train"] = meta["n_train_used"]
-    values = np.asarray(result.eigenvalues, dtype=float)
-    record.update(
-        variant=variant,
-        n_eval=len(x),
-        eval_split=eval_split,
-        eval_dataset=eval_dataset or meta["dataset"],
-        operator=operator,
-        gradient_batch=gradient_batch if operator == "gradient-covariance" else None,
-        hessian=f"{described} over {where}; "
+    result = top_eigenpairs(op, s.k, solver=s.solver, **{name: getattr(s, name) for name in solver_options})
+    where = f"{len(x)} {s.eval_split} images" + (f" of {s.eval_dataset}" if s.eval_dataset else "")
+    hessian = (
+        f"{described} over {where}; "
         + (f"label smoothing {smoothing:g}; " if smoothing else "")
         + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
-        + "; eval mode",
-        solver=solver,
-        slq_steps=slq_steps if solver == "slq" else None,
-        weight_decay_term=bool(weight_decay_term),
-        tol=tol,
-        dtype=dtype,
-        device=device,
-        **_solver_keys(result, solver),
+        + "; eval mode"
     )
+    record = _record(s, meta, len(x), hessian, device, result)
     if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
         record.update(spectrum_sums(result.full), trace_estimator="exact", trace_stderr=0.0, trace_hvps=0)
     else:
-        record.update(_trace(op, result, trace_probes, seed))
+        record.update(_trace(op, result, s.trace_probes, s.seed))
+    values = np.asarray(result.eigenvalues, dtype=float)
     fit_record(
-        record, values, k, chance=1 / meta["classes"], bootstrap=bootstrap, seed=bootstrap_seed, gap_k=gap_k
+        record,
+        values,
+        s.k,
+        chance=1 / meta["classes"],
+        bootstrap=s.bootstrap,
+        seed=s.bootstrap_seed,
+        gap_k=s.gap_k,
     )
     record["spectrum_seconds"] = round(time.perf_counter() - start, 2)
     record["train_seconds"] = meta.get("train_seconds")
@@ -146,6 +156,30 @@ def spectrum(
     record["train_command"] = meta.get("command")
     record["peak_mb"] = peak_memory_mb(device)
     return record, values, result.residuals
+
+
+def _record(s, meta, n_eval, hessian, device, result):
+    """The record's run, data and solver keys (NETWORK_KEYS; fit and trace keys come later)."""
+    record = dict.fromkeys(NETWORK_KEYS)
+    record.update({key: meta.get(key) for key in RUN_KEYS})
+    record["n_train"] = meta["n_train_used"]
+    record.update(
+        variant=s.variant,
+        n_eval=n_eval,
+        eval_split=s.eval_split,
+        eval_dataset=s.eval_dataset or meta["dataset"],
+        operator=s.operator,
+        gradient_batch=s.gradient_batch if s.operator == "gradient-covariance" else None,
+        hessian=hessian,
+        solver=s.solver,
+        slq_steps=s.slq_steps if s.solver == "slq" else None,
+        weight_decay_term=bool(s.weight_decay_term),
+        tol=s.tol,
+        dtype=s.dtype,
+        device=device,
+        **_solver_keys(result, s.solver),
+    )
+    return record
 
 
 def _solver_keys(result, solver):

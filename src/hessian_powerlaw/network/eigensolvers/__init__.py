@@ -44,7 +44,15 @@ from hessian_powerlaw.network.eigensolvers.result import (
     steps_for,
 )
 
-SOLVERS = ("lanczos", "block", "arpack", "slq", "power", "dense")
+# the one solver registry: name -> function (slq is Lanczos without a convergence test)
+SOLVERS = {
+    "lanczos": lanczos,
+    "block": block_lanczos,
+    "arpack": arpack,
+    "slq": lanczos,
+    "power": power_iteration,
+    "dense": dense,
+}
 __all__ = [
     "DENSE_LIMIT",
     "NOISE_FLOOR",
@@ -82,6 +90,26 @@ def _finite_products(matmat):
     return checked
 
 
+def _check_request(op, k, solver, tol, which, block_size, slq_steps):
+    """SolverError for a request no solver can serve (the checks every solver shares)."""
+    if which not in ("LA", "SA"):
+        raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
+    if which == "SA" and solver not in ("lanczos", "dense"):
+        raise SolverError(
+            "the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only"
+        )
+    if solver not in SOLVERS:
+        raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
+    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+        raise SolverError(f"tol must be a positive finite number, got {tol}")
+    if solver == "block" and not (isinstance(block_size, int) and block_size >= 1):
+        raise SolverError(f"block_size must be a positive integer, got {block_size}")
+    if not 1 <= k < op.n:
+        raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
+    if solver == "slq" and not (slq_steps and slq_steps >= k):
+        raise SolverError(f"slq needs slq_steps >= K={k}, got {slq_steps}")
+
+
 def top_eigenpairs(
     op,
     k,
@@ -107,22 +135,7 @@ def top_eigenpairs(
     Lanczos residual estimates below tol, and for arpack and power (whose own stopping rules
     do not bound the residual) explicit residuals below sqrt(tol), so that each eigenvalue is
     within sqrt(tol) |lambda| of one of the operator's (Bauer-Fike)."""
-    if which not in ("LA", "SA"):
-        raise SolverError(f"which must be 'LA' (largest) or 'SA' (smallest), got {which!r}")
-    if which == "SA" and solver not in ("lanczos", "dense"):
-        raise SolverError(
-            "the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only"
-        )
-    if solver not in SOLVERS:
-        raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
-        raise SolverError(f"tol must be a positive finite number, got {tol}")
-    if solver == "block" and not (isinstance(block_size, int) and block_size >= 1):
-        raise SolverError(f"block_size must be a positive integer, got {block_size}")
-    if not 1 <= k < op.n:
-        raise SolverError(f"K={k} must be between 1 and the number of parameters ({op.n}) - 1")
-    if solver == "slq" and not (slq_steps and slq_steps >= k):
-        raise SolverError(f"slq needs slq_steps >= K={k}, got {slq_steps}")
+    _check_request(op, k, solver, tol, which, block_size, slq_steps)
     steps_per_k = steps_per_k or (6.0 if solver in ("lanczos", "block") else 2.0)
     if solver == "slq":
         steps_per_k = (slq_steps - 100) / k
@@ -130,14 +143,7 @@ def top_eigenpairs(
     if solver != "dense":
         check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
     hvp0, passes0 = op.hvp_count, op.data_passes
-    run = {
-        "lanczos": lanczos,
-        "slq": lanczos,
-        "block": block_lanczos,
-        "arpack": arpack,
-        "power": power_iteration,
-        "dense": dense,
-    }[solver]
+    run = SOLVERS[solver]
     matmat = _finite_products(op.matmat if which == "LA" else (lambda v: -op.matmat(v)))
     extra = {"relative_to": "norm"} if which == "SA" else {}
     if solver == "slq":
