@@ -7,6 +7,12 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/inputs/protein.smk"
+include: "workflow/rules/inputs/dnn.smk"
+include: "workflow/rules/inputs/curvature.smk"
+include: "workflow/rules/inputs/noise.smk"
+include: "workflow/rules/inputs/report.smk"
+include: "workflow/rules/inputs/reproduction.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/dnn.smk"
 include: "workflow/rules/curvature.smk"
@@ -36,10 +42,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        protein_outputs(),
-        dnn_outputs(),
-        comparison_outputs(),
-        curvature_outputs(),
-        fidelity_outputs(),
-        noise_outputs(),
-        reproduction_outputs(),
+        final_outputs(),

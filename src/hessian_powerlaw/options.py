@@ -235,13 +235,16 @@ def command_line(settings):
     """The flags that give these {option name: value} settings to a command, shell-quoted.
 
     A boolean becomes its flag when it differs from the schema default (`--verify`,
-    `--no-compare`); None and empty strings are left out (the command's default applies)."""
+    `--no-compare`); None and empty strings are left out (the command's default applies).
+    A name outside the option table (a command's own flag, e.g. `model`) becomes --name with
+    underscores as dashes, a true boolean its bare flag."""
     parts = []
     for name, value in settings.items():
-        node = schema_node(name)
+        default = schema_node(name).get("default", False) if name in TABLE else False
+        text = flag(name) if name in TABLE else "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            if value != node.get("default", False):
-                parts.append(flag(name) if value else "--no-" + flag(name)[2:])
+            if value != default:
+                parts.append(text if value else "--no-" + text[2:])
         elif value is not None and value != "":
-            parts += [flag(name), shlex.quote(str(value))]
+            parts += [text, shlex.quote(str(value))]
     return " ".join(parts)

@@ -47,9 +47,9 @@ rule curvature_plots:
                 caption=f"../report/{name}.rst",
                 category="Curvature",
             )
-            for name in CURVATURE_FIGURES
+            for name in plan.CURVATURE_FIGURES
         ],
-        [f"{RESULTS}/plots/{name}.pdf" for name in CURVATURE_FIGURES],
+        [f"{RESULTS}/plots/{name}.pdf" for name in plan.CURVATURE_FIGURES],
     log:
         "logs/curvature_plots.log",
     conda:

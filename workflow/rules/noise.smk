@@ -68,7 +68,7 @@ rule noise_tables:
     input:
         noise_records,
     output:
-        [f"{RESULTS}/noise/{name}.tsv" for name in NOISE_TABLES],
+        [f"{RESULTS}/noise/{name}.tsv" for name in plan.NOISE_TABLES],
         markdown=report(
             f"{RESULTS}/noise/noise.md",
             caption="../report/noise.rst",
@@ -94,9 +94,9 @@ rule noise_plots:
                 caption=f"../report/{name}.rst",
                 category="Noise study",
             )
-            for name in NOISE_FIGURES
+            for name in plan.NOISE_FIGURES
         ],
-        [f"{RESULTS}/noise/{name}.pdf" for name in NOISE_FIGURES],
+        [f"{RESULTS}/noise/{name}.pdf" for name in plan.NOISE_FIGURES],
     log:
         "logs/noise/plots.log",
     conda:

@@ -77,8 +77,8 @@ rule repro_part:
 
 rule reproduction:
     input:
-        records=repro_records(),
-        proteins=repro_proteins(),
+        records=plan.repro_records(config),
+        proteins=plan.repro_proteins(config),
     output:
         table=f"{REPRO_DIR}/reproduction.tsv",
         markdown=report(
