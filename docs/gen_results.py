@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from hessian_powerlaw.io import read_tsv
+from hessian_powerlaw.report.reproduction import study_rows
 
 DOCS = Path(__file__).resolve().parent
 MEASURED = DOCS.parent / "benchmarks" / "measured"
@@ -13,9 +14,10 @@ MEASURED = DOCS.parent / "benchmarks" / "measured"
 
 def _protein_4hhb():
     (row,) = read_tsv(MEASURED / "reproduction_cpu" / "proteins" / "t11-4hhb.tsv")
+    study = next(r for r in study_rows() if r["id"] == "t11-4hhb")
     return (
         f"β {row['beta']:.3f} ± {row['beta_sigma']:.3f}, d_ks {row['d_ks']:.4f} < d_c {row['d_c']:.4f} "
-        "(the study: 2.008 ± 0.032, 0.0145)",
+        f"(the study: {study['study_beta']} ± {study['study_beta_sigma']}, {study['study_d_ks']})",
         "reproduction_cpu/proteins/t11-4hhb.tsv",
         "results/reproduction-cpu.md",
     )
