@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Copy the finished reproduction records (JSON) and spectra (.npy, 16 KB each) of a
-# reproduce_cpu.yaml run into benchmarks/measured/reproduction_cpu/ and rebuild its table:
-#   bash benchmarks/sync_reproduction.sh [RESULTS_DIR]   (default results-reproduce)
+# Copy the finished records (JSON) and spectra (.npy, 16 KB each) of a reproduction run into
+# benchmarks/measured/ and rebuild its table there:
+#   bash benchmarks/sync_reproduction.sh [RESULTS_DIR [OUT_DIR]]
+#   (defaults: results-study, benchmarks/measured/reproduction_study)
+# Records that are already there are overwritten by the run's; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src="${1:-results-reproduce}/reproduction"
-out=benchmarks/measured/reproduction_cpu
+src="${1:-results-study}/reproduction"
+out="${2:-benchmarks/measured/reproduction_study}"
 mkdir -p "$out"
 for record in "$src"/records/*.json; do
     name=$(basename "$record" .json)
@@ -16,5 +18,7 @@ if compgen -G "$src/proteins/*.tsv" > /dev/null; then
     mkdir -p "$out/proteins"
     cp "$src"/proteins/*.tsv "$out/proteins/"
 fi
-hessian-powerlaw reproduction "$out"/*.json --proteins "$out"/proteins/*.tsv --out "$out/reproduction.tsv" \
+proteins=()
+compgen -G "$out/proteins/*.tsv" > /dev/null && proteins=(--proteins "$out"/proteins/*.tsv)
+hessian-powerlaw reproduction "$out"/*.json "${proteins[@]}" --out "$out/reproduction.tsv" \
     --markdown "$out/reproduction.md" --figure "$out/slope.png"
