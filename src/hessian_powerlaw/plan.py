@@ -12,7 +12,10 @@ RUN_PATTERN = (
     "{model}_{dataset}_{optimizer}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}{labelset}"
 )
 CURVATURE_DIMS = (*RUN_DIMS, "lr", "schedule")
-CURVATURE_PATTERN = "{model}_{dataset}_{optimizer}_lr{lr}_{schedule}_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
+CURVATURE_PATTERN = (
+    "{model}_{dataset}_{optimizer}_lr{lr}_{schedule}"
+    "_b{batch_size}_n{n_train}_w{width}_d{depth}_s{seed}_e{epochs}"
+)
 TOY_RUN = "{valley}_{noise}_lr{lr}"
 FIGURES = {  # network and protein figures -> their report category
     "overlay": "Comparison",
