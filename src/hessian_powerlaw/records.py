@@ -106,6 +106,7 @@ BLOCK_KEYS = (
     "seconds",
     "products",
     "products_note",
+    "curvature",
     "status",
     "reason",
 )

@@ -162,6 +162,16 @@ def test_factory_command_line_reads_no_pickle(tmp_path, monkeypatch, capsys):
     assert rec["command"].startswith("hessian-powerlaw dnn-spectrum --model-factory")
     assert cli.main([*argv, "--blocks", "layer", "--out", "blocks.tsv"]) == 0
     assert [r["block"] for r in read_tsv(tmp_path / "blocks.tsv")] == ["0", "1", "3"]
+    assert cli.main([*argv, "--curvature", "ggn", "--vectors", "v.npy", "--out", "ggn.json"]) == 0
+    ggn = json.loads((tmp_path / "ggn.json").read_text())
+    assert ggn["curvature"] == "ggn" and np.load(tmp_path / "v.npy").shape == (rec["n_params"], 12)
+    for refused in (
+        ["--operator", "gradient-covariance"],
+        ["--n-eval", "10"],
+        ["--blocks", "layer", "--spectrum", "s.npy"],
+    ):
+        assert cli.main([*argv, *refused, "--out", "no.json"]) == 2
+        assert "do(es) not apply" in capsys.readouterr().err
     torch.save({"weights": myfactories.Payload()}, tmp_path / "evil.pt")
     assert cli.main([*argv, "--state-dict", "evil.pt", "--out", "no.json"]) == 2
     err = capsys.readouterr()

@@ -249,6 +249,8 @@ def test_fuzzed_arguments_give_an_answer_or_one_clear_error():
         "device": ["cpu", "auto", torch.device("cpu"), "cuda:7", "meta"],
         "blocks": [None, None, "layer", "*weight", "[", ""],
         "seed": [0, 1, -1, 1.5],
+        "curvature": ["hessian", "ggn", "fisher", "hessian", "laplacian"],
+        "vectors": [False, True],
     }
     allowed = (ValueError, TypeError, DeviceError, SolverError, FitError)
     for _ in range(150):

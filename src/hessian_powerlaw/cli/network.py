@@ -111,6 +111,8 @@ _OTHER_FLAGS = (  # flags outside the option table: (dest, flag, its unset value
     ("steps_per_k", "--steps-per-k", None, {"model"}),
     ("data_root", "--data-root", None, {"model", "blocks"}),
     ("spectrum", "--spectrum", None, {"model", "factory"}),
+    ("curvature", "--curvature", "hessian", {"factory", "blocks"}),
+    ("vectors", "--vectors", None, {"factory"}),
 )
 _WHERE = {"factory": "--model-factory", "blocks": "--blocks", "model": "a MODEL file"}
 
@@ -148,6 +150,8 @@ def _api_options(args, opts):
         "progress": not args.quiet,
         "slq_steps": opts["slq_steps"],
         "block_size": opts["block_size"],
+        "curvature": args.curvature,
+        "vectors": bool(getattr(args, "vectors", None)),
     }
 
 
@@ -159,7 +163,7 @@ def _factory_spectrum(args, opts):
 
     if not args.data_factory:
         raise ValueError("--model-factory needs --data-factory (package.module:function)")
-    record, values, residuals = spectrum_record(
+    record, values, residuals, vectors = spectrum_record(
         args.model_factory,
         args.data_factory,
         state_dict=args.state_dict,
@@ -178,6 +182,8 @@ def _factory_spectrum(args, opts):
     record["command"] = args.command_line
     if args.spectrum:
         save_npy(args.spectrum, np.stack([values, residuals]))
+    if args.vectors:
+        save_npy(args.vectors, vectors.numpy())
     write_json(args.out, record)
     print(
         f"dnn-spectrum: {args.model_factory}, {record['n_params']} parameters, top-{record['k']} "
@@ -254,6 +260,13 @@ def register(sub):
     p.add_argument("--data-root", help="where the model's data set lives, if moved")
     p.add_argument("--run", help="run name in the record (default: the model file's name)")
     p.add_argument("--spectrum", help=".npy with eigenvalues (row 0) and residuals (row 1)")
+    p.add_argument(
+        "--curvature",
+        default="hessian",
+        choices=("hessian", "ggn", "fisher"),
+        help="factory models: the loss Hessian, the generalised Gauss-Newton matrix or the empirical Fisher",
+    )
+    p.add_argument("--vectors", help="factory models: .npy of the Ritz vectors, shape (n_params, K)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_dnn_spectrum)

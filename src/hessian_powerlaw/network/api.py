@@ -24,7 +24,8 @@ import torch
 
 from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import SOLVERS, top_eigenpairs
-from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
+from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
+from hessian_powerlaw.network.operators.generic import is_pair
 
 __all__ = ["Spectrum", "parameter_blocks", "top_spectrum"]
 
@@ -56,6 +57,12 @@ class Spectrum:
     note : str or None
         Why the sequential products did not apply to a cross-entropy model, where they were
         considered.
+    vectors : torch.Tensor or None
+        With ``vectors=True``: the Ritz vectors, shape (n_params, K), orthonormal columns in
+        the order of the eigenvalues, on the CPU; parameters in ``model.named_parameters()``
+        order (trainable ones), each flattened.
+    curvature : str
+        ``"hessian"``, ``"ggn"`` or ``"fisher"``.
     """
 
     eigenvalues: np.ndarray
@@ -69,6 +76,8 @@ class Spectrum:
     n_params: int
     products: str
     note: str | None = None  # why the fast products were not used, where they were considered
+    vectors: torch.Tensor | None = None  # (n_params, K) Ritz vectors, with vectors=True
+    curvature: str = "hessian"
 
 
 def parameter_blocks(model, blocks):
@@ -125,8 +134,10 @@ def _device_copy(model, device):
         raise ValueError(f"model cannot be copied ({str(err).splitlines()[0][:200]})") from None
 
 
-def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, solver_options):
+def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, solver_options, curvature):
     """One ValueError/TypeError naming the argument, for every argument top_spectrum takes."""
+    if curvature not in CURVATURES:
+        raise ValueError(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
@@ -210,7 +221,7 @@ def _check_products(op, seed):
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
     if not 1 <= k < op.n:
         raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
-    slq_steps, block_size = options[0], options[1] or 16
+    slq_steps, block_size, keep = options[0], options[1] or 16, options[2]
     if solver == "slq":
         slq_steps = slq_steps or min(op.n, max(3 * k, k + 100))
     start = time.perf_counter()
@@ -236,6 +247,8 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         n_params=op.n,
         products=products,
         note=note,
+        vectors=result.vectors.detach().cpu() if keep else None,
+        curvature=getattr(op, "curvature", "hessian"),
     )
 
 
@@ -253,6 +266,8 @@ def top_spectrum(
     progress=False,
     slq_steps=None,
     block_size=None,
+    curvature="hessian",
+    vectors=False,
 ):
     """Top-k eigenvalues of the Hessian of the data mean of ``loss_fn(model(x), y)`` in the
     trainable parameters, in eval mode on a copy of the model (never changed or moved).
@@ -271,20 +286,18 @@ def top_spectrum(
     solver : {"block", "lanczos", "arpack", "dense", "power", "slq"}, default "block"
         Block or single-vector Lanczos, scipy's ARPACK, the dense Hessian (small models),
         deflated power iteration, or the Ritz values of ``slq_steps`` Lanczos steps.
-    device : str or torch.device, default "cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-    blocks : str, optional
-        ``"layer"`` or globs over parameter names: one spectrum per diagonal block.
-    tol : float, default 1e-3
-        Relative residual at which a Ritz pair counts as converged, in (0, 1).
-    dtype : {torch.float32, torch.float64}
-        Precision of the products.
-    seed : int, default 0
-        Seed of the start vectors and the data check.
-    progress : bool, default False
-        A progress bar on stderr.
+    device, blocks : str or torch.device, str
+        ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``"layer"`` or globs over
+        parameter names for one spectrum per diagonal block (None).
+    tol, dtype : float, {torch.float32, torch.float64}
+        Relative residual of a converged Ritz pair, in (0, 1) (1e-3); precision of the products.
+    seed, progress : int, bool
+        Seed of the start vectors and the data check (0); a progress bar on stderr (False).
     slq_steps, block_size : int, optional
         Lanczos steps of slq (default max(3k, k + 100)); vectors per product of block (16).
+    curvature, vectors : {"hessian", "ggn", "fisher"}, bool
+        The loss Hessian (default), the generalised Gauss-Newton matrix or the empirical
+        Fisher; keep the Ritz vectors in ``Spectrum.vectors``, shape (n_params, k) (False).
 
     Returns
     -------
@@ -306,27 +319,27 @@ def top_spectrum(
     >>> spectrum.eigenvalues.shape, bool(spectrum.converged), spectrum.products
     ((5,), True, 'autograd')
     """
-    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size))
+    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size), curvature)
     _check_data(data)
     model = _device_copy(model, pick_device(device))
-    device, options = str(next(model.parameters()).device), (slq_steps, block_size)
+    device, options = str(next(model.parameters()).device), (slq_steps, block_size, bool(vectors))
     if blocks is None:
-        op, why = _fast_operator(model, loss_fn, data, dtype)
+        op, why = _fast_operator(model, loss_fn, data, dtype) if curvature == "hessian" else (None, None)
         if op is not None:
             return _solve(op, k, solver, tol, seed, progress, device, "sequential", options)
-        op = LossHessian(model, loss_fn, data, dtype=dtype)
+        op = CURVATURES[curvature](model, loss_fn, data, dtype=dtype)
         _check_products(op, seed)
         return _solve(op, k, solver, tol, seed, progress, device, "autograd", options, why)
     solve = (solver, tol, seed, progress, device, options)
-    return _block_spectra(model, loss_fn, data, k, blocks, dtype, solve)
+    return _block_spectra(CURVATURES[curvature], model, loss_fn, data, (k, blocks, dtype), solve)
 
 
-def _block_spectra(model, loss_fn, data, k, blocks, dtype, solve):
-    """{block name: Spectrum} of the diagonal blocks of the Hessian (`top_spectrum`'s blocks)."""
-    solver, tol, seed, progress, device, options = solve
+def _block_spectra(operator, model, loss_fn, data, request, solve):
+    """{block name: Spectrum} of the diagonal blocks of the curvature (`top_spectrum`'s blocks)."""
+    (k, blocks, dtype), (solver, tol, seed, progress, device, options) = request, solve
     out = {}
     for name, names in parameter_blocks(model, blocks).items():
-        op = LossHessian(model, loss_fn, data, names=names, dtype=dtype)
+        op = operator(model, loss_fn, data, names=names, dtype=dtype)
         if op.n < 2:
             continue  # a one-parameter block has no spectrum to fit
         if not out:

@@ -70,8 +70,8 @@ def build_model(model_factory, state_dict=None):
 def spectrum_record(
     model_factory, data_factory, state_dict=None, loss="cross-entropy", k=100, bootstrap=0, seed=0, **options
 ):
-    """(record, eigenvalues, residuals) of a factory-built model, or with options['blocks'] a
-    list of block records (one per parameter group) and no arrays."""
+    """(record, eigenvalues, residuals, Ritz vectors or None) of a factory-built model, or with
+    options['blocks'] a list of block records (one per parameter group) and no arrays."""
     if loss not in LOSSES:
         raise FactoryError(f"unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
     start = time.perf_counter()
@@ -84,7 +84,8 @@ def spectrum_record(
         "state_dict": state_dict,
         "loss": loss,
     }
-    return summarise(result, base, bootstrap, seed, start)
+    record, values, residuals = summarise(result, base, bootstrap, seed, start)
+    return record, values, residuals, None if isinstance(result, dict) else result.vectors
 
 
 def summarise(result, base, bootstrap=0, seed=0, start=None):
@@ -106,6 +107,7 @@ def _summary(spectrum, bootstrap, seed):
         "solver": spectrum.solver,
         "products": spectrum.products,
         "products_note": spectrum.note,
+        "curvature": spectrum.curvature,
         "device": spectrum.device,
         "converged": spectrum.converged,
         "lambda_max": float(spectrum.eigenvalues[0]),

@@ -98,12 +98,17 @@ class LossHessian:
             self.forward_mode = False  # forward mode unsupported here (weight_norm, MSELoss, ...)
             return self._matmat(vectors)
 
+    def _chunk_product(self, vectors, x, y):
+        """The chunk's mean curvature times V (n, b): b products vmapped over the vectors."""
+        if vectors.shape[1] == 1:
+            return self._hvp(vectors[:, 0], x, y)[:, None]
+        return vmap(self._hvp, in_dims=(1, None, None), out_dims=1)(vectors, x, y)
+
     def _matmat(self, vectors):
         vectors = vectors.to(self.device, self.dtype)
         out, count = torch.zeros_like(vectors), 0
-        batched = vmap(self._hvp, in_dims=(1, None, None), out_dims=1)
         for x, y in self._chunks():
-            part = batched(vectors, x, y) if vectors.shape[1] > 1 else self._hvp(vectors[:, 0], x, y)[:, None]
+            part = self._chunk_product(vectors, x, y)
             out += len(x) * part
             count += len(x)
         if count == 0:
