@@ -60,9 +60,14 @@ def cmd_dnn_spectrum(args):
 
     if bool(args.model_file) == bool(args.model_factory):
         raise ValueError("give either a MODEL file of `train` or --model-factory (with --data-factory)")
+    from hessian_powerlaw.network.operators import distributed
+
     path = "factory" if args.model_factory else ("blocks" if args.blocks else "model")
     _refuse_unused(args, path)
     opts = resolve(args, "dnn-spectrum")
+    distributed.init_from_environment(opts["device"])  # under torchrun: one rank of a group
+    if distributed.rank() != 0:  # every rank computes; rank 0 alone writes the outputs
+        args.out = args.spectrum = args.vectors = None
     opts["k"] = opts.pop("spectrum_k")
     if args.model_factory:
         return _factory_spectrum(args, opts)
@@ -81,7 +86,8 @@ def cmd_dnn_spectrum(args):
     record["command"] = (f"{train_command} && " if train_command else "") + args.portable_command
     if args.spectrum:
         save_npy(args.spectrum, np.stack([values, residuals]))
-    write_json(args.out, record)
+    if args.out:
+        write_json(args.out, record)
     if record["status"] == "ok":
         law = "power law" if record["power_law"] else "not a power law"
         verdict = (
@@ -176,7 +182,8 @@ def _factory_spectrum(args, opts):
     if args.blocks:
         from hessian_powerlaw.records import BLOCK_KEYS
 
-        write_tsv(args.out, record, BLOCK_KEYS)
+        if args.out:
+            write_tsv(args.out, record, BLOCK_KEYS)
         print(f"dnn-spectrum: {len(record)} blocks of {args.model_factory} -> {args.out}", file=sys.stderr)
         return
     record["command"] = args.command_line
@@ -184,7 +191,8 @@ def _factory_spectrum(args, opts):
         save_npy(args.spectrum, np.stack([values, residuals]))
     if args.vectors:
         save_npy(args.vectors, vectors.numpy())
-    write_json(args.out, record)
+    if args.out:
+        write_json(args.out, record)
     print(
         f"dnn-spectrum: {args.model_factory}, {record['n_params']} parameters, top-{record['k']} "
         f"({record['products']} products, {record['hvp_count']} HVPs): "
@@ -214,7 +222,8 @@ def _model_file_blocks(args, opts):
     result = top_spectrum(model, loss, data, opts["k"], **_api_options(args, opts))
     run = {"run": args.run or Path(args.model_file).name.removesuffix(".pt")}
     rows, _, _ = summarise(result, run, opts["bootstrap"], opts["bootstrap_seed"])
-    write_tsv(args.out, rows, ("run", *BLOCK_KEYS))
+    if args.out:
+        write_tsv(args.out, rows, ("run", *BLOCK_KEYS))
     print(f"dnn-spectrum: {len(rows)} blocks of {args.model_file} -> {args.out}", file=sys.stderr)
 
 

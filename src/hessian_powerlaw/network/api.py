@@ -24,8 +24,9 @@ import torch
 
 from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import SOLVERS, top_eigenpairs
+from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
-from hessian_powerlaw.network.operators.generic import is_pair
+from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
 
 __all__ = ["Spectrum", "parameter_blocks", "top_spectrum"]
 
@@ -124,6 +125,11 @@ def _check_data(data):
 
 def _integer(value, least):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+def _parallel(op):
+    """The operator over every rank's data under torch.distributed; `op` itself otherwise."""
+    return distributed.DataParallel(op) if distributed.active() else op
 
 
 def _device_copy(model, device):
@@ -319,18 +325,17 @@ def top_spectrum(
     >>> spectrum.eigenvalues.shape, bool(spectrum.converged), spectrum.products
     ((5,), True, 'autograd')
     """
-    _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size), curvature)
-    _check_data(data)
-    model = _device_copy(model, pick_device(device))
-    device, options = str(next(model.parameters()).device), (slq_steps, block_size, bool(vectors))
+    with distributed.together():  # under torch.distributed: every rank checks its own shard
+        _check_arguments(
+            model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size), curvature
+        )
+        _check_data(data)
+        data = distributed.shard(data)
+        model = _device_copy(model, pick_device(device))
+    options = (slq_steps, block_size, bool(vectors))
+    solve = (solver, tol, seed, progress, str(next(model.parameters()).device), options)
     if blocks is None:
-        op, why = _fast_operator(model, loss_fn, data, dtype) if curvature == "hessian" else (None, None)
-        if op is not None:
-            return _solve(op, k, solver, tol, seed, progress, device, "sequential", options)
-        op = CURVATURES[curvature](model, loss_fn, data, dtype=dtype)
-        _check_products(op, seed)
-        return _solve(op, k, solver, tol, seed, progress, device, "autograd", options, why)
-    solve = (solver, tol, seed, progress, device, options)
+        return _whole_spectrum(model, loss_fn, data, (k, curvature, dtype), solve)
     return _block_spectra(CURVATURES[curvature], model, loss_fn, data, (k, blocks, dtype), solve)
 
 
@@ -339,10 +344,26 @@ def _block_spectra(operator, model, loss_fn, data, request, solve):
     (k, blocks, dtype), (solver, tol, seed, progress, device, options) = request, solve
     out = {}
     for name, names in parameter_blocks(model, blocks).items():
-        op = operator(model, loss_fn, data, names=names, dtype=dtype)
+        with distributed.together():
+            op = operator(model, loss_fn, data, names=names, dtype=dtype)
+        op = _parallel(op)
         if op.n < 2:
             continue  # a one-parameter block has no spectrum to fit
         if not out:
             _check_products(op, seed)
         out[name] = _solve(op, min(k, op.n - 1), solver, tol, seed, progress, device, "autograd", options)
     return out
+
+
+def _whole_spectrum(model, loss_fn, data, request, solve):
+    """The Spectrum of the whole curvature matrix: the sequential products where they apply
+    (the Hessian of a cross-entropy ReLU chain), autograd products checked first otherwise."""
+    (k, curvature, dtype), (solver, tol, seed, progress, device, options) = request, solve
+    with distributed.together():
+        op, why = _fast_operator(model, loss_fn, data, dtype) if curvature == "hessian" else (None, None)
+        op = op or CURVATURES[curvature](model, loss_fn, data, dtype=dtype)
+    products = "autograd" if isinstance(op, LossHessian) else "sequential"
+    op = _parallel(op)
+    if products == "autograd":
+        _check_products(op, seed)
+    return _solve(op, k, solver, tol, seed, progress, device, products, options, why)

@@ -11,6 +11,7 @@ from hessian_powerlaw.network.device import pick_device
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
 from hessian_powerlaw.network.eigensolvers.dense import check_size
 from hessian_powerlaw.network.model_files import load_model
+from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.training import data_for, learned
 from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
@@ -114,9 +115,16 @@ def spectrum(model_path, settings=None):
     if s.solver == "dense":  # refused before any data is read
         check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[s.dtype], device)
     x, y = eval_data(meta, s.n_eval, s.data_root, s.eval_split, s.eval_dataset)
+    n_eval = len(x)
+    if distributed.active() and s.operator != "hessian":
+        raise ValueError(
+            "data-parallel runs take the Hessian only (the gradient covariance is not a data mean)"
+        )
+    x, y = distributed.shard((x, y))
     shift = meta["weight_decay"] if s.weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)
     op, described = _operator(model, x, y, s.operator, s.hessian, s.dtype, shift, smoothing, s.gradient_batch)
+    op = distributed.DataParallel(op) if distributed.active() else op
     solver_options = (
         "tol",
         "steps_per_k",
@@ -128,14 +136,14 @@ def spectrum(model_path, settings=None):
         "block_size",
     )
     result = top_eigenpairs(op, s.k, solver=s.solver, **{name: getattr(s, name) for name in solver_options})
-    where = f"{len(x)} {s.eval_split} images" + (f" of {s.eval_dataset}" if s.eval_dataset else "")
+    where = f"{n_eval} {s.eval_split} images" + (f" of {s.eval_dataset}" if s.eval_dataset else "")
     hessian = (
         f"{described} over {where}; "
         + (f"label smoothing {smoothing:g}; " if smoothing else "")
         + (f"plus weight decay ({shift:g} I)" if shift else "weight decay excluded")
         + "; eval mode"
     )
-    record = _record(s, meta, len(x), hessian, device, result)
+    record = _record(s, meta, n_eval, hessian, device, result)
     if result.full is not None:  # every eigenvalue (dense): exact sums over the spectrum
         record.update(spectrum_sums(result.full), trace_estimator="exact", trace_stderr=0.0, trace_hvps=0)
     else:

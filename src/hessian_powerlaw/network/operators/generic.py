@@ -113,6 +113,7 @@ class LossHessian:
             count += len(x)
         if count == 0:
             raise ValueError(self._no_samples())
+        self.n_samples = count
         self.hvp_count += vectors.shape[1]
         self.data_passes += 1
         return out / count
@@ -125,6 +126,7 @@ class LossHessian:
             count += len(x)
         if count == 0:
             raise ValueError(self._no_samples())
+        self.n_samples = count
         return total / count
 
     def _no_samples(self):

@@ -234,6 +234,7 @@ class SequentialHessian:
         if sorted(n for pair in self.slots for n in pair if n) != sorted(self.names):
             raise UnsupportedModel("parameters outside the Conv2d/Linear layers")
         self.x = x.to(self.device, dtype)
+        self.n_samples = len(x)
         self.y = y.to(self.device)
         cpu = self.device.type == "cpu"
         self.chunk_size = chunk_size or (128 if cpu else 1024)
