@@ -50,6 +50,7 @@ SPECTRUM_KEYS = (
     "n_eval",
     "hessian",
     "solver",
+    "solver_choice",
     "slq_steps",
     "block_size",
     "weight_decay_term",
@@ -107,6 +108,7 @@ BLOCK_KEYS = (
     "products",
     "products_note",
     "curvature",
+    "solver_choice",
     "status",
     "reason",
 )

@@ -293,3 +293,41 @@ def test_converged_means_small_residuals_for_every_solver():
             np.testing.assert_allclose(result.eigenvalues, [1.0, 0.5, 0.4975126], rtol=1e-3)
     power = top_eigenpairs(Diagonal(values), 3, solver="power", tol=1e-3, progress=False)
     assert np.max(power.residuals) > 0.1
+
+
+class Timed(Diagonal):
+    """A diagonal operator whose products take a set time: per call, and per vector in a block."""
+
+    def __init__(self, values, per_call, per_block_vector):
+        super().__init__(values)
+        self.per_call, self.per_block_vector = per_call, per_block_vector
+
+    def matmat(self, v):
+        import time
+
+        time.sleep(self.per_call + (self.per_block_vector * v.shape[1] if v.shape[1] > 1 else 0.0))
+        return super().matmat(v)
+
+
+@pytest.mark.parametrize("per_block_vector, expected", [(0.0, "block"), (0.02, "lanczos")])
+def test_auto_picks_the_solver_the_measured_costs_favour(per_block_vector, expected):
+    from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+
+    values = 1.0 / np.arange(1, 401, dtype=float)
+    op = Timed(values, per_call=0.01, per_block_vector=per_block_vector)
+    result = top_eigenpairs(op, 40, solver="auto", tol=1e-3, progress=False)
+    assert result.choice.startswith(f"{expected}:") and "predicted" in result.choice
+    assert result.converged
+    np.testing.assert_allclose(result.eigenvalues, values[:40], rtol=1e-3)
+    # the measurement's products (a warm-up, one alone, one block) count in the result
+    assert result.hvp_count == op.hvp_count
+
+
+def test_auto_on_a_network_names_its_choice():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    result = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=20)
+    assert result.solver in ("block", "lanczos") and result.choice.startswith(result.solver)
+    dense = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=20, solver="dense")
+    np.testing.assert_allclose(result.eigenvalues, dense.eigenvalues, rtol=1e-2)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.eigensolvers import SOLVERS, top_eigenpairs
+from hessian_powerlaw.network.eigensolvers import NAMES, top_eigenpairs
 from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
 from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
@@ -64,6 +64,8 @@ class Spectrum:
         order (trainable ones), each flattened.
     curvature : str
         ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+    choice : str or None
+        With ``solver="auto"``: the solver chosen and the measured costs behind the choice.
     """
 
     eigenvalues: np.ndarray
@@ -79,6 +81,7 @@ class Spectrum:
     note: str | None = None  # why the fast products were not used, where they were considered
     vectors: torch.Tensor | None = None  # (n_params, K) Ritz vectors, with vectors=True
     curvature: str = "hessian"
+    choice: str | None = None  # solver="auto": what it chose and the timings behind it
 
 
 def parameter_blocks(model, blocks):
@@ -159,8 +162,8 @@ def _check_arguments(model, loss_fn, k, solver, tol, dtype, seed, blocks, solver
         )
     if not _integer(k, 1):
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if solver not in NAMES:
+        raise ValueError(f"solver must be one of {', '.join(NAMES)}, got {solver!r}")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < tol < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if dtype not in DTYPES:
@@ -249,7 +252,8 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         data_passes=result.data_passes,
         seconds=round(time.perf_counter() - start, 3),
         device=str(device),
-        solver=solver,
+        solver=result.choice.split(":")[0] if result.choice else solver,
+        choice=result.choice,
         n_params=op.n,
         products=products,
         note=note,
@@ -263,7 +267,7 @@ def top_spectrum(
     loss_fn,
     data,
     k,
-    solver="block",
+    solver="auto",
     device="cpu",
     blocks=None,
     tol=1e-3,
@@ -289,9 +293,9 @@ def top_spectrum(
         (a list, a ``DataLoader``) that is the same on every pass (two passes are compared).
     k : int
         Number of top eigenvalues, 1 <= k < number of parameters.
-    solver : {"block", "lanczos", "arpack", "dense", "power", "slq"}, default "block"
-        Block or single-vector Lanczos, scipy's ARPACK, the dense Hessian (small models),
-        deflated power iteration, or the Ritz values of ``slq_steps`` Lanczos steps.
+    solver : {"auto", "block", "lanczos", "arpack", "dense", "power", "slq"}, default "auto"
+        Block or single-vector Lanczos (auto: whichever the operator's measured costs favour),
+        ARPACK, the dense Hessian (small models), power iteration, or slq's Ritz values.
     device, blocks : str or torch.device, str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``"layer"`` or globs over
         parameter names for one spectrum per diagonal block (None).

@@ -108,6 +108,7 @@ def _summary(spectrum, bootstrap, seed):
         "products": spectrum.products,
         "products_note": spectrum.note,
         "curvature": spectrum.curvature,
+        "solver_choice": spectrum.choice,
         "device": spectrum.device,
         "converged": spectrum.converged,
         "lambda_max": float(spectrum.eigenvalues[0]),

@@ -179,13 +179,14 @@ def _record(s, meta, n_eval, hessian, device, result):
         operator=s.operator,
         gradient_batch=s.gradient_batch if s.operator == "gradient-covariance" else None,
         hessian=hessian,
-        solver=s.solver,
+        solver=result.choice.split(":")[0] if result.choice else s.solver,
+        solver_choice=result.choice,
         slq_steps=s.slq_steps if s.solver == "slq" else None,
         weight_decay_term=bool(s.weight_decay_term),
         tol=s.tol,
         dtype=s.dtype,
         device=device,
-        **_solver_keys(result, s.solver),
+        **_solver_keys(result, result.choice.split(":")[0] if result.choice else s.solver),
     )
     return record
 

@@ -32,6 +32,7 @@ import math
 import numpy as np
 import torch
 
+from hessian_powerlaw.network.eigensolvers.auto import choose
 from hessian_powerlaw.network.eigensolvers.baselines import arpack, power_iteration
 from hessian_powerlaw.network.eigensolvers.dense import DENSE_LIMIT, dense, full_spectrum
 from hessian_powerlaw.network.eigensolvers.lanczos import NOISE_FLOOR, block_lanczos, lanczos
@@ -53,8 +54,10 @@ SOLVERS = {
     "power": power_iteration,
     "dense": dense,
 }
+NAMES = (*SOLVERS, "auto")  # auto: block or lanczos, chosen by timing the operator (auto.py)
 __all__ = [
     "DENSE_LIMIT",
+    "NAMES",
     "NOISE_FLOOR",
     "SOLVERS",
     "SolverError",
@@ -99,7 +102,7 @@ def _check_request(op, k, solver, tol, which, block_size, slq_steps):
             "the bottom eigenvalues (which='SA') are computed by the lanczos and dense solvers only"
         )
     if solver not in SOLVERS:
-        raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(SOLVERS)})")
+        raise SolverError(f"unknown solver {solver!r} (choose from {', '.join(NAMES)})")
     if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
         raise SolverError(f"tol must be a positive finite number, got {tol}")
     if solver == "block" and not (isinstance(block_size, int) and block_size >= 1):
@@ -135,6 +138,13 @@ def top_eigenpairs(
     Lanczos residual estimates below tol, and for arpack and power (whose own stopping rules
     do not bound the residual) explicit residuals below sqrt(tol), so that each eigenvalue is
     within sqrt(tol) |lambda| of one of the operator's (Bauer-Fike)."""
+    hvp0, passes0 = op.hvp_count, op.data_passes
+    choice = None
+    if solver == "auto" and which == "SA":
+        solver, choice = "lanczos", "the bottom eigenvalues are computed by lanczos"
+    elif solver == "auto":  # the measurement's products count in this call's
+        _check_request(op, k, "block", tol, which, block_size, slq_steps)
+        solver, block_size, choice = choose(op.matmat, op.n, k, block_size, op.dtype, op.device, seed)
     _check_request(op, k, solver, tol, which, block_size, slq_steps)
     steps_per_k = steps_per_k or (6.0 if solver in ("lanczos", "block") else 2.0)
     if solver == "slq":
@@ -142,7 +152,6 @@ def top_eigenpairs(
     element = torch.tensor([], dtype=op.dtype).element_size()
     if solver != "dense":
         check_memory(op.n, k, 0 if solver == "power" else steps_per_k, element, op.device, memory_limit)
-    hvp0, passes0 = op.hvp_count, op.data_passes
     run = SOLVERS[solver]
     matmat = _finite_products(op.matmat if which == "LA" else (lambda v: -op.matmat(v)))
     extra = {"relative_to": "norm"} if which == "SA" else {}
@@ -175,6 +184,7 @@ def top_eigenpairs(
         result.residual_kind = "explicit"
     if solver in ("arpack", "power"):  # their own stopping rules do not bound the residuals
         result.converged = bool(result.converged and np.max(result.residuals) <= math.sqrt(tol))
+    result.choice = choice and f"{solver}: {choice}"
     result.hvp_count = op.hvp_count - hvp0
     result.data_passes = op.data_passes - passes0
     return result

@@ -32,6 +32,7 @@ class SolverResult:
     orthogonality: float = 0.0  # largest |basis^T q| left by block Gram-Schmidt, then repaired
     replaced: int = 0  # numerically dependent basis columns replaced by random directions
     full: np.ndarray | None = field(default=None, repr=False)  # every eigenvalue (dense solver)
+    choice: str | None = None  # solver='auto': what it chose and why
 
 
 def basis_bytes(n, k, steps_per_k, element_size):
