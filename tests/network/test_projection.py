@@ -88,3 +88,26 @@ def test_a_valley_that_is_a_line_needs_no_bisection():
     )
     assert [r["iteration"] for r in rows] == [0, 100, 200, 300, 400]
     assert all(r["connected_to_next"] for r in rows[:-1])
+
+
+def test_network_projected_path_records_resume_from_the_cache(tmp_path):
+    """The small network, a short SGD run on 60 images: every projected minimum has a loss
+    below the run's lowest, a finite trace and validation loss; the rows are consistent with
+    line connectedness; a second call reads every projection from the saved cache."""
+    from hessian_powerlaw.network.noise.paths import Run, SavedCache, path_records
+
+    run = Run(init_seed=0, lr=0.1, momentum=0.9, batch_size=10, seed=0, n_train=60)
+    cache = SavedCache(tmp_path / "cache.npz")
+    rows = path_records(run, steps=40, every=20, cache=cache, max_steps=5000)
+    threshold = min(run.loss(theta) for _, theta in run.states(40, 20))
+    assert [r["iteration"] for r in rows][0] == 0 and rows[-1]["iteration"] == 40
+    for row, following in zip(rows[:-1], rows[1:], strict=True):
+        assert row["loss"] < threshold and np.isfinite(row["trace"]) and np.isfinite(row["val_loss"])
+        joined = line_connected(
+            cache[row["iteration"]][0], cache[following["iteration"]][0], run.loss, threshold
+        )
+        assert joined == row["connected_to_next"]
+    saved = SavedCache(tmp_path / "cache.npz")
+    assert sorted(saved) == sorted(cache)
+    again = path_records(Run(0, 0.1, 0.9, 10, 0, n_train=60), steps=40, every=20, cache=saved, max_steps=1)
+    assert [r["loss"] for r in again] == [r["loss"] for r in rows]  # no projection re-run (max_steps=1)

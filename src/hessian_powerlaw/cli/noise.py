@@ -115,6 +115,28 @@ def cmd_noise_trace(args):
     _write(args, record, summary)
 
 
+def cmd_noise_project(args):
+    from hessian_powerlaw.io import write_tsv
+    from hessian_powerlaw.network.noise.paths import COLUMNS, Run, SavedCache, path_records, trace_fit
+
+    run = Run(
+        args.init_seed, args.lr, args.momentum, args.batch_size, args.seed, args.data_root, args.n_train
+    )
+    cache = SavedCache(args.cache) if args.cache else None
+    name = f"init{args.init_seed}_lr{args.lr:g}_b{args.batch_size}_s{args.seed}"
+    rows = path_records(run, args.steps, args.every, args.after, cache, max_steps=args.max_steps, name=name)
+    write_tsv(args.out, rows, COLUMNS)
+    fit = trace_fit(rows)
+    if args.fit:
+        write_tsv(args.fit, [fit], tuple(fit))
+    connected = sum(bool(r["connected_to_next"]) for r in rows[:-1])
+    print(
+        f"noise-project: {len(rows)} projected minima, {connected} of {len(rows) - 1} segments line "
+        f"connected; trace slope {fit['slope']:.3g} ± {fit['slope_se']:.2g} per step -> {args.out}",
+        file=sys.stderr,
+    )
+
+
 def read_records(paths):
     """The JSON records of the noise study; a one-line error names an unreadable or
     incomplete one (report.noise.missing_keys)."""
@@ -208,6 +230,32 @@ def register(sub):
     add_options(p, "noise-trace")
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_noise_trace)
+
+    p = sub.add_parser(
+        "noise-project", help="an SGD run's states projected to minima (the noise study's Figs. 1, 3)"
+    )
+    p.add_argument("--init-seed", type=count, default=0, help="seed of the network's initialisation")
+    p.add_argument("--lr", type=positive, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--batch-size", type=positive_int, default=25)
+    p.add_argument("--seed", type=count, default=0, help="seed of the mini-batches (one draw per step)")
+    p.add_argument("--steps", type=positive_int, required=True, help="SGD steps of the run")
+    p.add_argument("--every", type=positive_int, required=True, help="steps between saved states")
+    p.add_argument(
+        "--after", type=count, default=0, help="project states from this step on (after the early phase)"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=200_000,
+        help="gradient-descent steps per projection at most",
+    )
+    p.add_argument("--n-train", type=count, default=0, help="training images (0: the study's 500)")
+    p.add_argument("--data-root", help="where MNIST lies (default: the bundled subset)")
+    p.add_argument("--cache", help=".npz of the projections so far (a killed run resumes from it)")
+    p.add_argument("--fit", help="TSV of the trace's slope along the path")
+    p.add_argument("--out", required=True, help="TSV, one row per projected minimum")
+    p.set_defaults(func=cmd_noise_project)
 
     for name, text, func in (
         ("noise-tables", "the noise study's tables (TSV and noise.md) from its records", cmd_noise_tables),

@@ -1,0 +1,163 @@
+"""The noise study's Fig. 1 and Fig. 3 on its network: an SGD run's states projected to nearby
+minima (`projection.projected_path`), with the loss, validation loss and exact Hessian trace of
+every projected minimum.
+
+The run is SGD with momentum on the small network (`small_net.SMALL_NET`: 500 pooled MNIST
+images, 6220 parameters, label-smoothed cross-entropy, no weight decay), its mini-batch at step t
+drawn from a generator seeded by (seed, t), so that the segment between two saved states can be
+re-run bit-identically: the bisection inserts the state halfway between two by re-running from
+the earlier one (with its momentum). Each state is projected by full-batch gradient descent at
+the run's learning rate until the training loss is below the run's lowest recorded loss.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from hessian_powerlaw.io import atomic_path
+from hessian_powerlaw.network.errors import TrainingError, diverged
+from hessian_powerlaw.network.models import build
+from hessian_powerlaw.network.noise.projection import projected_path
+from hessian_powerlaw.network.noise.small_net import SMALL_NET, load_data
+from hessian_powerlaw.network.trace import exact_trace
+from hessian_powerlaw.regression import linear_fit
+
+COLUMNS = ("run", "iteration", "loss", "val_loss", "trace", "trace_se", "connected_to_next", "steps")
+
+
+class Run:
+    """A re-runnable SGD run over flat float64 parameter vectors (see the module docstring)."""
+
+    def __init__(self, init_seed, lr=0.1, momentum=0.9, batch_size=25, seed=0, data_root=None, n_train=None):
+        if not (lr > 0 and 0 <= momentum < 1 and batch_size >= 1):
+            raise TrainingError(
+                f"need lr > 0, 0 <= momentum < 1, batch size >= 1 (got {lr}, {momentum}, {batch_size})"
+            )
+        self.data = load_data({**SMALL_NET, "n_train": n_train or SMALL_NET["n_train"]}, data_root)
+        self.x, self.y = (t.double() if t.is_floating_point() else t for t in self.data["train"])
+        if batch_size > len(self.x):
+            raise TrainingError(f"batch size {batch_size} is larger than the {len(self.x)} images")
+        torch.manual_seed(init_seed)
+        model = build("fcn", tuple(self.x.shape[1:]), self.data["classes"], 1, SMALL_NET["width"])
+        self.model = model.double().eval()
+        self.names = [n for n, _ in self.model.named_parameters()]
+        self.shapes = [p.shape for _, p in self.model.named_parameters()]
+        self.theta0 = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]).numpy()
+        self.lr, self.momentum, self.batch_size, self.seed = lr, momentum, batch_size, seed
+        self.smoothing = SMALL_NET["label_smoothing"]
+        self.buffers = {}  # iteration -> momentum buffer of the states this run produced
+
+    def _params(self, theta):
+        parts = torch.split(torch.as_tensor(theta, dtype=torch.float64), [math.prod(s) for s in self.shapes])
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
+
+    def loss(self, theta, x=None, y=None):
+        x, y = (self.x, self.y) if x is None else (x, y)
+        with torch.no_grad():
+            out = functional_call(self.model, self._params(theta), (x,))
+            return float(nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing))
+
+    def gradient(self, theta, x=None, y=None):
+        x, y = (self.x, self.y) if x is None else (x, y)
+        params = {n: p.requires_grad_(True) for n, p in self._params(np.array(theta)).items()}
+        out = functional_call(self.model, params, (x,))
+        loss = nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        return torch.cat([g.reshape(-1) for g in grads]).numpy()
+
+    def advance(self, theta, buffer, start, steps):
+        """(theta, buffer) after `steps` SGD steps from iteration `start`."""
+        theta, buffer = np.array(theta), np.array(buffer)
+        for t in range(start, start + steps):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + t)
+            idx = torch.randperm(len(self.x), generator=generator)[: self.batch_size]
+            buffer = self.momentum * buffer + self.gradient(theta, self.x[idx], self.y[idx])
+            theta = theta - self.lr * buffer
+        return theta, buffer
+
+    def states(self, steps, every):
+        """[(iteration, theta)] every `every` steps from initialisation (momentum kept)."""
+        theta, buffer, out = self.theta0.copy(), np.zeros_like(self.theta0), []
+        for start in range(0, steps + 1, every):
+            if start:
+                theta, buffer = self.advance(theta, buffer, start - every, every)
+                if diverged(self.loss(theta), self.data["classes"]):
+                    raise TrainingError(f"SGD at lr {self.lr:g} diverged by step {start}")
+            self.buffers[start] = buffer
+            out.append((start, theta))
+        return out
+
+    def between(self, a, theta_a, b):
+        """The state at (a + b) // 2, re-run from the state at a."""
+        middle = (a + b) // 2
+        theta, buffer = self.advance(theta_a, self.buffers[a], a, middle - a)
+        self.buffers[middle] = buffer
+        return theta
+
+    def trace(self, theta):
+        """The exact trace of the Hessian of the training loss at theta."""
+        model = self.model
+        with torch.no_grad():
+            for p, value in zip(model.parameters(), self._params(theta).values(), strict=True):
+                p.copy_(value)
+        return exact_trace(model, self.x)
+
+
+def path_records(run, steps, every, after=0, cache=None, points=10, max_steps=200_000, name="run"):
+    """The projected path of `run` from iteration `after` on (COLUMNS): states every `every`
+    steps up to `steps`, projected below the lowest recorded training loss, bisected where
+    consecutive minima are not line connected."""
+    states = [(i, theta) for i, theta in run.states(steps, every) if i >= after]
+    threshold = min(run.loss(theta) for _, theta in states)
+    rows = projected_path(
+        states, run.between, run.loss, run.gradient, run.lr, threshold, cache, points, max_steps
+    )
+    x_test, y_test = (t.double() if t.is_floating_point() else t for t in run.data["test"])
+    return [
+        {
+            "run": name,
+            "iteration": r["iteration"],
+            "loss": r["loss"],
+            "val_loss": run.loss(r["minimum"], x_test, y_test),
+            "trace": run.trace(r["minimum"]),
+            "trace_se": 0.0,
+            "connected_to_next": r["connected_to_next"],
+            "steps": r["steps"],
+        }
+        for r in rows
+    ]
+
+
+class SavedCache(dict):
+    """{iteration: (minimum, steps, loss)} kept in an .npz file, rewritten (atomically) after
+    every new projection, so that a killed projection run resumes where it stopped."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        if Path(path).is_file():
+            with np.load(path, allow_pickle=False) as saved:
+                for key in saved.files:
+                    if key.startswith("theta_"):
+                        i = int(key.removeprefix("theta_"))
+                        super().__setitem__(
+                            i, (saved[key], int(saved[f"steps_{i}"]), float(saved[f"loss_{i}"]))
+                        )
+
+    def __setitem__(self, iteration, value):
+        super().__setitem__(iteration, value)
+        arrays = {}
+        for i, (theta, steps, loss) in self.items():
+            arrays.update({f"theta_{i}": theta, f"steps_{i}": np.array(steps), f"loss_{i}": np.array(loss)})
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def trace_fit(rows):
+    """The least-squares slope of the trace against the iteration along a projected path."""
+    fit = linear_fit([r["iteration"] for r in rows], [r["trace"] for r in rows])
+    return {"run": rows[0]["run"], "n_points": len(rows), **fit}
