@@ -78,7 +78,9 @@ def top_k(values, k):
     return x[:k]
 
 
-def power_law_fit(values, k, compare=True, bootstrap=0, seed=0):
+def power_law_fit(
+    values: "np.typing.ArrayLike", k: int, compare: bool = True, bootstrap: int = 0, seed: int = 0
+) -> dict:
     """Fit a power law to the K largest of `values`: the estimator both wings use.
 
     xmin is the K-th largest value, ``beta = 1 + K / sum(ln(x_i / xmin))``,

@@ -17,6 +17,7 @@ import copy
 import fnmatch
 import numbers
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +85,28 @@ class Spectrum:
     choice: str | None = None  # solver="auto": what it chose and the timings behind it
 
 
-def parameter_blocks(model, blocks):
-    """{block name: [parameter names]}: 'layer' groups the parameters of each module (e.g.
-    'features.0' holds 'features.0.weight' and 'features.0.bias'); any other string is a
-    comma-separated list of glob patterns over parameter names, one block per pattern."""
+def parameter_blocks(model: torch.nn.Module, blocks: str) -> dict[str, list[str]]:
+    """The parameter groups of a block spectrum.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; only its trainable parameters are grouped.
+    blocks : str
+        ``"layer"`` groups the parameters of each module (``features.0`` holds
+        ``features.0.weight`` and ``features.0.bias``); any other string is a comma-separated
+        list of glob patterns over parameter names, one block per pattern.
+
+    Returns
+    -------
+    dict of str to list of str
+        Block name -> the names of its parameters, in the model's order.
+
+    Raises
+    ------
+    ValueError
+        A pattern that matches no trainable parameter.
+    """
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if blocks == "layer":
         groups = {}
@@ -263,22 +282,22 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
 
 
 def top_spectrum(
-    model,
-    loss_fn,
-    data,
-    k,
-    solver="auto",
-    device="cpu",
-    blocks=None,
-    tol=1e-3,
-    dtype=torch.float32,
-    seed=0,
-    progress=False,
-    slq_steps=None,
-    block_size=None,
-    curvature="hessian",
-    vectors=False,
-):
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    data: tuple[torch.Tensor, torch.Tensor] | Iterable,
+    k: int,
+    solver: str = "auto",
+    device: str | torch.device = "cpu",
+    blocks: str | None = None,
+    tol: float = 1e-3,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    progress: bool = False,
+    slq_steps: int | None = None,
+    block_size: int | None = None,
+    curvature: str = "hessian",
+    vectors: bool = False,
+) -> "Spectrum | dict[str, Spectrum]":
     """Top-k eigenvalues of the Hessian of the data mean of ``loss_fn(model(x), y)`` in the
     trainable parameters, in eval mode on a copy of the model (never changed or moved).
 
