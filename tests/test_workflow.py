@@ -249,3 +249,23 @@ def test_network_jobs_ask_for_a_gpu_unless_pinned_to_the_cpu(tmp_path, device, g
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rule dnn_spectrum" in proc.stdout
     assert ("gpu=1" in proc.stdout) == gpu and ("gpu=0" in proc.stdout) != gpu
+
+
+def test_a_spectrum_job_on_several_gpus_runs_under_torchrun(tmp_path):
+    config = {
+        "pdb": {"enabled": False},
+        "noise": {"enabled": False},
+        "dnn": {
+            "device": "cuda",
+            "spectrum_gpus": 4,
+            "random_init_control": False,
+            "curvature": {"runs": []},
+            "sweeps": [{"model": ["lenet"], "dataset": ["mnist"], "epochs": [2]}],
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", "-p")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    spectrum = proc.stdout[proc.stdout.index("rule dnn_spectrum") :]
+    assert "torchrun --standalone --nproc_per_node 4 -m hessian_powerlaw dnn-spectrum" in spectrum
+    assert "gpu=4" in spectrum.split("rule ")[1]

@@ -41,6 +41,13 @@ REPRO_DIR = f"{RESULTS}/reproduction"
 # the config pins them to the CPU.
 PROTEIN_GPU = int(config["anm"]["eigen_backend"] == "cuda")
 DNN_GPU = int(DNN["device"] != "cpu")
+# a spectrum job on several devices runs its command under torchrun (data-parallel products)
+SPECTRUM_GPUS = DNN["spectrum_gpus"]
+SPECTRUM_COMMAND = (
+    f"torchrun --standalone --nproc_per_node {SPECTRUM_GPUS} -m hessian_powerlaw"
+    if SPECTRUM_GPUS > 1
+    else "hessian-powerlaw"
+)
 DNN_RUNS = plan.dnn_runs(config)
 VARIANTS = {variant["name"]: variant for variant in DNN["variants"]}
 EXPERIMENTS = plan.experiments(config)

@@ -34,13 +34,14 @@ rule dnn_spectrum:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=DNN_GPU,
+        gpu=DNN_GPU * SPECTRUM_GPUS,
         mem_mb=16000,
         runtime=600,
     params:
         options=spectrum_options,
+        command=SPECTRUM_COMMAND,
     shell:
-        "hessian-powerlaw dnn-spectrum {input.model} {params.options} "
+        "{params.command} dnn-spectrum {input.model} {params.options} "
         "--spectrum {output.spectrum} --out {output.record} 2> {log}"
 
 

@@ -31,13 +31,14 @@ rule repro_spectrum:
         "../../envs/dnn.yaml"
     threads: 2
     resources:
-        gpu=DNN_GPU,
+        gpu=DNN_GPU * SPECTRUM_GPUS,
         mem_mb=16000,
         runtime=600,
     params:
         options=repro_spectrum_options,
+        command=SPECTRUM_COMMAND,
     shell:
-        "hessian-powerlaw dnn-spectrum {input.model} {params.options} --quiet "
+        "{params.command} dnn-spectrum {input.model} {params.options} --quiet "
         "--spectrum {output.spectrum} --out {output.record} 2> {log}"
 
 
