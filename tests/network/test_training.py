@@ -183,6 +183,8 @@ def test_cli_train_and_spectrum_contract(tmp_path):
             "20",
             "--n-eval",
             "100",
+            "--solver",
+            "block",
             "--quiet",
             "--spectrum",
             str(tmp_path / "s.npy"),
