@@ -57,6 +57,10 @@ OTHER_READING = {  # the same networks read as "k hidden layers"
     "cal-fcn-d1-w100-init": "t8-fcn1-mnist-init",
     "cal-fcn-d4-w100-init": "t8-fcn4-mnist-init",
 }
+ALSO = {  # runs that also stand for another study row (choice, option, row)
+    "cal-lenet-sub6000": ("training-set", "6000-image subset", "t6-n6000"),
+    "cal-fcn-d1-w100-sub6000": ("training-set", "6000-image subset", "t8-fcn2-mnist"),
+}
 BASE_OPTION = {  # the base regime's option of each choice (the runs that do not vary it)
     "hessian-images": "6000",
     "training-set": "whole set",
@@ -113,6 +117,8 @@ def rows(folder):
         targets = []
         if run in RUNS:
             targets.append((*RUNS[run][:2], RUNS[run][2]))
+        if run in ALSO and ALSO[run] not in targets:
+            targets.append(ALSO[run])
         if run in OTHER_READING:
             targets.append(("fcn-depth" if "w100" in run else "width", "k hidden layers", OTHER_READING[run]))
         if record.get("status") != "ok" or not targets:
