@@ -125,17 +125,7 @@ def spectrum(model_path, settings=None):
     smoothing = meta.get("label_smoothing", 0.0)
     op, described = _operator(model, x, y, s.operator, s.hessian, s.dtype, shift, smoothing, s.gradient_batch)
     op = distributed.DataParallel(op) if distributed.active() else op
-    solver_options = (
-        "tol",
-        "steps_per_k",
-        "seed",
-        "verify",
-        "memory_limit",
-        "progress",
-        "slq_steps",
-        "block_size",
-    )
-    result = top_eigenpairs(op, s.k, solver=s.solver, **{name: getattr(s, name) for name in solver_options})
+    result = top_eigenpairs(op, s.k, solver=s.solver, **{name: getattr(s, name) for name in SOLVER_OPTIONS})
     where = f"{n_eval} {s.eval_split} images" + (f" of {s.eval_dataset}" if s.eval_dataset else "")
     hessian = (
         f"{described} over {where}; "
@@ -171,6 +161,7 @@ def _record(s, meta, n_eval, hessian, device, result):
     record = dict.fromkeys(NETWORK_KEYS)
     record.update({key: meta.get(key) for key in RUN_KEYS})
     record["n_train"] = meta["n_train_used"]
+    solver = result.choice.split(":")[0] if result.choice else s.solver  # auto: the one it chose
     record.update(
         variant=s.variant,
         n_eval=n_eval,
@@ -179,14 +170,14 @@ def _record(s, meta, n_eval, hessian, device, result):
         operator=s.operator,
         gradient_batch=s.gradient_batch if s.operator == "gradient-covariance" else None,
         hessian=hessian,
-        solver=result.choice.split(":")[0] if result.choice else s.solver,
+        solver=solver,
         solver_choice=result.choice,
         slq_steps=s.slq_steps if s.solver == "slq" else None,
         weight_decay_term=bool(s.weight_decay_term),
         tol=s.tol,
         dtype=s.dtype,
         device=device,
-        **_solver_keys(result, result.choice.split(":")[0] if result.choice else s.solver),
+        **_solver_keys(result, solver),
     )
     return record
 
