@@ -83,6 +83,7 @@ TABLE = {
     "net_data_seed": (("noise", "network", "data_seed"), "--data-seed"),
     "minimum_epochs": (("noise", "network", "minimum_epochs"), "--epochs"),
     "minimum_lr": (("noise", "network", "minimum_lr"), "--lr"),
+    "minimum_refine_steps": (("noise", "network", "minimum_refine_steps"), "--refine-steps"),
     "equilibrium_steps": (("noise", "equilibrium", "steps"), "--steps"),
     "equilibrium_every": (("noise", "equilibrium", "every"), "--every"),
     "trace_batch_size": (("noise", "trace", "batch_size"), "--batch-size"),
@@ -174,6 +175,7 @@ COMMANDS = {
         "net_data_seed",
         "minimum_epochs",
         "minimum_lr",
+        "minimum_refine_steps",
     ),
     "noise-equilibrium": ("equilibrium_steps", "equilibrium_every"),
     "noise-trace": (

@@ -68,6 +68,7 @@ def cmd_noise_minimum(args):
         lr=opts["minimum_lr"],
         data_root=opts["data_root"],
         progress=not args.quiet,
+        refine_steps=opts["minimum_refine_steps"],
     )
     if args.record:
         from hessian_powerlaw.io import write_json
@@ -115,6 +116,19 @@ def cmd_noise_trace(args):
     _write(args, record, summary)
 
 
+def cmd_noise_displace(args):
+    from hessian_powerlaw.network.noise.experiments import displacement
+
+    record = displacement(args.minimum, args.scales, seed=args.seed, rel_cut=args.rel_cut)
+    last = record["points"][-1]
+    summary = (
+        f"{len(record['points'])} displacements along {record['n_nondegenerate']} non-degenerate "
+        f"directions; at scale {last['scale']:g}: excess loss {last['excess_loss']:.3e}, negative sum "
+        f"{last['negative_sum']:.4g}"
+    )
+    _write(args, record, summary)
+
+
 def cmd_noise_project(args):
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.network.noise.paths import COLUMNS, Run, SavedCache, path_records, trace_fit
@@ -130,6 +144,21 @@ def cmd_noise_project(args):
     if args.fit:
         write_tsv(args.fit, [fit], tuple(fit))
     connected = sum(bool(r["connected_to_next"]) for r in rows[:-1])
+    if args.record:
+        from hessian_powerlaw.io import write_json
+
+        settings = ("init_seed", "lr", "momentum", "batch_size", "seed", "steps", "every", "after", "n_train")
+        write_json(
+            args.record,
+            {
+                "experiment": "projected-path",
+                **{k: getattr(args, k) for k in settings},
+                "n_points": len(rows),
+                "n_connected": connected,
+                "trace_fit": fit,
+                "command": args.command_line,
+            },
+        )
     print(
         f"noise-project: {len(rows)} projected minima, {connected} of {len(rows) - 1} segments line "
         f"connected; trace slope {fit['slope']:.3g} ± {fit['slope_se']:.2g} per step -> {args.out}",
@@ -232,6 +261,24 @@ def register(sub):
     p.set_defaults(func=cmd_noise_trace)
 
     p = sub.add_parser(
+        "noise-displace",
+        help="a minimum displaced along its non-degenerate directions: loss and negative eigenvalues",
+    )
+    p.add_argument("minimum", metavar="MINIMUM", help="model file from noise-minimum")
+    p.add_argument(
+        "--scales", type=float, nargs="+", required=True, help="displacements (loss rise about scale^2)"
+    )
+    p.add_argument("--seed", type=count, default=0, help="seed of the direction")
+    p.add_argument(
+        "--rel-cut",
+        type=positive,
+        default=1e-3,
+        help="non-degenerate: eigenvalue above this times the largest",
+    )
+    p.add_argument("--out", required=True, help="record JSON")
+    p.set_defaults(func=cmd_noise_displace)
+
+    p = sub.add_parser(
         "noise-project", help="an SGD run's states projected to minima (the noise study's Figs. 1, 3)"
     )
     p.add_argument("--init-seed", type=count, default=0, help="seed of the network's initialisation")
@@ -254,6 +301,7 @@ def register(sub):
     p.add_argument("--data-root", help="where MNIST lies (default: the bundled subset)")
     p.add_argument("--cache", help=".npz of the projections so far (a killed run resumes from it)")
     p.add_argument("--fit", help="TSV of the trace's slope along the path")
+    p.add_argument("--record", help="JSON of the run's settings, summary and command")
     p.add_argument("--out", required=True, help="TSV, one row per projected minimum")
     p.set_defaults(func=cmd_noise_project)
 

@@ -10,17 +10,15 @@ the earlier one (with its momentum). Each state is projected by full-batch gradi
 the run's learning rate until the training loss is below the run's lowest recorded loss.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call
 
 from hessian_powerlaw.io import atomic_path
 from hessian_powerlaw.network.errors import TrainingError, diverged
 from hessian_powerlaw.network.models import build
+from hessian_powerlaw.network.noise.flat import FlatLoss
 from hessian_powerlaw.network.noise.projection import projected_path
 from hessian_powerlaw.network.noise.small_net import SMALL_NET, load_data
 from hessian_powerlaw.network.trace import exact_trace
@@ -38,36 +36,23 @@ class Run:
                 f"need lr > 0, 0 <= momentum < 1, batch size >= 1 (got {lr}, {momentum}, {batch_size})"
             )
         self.data = load_data({**SMALL_NET, "n_train": n_train or SMALL_NET["n_train"]}, data_root)
-        self.x, self.y = (t.double() if t.is_floating_point() else t for t in self.data["train"])
-        if batch_size > len(self.x):
-            raise TrainingError(f"batch size {batch_size} is larger than the {len(self.x)} images")
+        x, y = self.data["train"]
+        if batch_size > len(x):
+            raise TrainingError(f"batch size {batch_size} is larger than the {len(x)} images")
         torch.manual_seed(init_seed)
-        model = build("fcn", tuple(self.x.shape[1:]), self.data["classes"], 1, SMALL_NET["width"])
-        self.model = model.double().eval()
-        self.names = [n for n, _ in self.model.named_parameters()]
-        self.shapes = [p.shape for _, p in self.model.named_parameters()]
-        self.theta0 = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]).numpy()
+        model = build("fcn", tuple(x.shape[1:]), self.data["classes"], 1, SMALL_NET["width"])
+        self.flat = FlatLoss(model, x, y, SMALL_NET["label_smoothing"])
+        self.x, self.y, self.theta0 = self.flat.x, self.flat.y, self.flat.theta0
         self.lr, self.momentum, self.batch_size, self.seed = lr, momentum, batch_size, seed
-        self.smoothing = SMALL_NET["label_smoothing"]
         self.buffers = {}  # iteration -> momentum buffer of the states this run produced
 
-    def _params(self, theta):
-        parts = torch.split(torch.as_tensor(theta, dtype=torch.float64), [math.prod(s) for s in self.shapes])
-        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
-
     def loss(self, theta, x=None, y=None):
-        x, y = (self.x, self.y) if x is None else (x, y)
-        with torch.no_grad():
-            out = functional_call(self.model, self._params(theta), (x,))
-            return float(nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing))
+        """The loss at theta (on the training data by default)."""
+        return self.flat.loss(theta, x, y)
 
     def gradient(self, theta, x=None, y=None):
-        x, y = (self.x, self.y) if x is None else (x, y)
-        params = {n: p.requires_grad_(True) for n, p in self._params(np.array(theta)).items()}
-        out = functional_call(self.model, params, (x,))
-        loss = nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing)
-        grads = torch.autograd.grad(loss, list(params.values()))
-        return torch.cat([g.reshape(-1) for g in grads]).numpy()
+        """The gradient at theta (on the training data by default)."""
+        return self.flat.gradient(theta, x, y)
 
     def advance(self, theta, buffer, start, steps):
         """(theta, buffer) after `steps` SGD steps from iteration `start`."""
@@ -100,11 +85,7 @@ class Run:
 
     def trace(self, theta):
         """The exact trace of the Hessian of the training loss at theta."""
-        model = self.model
-        with torch.no_grad():
-            for p, value in zip(model.parameters(), self._params(theta).values(), strict=True):
-                p.copy_(value)
-        return exact_trace(model, self.x)
+        return exact_trace(self.flat.module(theta), self.x)
 
 
 def path_records(run, steps, every, after=0, cache=None, points=10, max_steps=200_000, name="run"):

@@ -62,19 +62,20 @@ def load_data(settings, data_root=None):
 def data_of(meta):
     """The data a saved small-network state was trained on (its metadata's settings)."""
     settings = {k: meta.get(k, SMALL_NET[k]) for k in SMALL_NET if k != "data_seed"}
-    return load_data({**settings, "data_seed": meta["seed"]})
+    return load_data({**settings, "data_seed": meta["seed"]}, meta.get("data_root") or None)
 
 
-def _meta(settings, model, data, init_seed, phase):
+def _meta(settings, model, data, init_seed, phase, data_root=None):
     """Model-file metadata that `training.load_model` and `spectrum.eval_data` understand."""
-    x, y = data["train"]
+    dtype = next(model.parameters()).dtype
+    (x, y), (x_test, y_test) = data["train"], data["test"]
     smoothing = settings["label_smoothing"]
-    train_loss, train_acc = evaluate(model, x, y, label_smoothing=smoothing)
-    test_loss, test_acc = evaluate(model, *data["test"], label_smoothing=smoothing)
+    train_loss, train_acc = evaluate(model, x.to(dtype), y, label_smoothing=smoothing)
+    test_loss, test_acc = evaluate(model, x_test.to(dtype), y_test, label_smoothing=smoothing)
     return {
         "model": "fcn",
         "dataset": settings["dataset"],
-        "data_root": "",
+        "data_root": str(data_root or ""),
         "n_train": settings["n_train"],
         "normalization": settings["normalization"],
         "label_noise": 0.0,
@@ -100,9 +101,11 @@ def _meta(settings, model, data, init_seed, phase):
     }
 
 
-def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, progress=True):
-    """Full-batch GD from the seeded initialisation for `epochs` steps; saves the model file
-    `out` and returns its metadata (with the loss every epochs/100 steps as 'history')."""
+def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, progress=True, refine_steps=0):
+    """Full-batch GD from the seeded initialisation for `epochs` steps, then (`refine_steps` > 0)
+    up to that many Levenberg-Marquardt steps on the Gauss-Newton matrix (`newton.newton_minimum`,
+    float64: the saved model is then float64); saves the model file `out` and returns its metadata
+    (with the loss every epochs/100 steps as 'history', and the refinement's as 'refine')."""
     settings = {**SMALL_NET, **settings}
     data = load_data(settings, data_root)
     x, y = data["train"]
@@ -124,12 +127,45 @@ def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, prog
         loss.backward()
         optimizer.step()
     phase = {"optimizer": "gd", "lr": lr, "batch_size": len(x), "epochs": epochs}
-    meta = _meta(settings, model, data, init_seed, phase)
+    refined = (
+        _refine(model, x, y, settings["label_smoothing"], refine_steps, progress) if refine_steps else {}
+    )
+    if refined:
+        model = refined.pop("model")
+        phase["refine"] = {k: v for k, v in refined.items() if k != "history"}
+    meta = _meta(settings, model, data, init_seed, phase, data_root)
     if diverged(meta["train_loss"], data["classes"]):
         raise TrainingError(f"gradient descent diverged (lr {lr:g}, final loss {meta['train_loss']:.4g})")
     meta["seconds"] = round(time.perf_counter() - clock, 2)
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, out)
-    return {**meta, "history": history}
+    return {**meta, "history": history, **({"refine_history": refined["history"]} if refined else {})}
+
+
+def _refine(model, x, y, smoothing, steps, progress):
+    """Levenberg-Marquardt (Gauss-Newton) steps from the model's parameters: a float64 copy of the
+    model at the point reached, and the solver's summary."""
+    from hessian_powerlaw.network.noise.flat import FlatLoss
+    from hessian_powerlaw.network.noise.newton import newton_minimum
+
+    flat = FlatLoss(model, x, y, smoothing)
+
+    def report(step, loss, norm):
+        if progress and step % 10 == 0:
+            print(
+                f"noise-minimum: Gauss-Newton step {step}, loss {loss:.6f}, |g| {norm:.2e}", file=sys.stderr
+            )
+
+    theta, info = newton_minimum(
+        flat.theta0,
+        flat.loss,
+        flat.gradient,
+        flat.ggn_vp,
+        max_steps=steps,
+        damping=1e-2,
+        max_cg=2000,
+        progress=report,
+    )
+    return {"model": flat.module(theta), "method": "gauss-newton", **info}
 
 
 def _flat_grad(model, x, y, smoothing):
@@ -202,6 +238,7 @@ def descend(
         )
     data = data_of(meta)
     x, y = data["train"]
+    x = x.to(next(model.parameters()).dtype)
     smoothing = meta.get("label_smoothing", 0.0)
     floor = smoothing_floor(smoothing, data["classes"])
     step_noise = _Noise(noise, model, x, y, smoothing, batch_size, seed, top_k, refresh)
