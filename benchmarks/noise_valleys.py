@@ -3,7 +3,7 @@ several initialisations, and the negative-eigenvalue sum against the loss (Fig. 
 minimum reached by Gauss-Newton steps, over the paper's grid of learning rates and batch sizes,
 and by controlled displacements of that minimum.
 
-    python benchmarks/noise_valleys.py [--inits 10] [--work results-noise-valleys] \
+    python benchmarks/noise_valleys.py [--inits 5] [--work results-noise-valleys] \
         [--out benchmarks/measured/noise_valleys]
 
 Every step is one `hessian-powerlaw` command whose record (with its `command`) lands in --out;
@@ -42,7 +42,8 @@ def paths(args, out, work):
         tsv = out / "paths" / f"init{seed}.tsv"
         run(
             f"hessian-powerlaw noise-project --init-seed {seed} --lr 0.1 --momentum 0.9 --batch-size 25 "
-            f"--steps {args.steps} --every {args.every} --after {args.after} --cache {work}/cache{seed}.npz "
+            f"--steps {args.steps} --every {args.every} --after {args.after} --min-gap {args.min_gap} "
+            f"--cache {work}/cache{seed}.npz "
             f"--out {tsv} --record {record}",
             record,
         )
@@ -105,10 +106,11 @@ def markdown(summary, fits, records):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inits", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--every", type=int, default=200)
+    parser.add_argument("--inits", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--after", type=int, default=1000)
+    parser.add_argument("--min-gap", type=int, default=50)
     parser.add_argument("--work", default="results-noise-valleys")
     parser.add_argument("--out", default="benchmarks/measured/noise_valleys")
     parser.add_argument("--only", choices=("paths", "fig2a"))
@@ -116,8 +118,8 @@ def main():
     out, work = Path(args.out), Path(args.work)
     for folder in (out / "paths", out / "fig2a", work):
         folder.mkdir(parents=True, exist_ok=True)
-    rows = paths(args, out, work) if args.only != "fig2a" else []
     records = fig2a(out, work) if args.only != "paths" else []
+    rows = paths(args, out, work) if args.only != "fig2a" else []
     if rows:
         write_tsv(out / "projected_path.tsv", rows, report.PATH_COLUMNS)
         summary = report.path_summary(rows)

@@ -33,6 +33,15 @@ def test_projection_moves_only_across_the_valley():
     assert np.arctan2(on_ring[1], on_ring[0]) == pytest.approx(np.arctan2(0.9, 1.2), abs=1e-12)  # radial
 
 
+def test_projection_with_the_runs_momentum_stays_across_the_valley_and_is_faster():
+    start = np.array([0.7, 0.3])
+    _, plain, _ = project(start, flat_valley, flat_gradient, lr=0.01, threshold=1e-8)
+    minimum, heavy, value = project(start, flat_valley, flat_gradient, lr=0.01, threshold=1e-8, momentum=0.9)
+    assert minimum[0] == 0.7 and value < 1e-8 and heavy < plain / 3
+    with pytest.raises(ProjectionError, match="momentum"):
+        project(start, flat_valley, flat_gradient, lr=0.01, threshold=1e-8, momentum=1.0)
+
+
 def test_projection_that_cannot_reach_the_threshold_says_so():
     with pytest.raises(ProjectionError, match="descent steps left the loss"):
         project(np.array([0.0, 1.0]), flat_valley, flat_gradient, lr=1e-6, threshold=1e-8, max_steps=10)
@@ -111,3 +120,14 @@ def test_network_projected_path_records_resume_from_the_cache(tmp_path):
     assert sorted(saved) == sorted(cache)
     again = path_records(Run(0, 0.1, 0.9, 10, 0, n_train=60), steps=40, every=20, cache=saved, max_steps=1)
     assert [r["loss"] for r in again] == [r["loss"] for r in rows]  # no projection re-run (max_steps=1)
+
+
+def test_bisection_stops_at_the_minimum_gap():
+    states = [(0, _orbit(0)), (400, _orbit(400))]
+    between = lambda a, theta_a, b: _orbit((a + b) // 2)  # noqa: E731
+    full = projected_path(states, between, ring, ring_gradient, lr=0.05, threshold=1e-4)
+    capped = projected_path(states, between, ring, ring_gradient, lr=0.05, threshold=1e-4, min_gap=50)
+    gaps = np.diff([r["iteration"] for r in capped])
+    assert len(capped) < len(full) and gaps.max() <= 50 and gaps.min() > 1
+    with pytest.raises(ProjectionError, match="min_gap"):
+        projected_path(states, between, ring, ring_gradient, lr=0.05, threshold=1e-4, min_gap=0)

@@ -138,7 +138,16 @@ def cmd_noise_project(args):
     )
     cache = SavedCache(args.cache) if args.cache else None
     name = f"init{args.init_seed}_lr{args.lr:g}_b{args.batch_size}_s{args.seed}"
-    rows = path_records(run, args.steps, args.every, args.after, cache, max_steps=args.max_steps, name=name)
+    rows = path_records(
+        run,
+        args.steps,
+        args.every,
+        args.after,
+        cache,
+        max_steps=args.max_steps,
+        name=name,
+        min_gap=args.min_gap,
+    )
     write_tsv(args.out, rows, COLUMNS)
     fit = trace_fit(rows)
     if args.fit:
@@ -147,7 +156,8 @@ def cmd_noise_project(args):
     if args.record:
         from hessian_powerlaw.io import write_json
 
-        settings = ("init_seed", "lr", "momentum", "batch_size", "seed", "steps", "every", "after", "n_train")
+        settings = ("init_seed", "lr", "momentum", "batch_size", "seed", "steps", "every", "after", "min_gap")
+        settings += ("n_train",)
         write_json(
             args.record,
             {
@@ -260,6 +270,20 @@ def register(sub):
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_noise_trace)
 
+    _register_valleys(sub)
+
+    for name, text, func in (
+        ("noise-tables", "the noise study's tables (TSV and noise.md) from its records", cmd_noise_tables),
+        ("noise-plots", "the noise study's figures from its records", cmd_noise_plots),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("records", nargs="+", metavar="RECORD")
+        p.add_argument("--out-dir", required=True)
+        p.set_defaults(func=func)
+
+
+def _register_valleys(sub):
+    """noise-displace and noise-project: the valley experiments (Figs. 1-3)."""
     p = sub.add_parser(
         "noise-displace",
         help="a minimum displaced along its non-degenerate directions: loss and negative eigenvalues",
@@ -297,6 +321,12 @@ def register(sub):
         default=200_000,
         help="gradient-descent steps per projection at most",
     )
+    p.add_argument(
+        "--min-gap",
+        type=positive_int,
+        default=1,
+        help="stop bisecting at this many iterations between states (1: adjacent, the paper)",
+    )
     p.add_argument("--n-train", type=count, default=0, help="training images (0: the study's 500)")
     p.add_argument("--data-root", help="where MNIST lies (default: the bundled subset)")
     p.add_argument("--cache", help=".npz of the projections so far (a killed run resumes from it)")
@@ -304,12 +334,3 @@ def register(sub):
     p.add_argument("--record", help="JSON of the run's settings, summary and command")
     p.add_argument("--out", required=True, help="TSV, one row per projected minimum")
     p.set_defaults(func=cmd_noise_project)
-
-    for name, text, func in (
-        ("noise-tables", "the noise study's tables (TSV and noise.md) from its records", cmd_noise_tables),
-        ("noise-plots", "the noise study's figures from its records", cmd_noise_plots),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("records", nargs="+", metavar="RECORD")
-        p.add_argument("--out-dir", required=True)
-        p.set_defaults(func=func)

@@ -7,7 +7,8 @@ images, 6220 parameters, label-smoothed cross-entropy, no weight decay), its min
 drawn from a generator seeded by (seed, t), so that the segment between two saved states can be
 re-run bit-identically: the bisection inserts the state halfway between two by re-running from
 the earlier one (with its momentum). Each state is projected by full-batch gradient descent at
-the run's learning rate until the training loss is below the run's lowest recorded loss.
+the run's learning rate and momentum until the training loss is below the run's lowest
+recorded loss.
 """
 
 from pathlib import Path
@@ -88,14 +89,24 @@ class Run:
         return exact_trace(self.flat.module(theta), self.x)
 
 
-def path_records(run, steps, every, after=0, cache=None, points=10, max_steps=200_000, name="run"):
+def path_records(run, steps, every, after=0, cache=None, points=10, max_steps=200_000, name="run", min_gap=1):
     """The projected path of `run` from iteration `after` on (COLUMNS): states every `every`
     steps up to `steps`, projected below the lowest recorded training loss, bisected where
-    consecutive minima are not line connected."""
+    consecutive minima are not line connected (down to `min_gap` iterations)."""
     states = [(i, theta) for i, theta in run.states(steps, every) if i >= after]
     threshold = min(run.loss(theta) for _, theta in states)
     rows = projected_path(
-        states, run.between, run.loss, run.gradient, run.lr, threshold, cache, points, max_steps
+        states,
+        run.between,
+        run.loss,
+        run.gradient,
+        run.lr,
+        threshold,
+        cache,
+        points,
+        max_steps,
+        run.momentum,
+        min_gap,
     )
     x_test, y_test = (t.double() if t.is_floating_point() else t for t in run.data["test"])
     return [

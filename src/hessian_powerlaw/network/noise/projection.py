@@ -6,7 +6,8 @@ step size, no noise) until the loss is below a threshold; consecutive projected 
 *line connected* when the loss stays below the threshold at evenly spaced points of the segment
 between them; where they are not, the run is bisected: the state halfway between the two (by
 iteration; training is bit-identical on one machine, so a caller re-runs the segment) is
-inserted and projected, recursively, until every consecutive pair is connected or adjacent.
+inserted and projected, recursively, until every consecutive pair is connected or adjacent
+(or, to bound the cost, at most `min_gap` iterations apart: the paper bisects to adjacent).
 
 Numpy only, over flat parameter vectors and callables, so that the same code serves a toy
 valley with a closed form (the tests) and a network (a caller supplies the loss, its gradient
@@ -21,15 +22,18 @@ class ProjectionError(ValueError):
     """A state from which gradient descent does not reach the threshold, or bad settings."""
 
 
-def project(theta, loss, gradient, lr, threshold, max_steps=100_000):
-    """(minimum, steps, final loss): gradient descent from `theta` (shape (n,)) at step `lr`
-    until loss(theta) < threshold; ProjectionError when `max_steps` do not get there or the
-    loss stops being finite."""
-    if not (lr > 0 and threshold > 0 and max_steps >= 1):
+def project(theta, loss, gradient, lr, threshold, max_steps=100_000, momentum=0.0):
+    """(minimum, steps, final loss): full-batch gradient descent (heavy ball with `momentum`,
+    the run's own, as the paper's projection keeps every hyper-parameter but the noise) from
+    `theta` (shape (n,)) at step `lr` until loss(theta) < threshold; ProjectionError when
+    `max_steps` do not get there or the loss stops being finite."""
+    if not (lr > 0 and threshold > 0 and max_steps >= 1 and 0 <= momentum < 1):
         raise ProjectionError(
-            f"need lr, threshold > 0 and max_steps >= 1 (got {lr}, {threshold}, {max_steps})"
+            f"need lr, threshold > 0, max_steps >= 1 and 0 <= momentum < 1 (got {lr}, {threshold}, "
+            f"{max_steps}, {momentum})"
         )
     theta = np.array(theta, dtype=float)
+    velocity = np.zeros_like(theta)
     for step in range(max_steps + 1):
         value = float(loss(theta))
         if not np.isfinite(value):
@@ -38,7 +42,8 @@ def project(theta, loss, gradient, lr, threshold, max_steps=100_000):
             )
         if value < threshold:
             return theta, step, value
-        theta = theta - lr * np.asarray(gradient(theta), dtype=float)
+        velocity = momentum * velocity + np.asarray(gradient(theta), dtype=float)
+        theta = theta - lr * velocity
     raise ProjectionError(
         f"{max_steps} descent steps left the loss at {value:.4g}, not below {threshold:.4g}"
     )
@@ -50,14 +55,28 @@ def line_connected(a, b, loss, threshold, points=10):
     return all(float(loss((1 - t) * a + t * b)) < threshold for t in np.linspace(0.0, 1.0, points))
 
 
-def projected_path(states, between, loss, gradient, lr, threshold, cache=None, points=10, max_steps=100_000):
+def projected_path(
+    states,
+    between,
+    loss,
+    gradient,
+    lr,
+    threshold,
+    cache=None,
+    points=10,
+    max_steps=100_000,
+    momentum=0.0,
+    min_gap=1,
+):
     """Rows {iteration, minimum, steps, loss, connected_to_next} of the projected path, in
     iteration order, bisecting unconnected segments.
 
     states: [(iteration, theta)] of the run (any order, distinct integer iterations);
     between(iteration_a, theta_a, iteration_b) -> theta at (iteration_a + iteration_b) // 2,
-    re-running the run from state a. A pair whose iterations are adjacent ends the bisection
-    (connected_to_next says whether it is connected)."""
+    re-running the run from state a. A pair whose iterations are at most `min_gap` apart (1:
+    adjacent) ends the bisection (connected_to_next says whether it is connected)."""
+    if not (isinstance(min_gap, int) and min_gap >= 1):
+        raise ProjectionError(f"min_gap must be a positive integer, got {min_gap!r}")
     cache = {} if cache is None else cache
     known = {int(i): np.asarray(theta, dtype=float) for i, theta in states}
     if len(known) != len(states):
@@ -65,7 +84,7 @@ def projected_path(states, between, loss, gradient, lr, threshold, cache=None, p
 
     def projected(iteration):
         if iteration not in cache:
-            cache[iteration] = project(known[iteration], loss, gradient, lr, threshold, max_steps)
+            cache[iteration] = project(known[iteration], loss, gradient, lr, threshold, max_steps, momentum)
         return cache[iteration][0]
 
     order = sorted(known)
@@ -74,7 +93,7 @@ def projected_path(states, between, loss, gradient, lr, threshold, cache=None, p
     while stack:
         a, b = stack.pop()
         joined = line_connected(projected(a), projected(b), loss, threshold, points)
-        if joined or b - a <= 1:
+        if joined or b - a <= min_gap:
             linked[a] = joined
             continue
         middle = (a + b) // 2
