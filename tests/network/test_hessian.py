@@ -284,7 +284,7 @@ def test_collapsed_lenet_gives_a_reason_not_nan():
 
     model = ROOT / "tests" / "data" / "dnn" / "lenet_collapsed.pt"
     settings = SpectrumSettings(k=300, n_eval=500, data_root="", progress=False)
-    record, values, residuals = spectrum(model, settings)
+    record, values, residuals, _ = spectrum(model, settings)
     assert record["converged"] and record["solver"] == "block" and np.all(np.isfinite(values))
     assert record["status"] == "skipped" and "the Hessian's rank is below K" in record["reason"]
     assert "did not learn" in record["reason"] and record["replaced"] > 0

@@ -167,3 +167,32 @@ def test_noise_displace_and_project_commands_write_records(refined, tmp_path):
     record = json.loads(rec.read_text())
     assert record["n_points"] >= 3 and record["trace_fit"]["n_points"] == record["n_points"]
     assert record["command"].startswith("hessian-powerlaw noise-project")
+
+
+def test_dnn_spectrum_of_a_model_file_takes_ggn_and_fisher_and_saves_named_vectors(refined, tmp_path, capsys):
+    """The model-file path: --curvature ggn equals the dense GGN of the flat loss; --vectors
+    .npz holds one (K, *shape) array per parameter, the same vectors as the flat .npy."""
+    path, _, _ = refined
+    argv = ["dnn-spectrum", str(path), "--solver", "dense", "--dtype", "float64", "--k", "10", "--quiet"]
+    out, flat_file, named_file = tmp_path / "g.json", tmp_path / "v.npy", tmp_path / "v.npz"
+    assert cli.main([*argv, "--curvature", "ggn", "--vectors", str(flat_file), "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["operator"] == "ggn" and "Gauss-Newton" in rec["hessian"]
+    model, meta = load_model(path)
+    flat = FlatLoss(model, *small_net.data_of(meta)["train"], meta["label_smoothing"])
+    dense = np.column_stack([flat.ggn_vp(flat.theta0, e) for e in np.eye(flat.n)])
+    top = np.sort(np.linalg.eigvalsh((dense + dense.T) / 2))[::-1][:10]
+    assert rec["lambda_max"] == pytest.approx(top[0], rel=1e-8)
+    assert cli.main([*argv, "--curvature", "ggn", "--vectors", str(named_file), "--out", str(out)]) == 0
+    vectors = np.load(flat_file, allow_pickle=False)
+    with np.load(named_file, allow_pickle=False) as named:
+        assert list(named.files) == [name for name, _ in model.named_parameters()]
+        first = named[named.files[0]]
+        assert first.shape == (10, *dict(model.named_parameters())[named.files[0]].shape)
+        np.testing.assert_allclose(first.reshape(10, -1).T, vectors[: first[0].size], atol=1e-10)
+    assert cli.main([*argv, "--curvature", "fisher", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["operator"] == "fisher"
+    assert (
+        cli.main([*argv, "--curvature", "ggn", "--operator", "gradient-covariance", "--out", "x.json"]) == 2
+    )
+    assert "disagree" in capsys.readouterr().err

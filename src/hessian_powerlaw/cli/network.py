@@ -73,19 +73,26 @@ def cmd_dnn_spectrum(args):
         return _factory_spectrum(args, opts)
     if args.blocks:
         return _model_file_blocks(args, opts)
+    if args.curvature != "hessian":  # --curvature names the matrix on every path
+        if opts["operator"] not in ("hessian", args.curvature):
+            raise ValueError(f"--curvature {args.curvature} and --operator {opts['operator']} disagree")
+        opts["operator"] = args.curvature
     settings = SpectrumSettings(
         **opts,
         data_root=args.data_root,
         steps_per_k=args.steps_per_k,
         progress=not args.quiet,
         variant=args.variant,
+        vectors=bool(args.vectors),
     )
-    record, values, residuals = spectrum(args.model_file, settings)
+    record, values, residuals, vectors = spectrum(args.model_file, settings)
     record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
     train_command = record.pop("train_command")
     record["command"] = (f"{train_command} && " if train_command else "") + args.portable_command
     if args.spectrum:
         save_npy(args.spectrum, np.stack([values, residuals]))
+    if args.vectors:
+        vectors.save(args.vectors)
     if args.out:
         write_json(args.out, record)
     if record["status"] == "ok":
@@ -117,8 +124,8 @@ _OTHER_FLAGS = (  # flags outside the option table: (dest, flag, its unset value
     ("steps_per_k", "--steps-per-k", None, {"model"}),
     ("data_root", "--data-root", None, {"model", "blocks"}),
     ("spectrum", "--spectrum", None, {"model", "factory"}),
-    ("curvature", "--curvature", "hessian", {"factory", "blocks"}),
-    ("vectors", "--vectors", None, {"factory"}),
+    ("curvature", "--curvature", "hessian", {"factory", "blocks", "model"}),
+    ("vectors", "--vectors", None, {"factory", "model"}),
 )
 _WHERE = {"factory": "--model-factory", "blocks": "--blocks", "model": "a MODEL file"}
 
@@ -190,7 +197,7 @@ def _factory_spectrum(args, opts):
     if args.spectrum:
         save_npy(args.spectrum, np.stack([values, residuals]))
     if args.vectors:
-        save_npy(args.vectors, vectors.numpy())
+        vectors.save(args.vectors)
     if args.out:
         write_json(args.out, record)
     print(
@@ -273,9 +280,12 @@ def register(sub):
         "--curvature",
         default="hessian",
         choices=("hessian", "ggn", "fisher"),
-        help="factory models: the loss Hessian, the generalised Gauss-Newton matrix or the empirical Fisher",
+        help="the loss Hessian, the generalised Gauss-Newton matrix or the empirical Fisher",
     )
-    p.add_argument("--vectors", help="factory models: .npy of the Ritz vectors, shape (n_params, K)")
+    p.add_argument(
+        "--vectors",
+        help="the Ritz vectors: .npy (n_params, K), or .npz one array (K, *shape) per parameter name",
+    )
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="record JSON")
     p.set_defaults(func=cmd_dnn_spectrum)

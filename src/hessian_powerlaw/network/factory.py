@@ -16,6 +16,7 @@ import torch
 
 from hessian_powerlaw.fit import FitError, power_law_fit
 from hessian_powerlaw.network.api import top_spectrum
+from hessian_powerlaw.network.vectors import RitzVectors, layout_of
 
 LOSSES = {"cross-entropy": torch.nn.CrossEntropyLoss, "mse": torch.nn.MSELoss}
 
@@ -70,7 +71,7 @@ def build_model(model_factory, state_dict=None):
 def spectrum_record(
     model_factory, data_factory, state_dict=None, loss="cross-entropy", k=100, bootstrap=0, seed=0, **options
 ):
-    """(record, eigenvalues, residuals, Ritz vectors or None) of a factory-built model, or with
+    """(record, eigenvalues, residuals, `vectors.RitzVectors` or None) of a factory-built model, or with
     options['blocks'] a list of block records (one per parameter group) and no arrays."""
     if loss not in LOSSES:
         raise FactoryError(f"unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
@@ -85,7 +86,9 @@ def spectrum_record(
         "loss": loss,
     }
     record, values, residuals = summarise(result, base, bootstrap, seed, start)
-    return record, values, residuals, None if isinstance(result, dict) else result.vectors
+    if isinstance(result, dict) or result.vectors is None:
+        return record, values, residuals, None
+    return record, values, residuals, RitzVectors(result.vectors, layout_of(model))
 
 
 def summarise(result, base, bootstrap=0, seed=0, start=None):

@@ -1,5 +1,6 @@
 """Per-network analysis: top-K loss-Hessian eigenvalues, the shared power-law fit, eigengaps."""
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -13,13 +14,14 @@ from hessian_powerlaw.network.eigensolvers.dense import check_size
 from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.training import data_for, learned
+from hessian_powerlaw.network.vectors import RitzVectors, layout_of, vector_megabytes
 from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 EVAL_SPLITS = ("train", "test")
-OPERATORS = ("hessian", "gradient-covariance")
+OPERATORS = ("hessian", "ggn", "fisher", "gradient-covariance")
 
 
 def eval_data(meta, n_eval=0, data_root=None, split="train", dataset=None):
@@ -58,9 +60,11 @@ class SpectrumSettings:
     (`options.COMMANDS['dnn-spectrum']`, with `k` for spectrum_k) and the command's own flags.
 
     operator 'hessian' is the loss Hessian (with weight_decay_term, of the loss plus the
-    training's weight-decay term wd/2 ||theta||^2); 'gradient-covariance' the covariance of the
-    batch gradients at batch size gradient_batch. trace_probes: products of the deflated trace
-    estimate (exact for the dense solver and the gradient covariance)."""
+    training's weight-decay term wd/2 ||theta||^2); 'ggn' the generalised Gauss-Newton matrix
+    and 'fisher' the empirical Fisher of the same loss (`operators.gauss_newton`);
+    'gradient-covariance' the covariance of the batch gradients at batch size gradient_batch.
+    trace_probes: products of the deflated trace estimate (exact for the dense solver and the
+    gradient covariance). vectors: also return the Ritz vectors (`vectors.RitzVectors`)."""
 
     k: int = 1000
     n_eval: int = 0
@@ -87,6 +91,7 @@ class SpectrumSettings:
     gradient_batch: int = 1
     gap_k: int = 0
     trace_probes: int = 32
+    vectors: bool = False
 
 
 SOLVER_OPTIONS = (
@@ -102,29 +107,38 @@ SOLVER_OPTIONS = (
 
 
 def spectrum(model_path, settings=None):
-    """(record (NETWORK_KEYS), eigenvalues descending, residuals) of a saved model's operator
-    (`SpectrumSettings`: the loss Hessian or the gradient covariance)."""
+    """(record (NETWORK_KEYS), eigenvalues descending, residuals, `vectors.RitzVectors` or None)
+    of a saved model's operator (`SpectrumSettings`: the loss Hessian, GGN, Fisher or the
+    gradient covariance)."""
     s = settings or SpectrumSettings()
     start = time.perf_counter()
     if s.operator not in OPERATORS:
         raise ValueError(f"unknown operator {s.operator!r} (choose from {', '.join(OPERATORS)})")
-    if s.operator == "gradient-covariance" and s.weight_decay_term:
-        raise ValueError("--weight-decay-term is for the Hessian; the gradient covariance has no such term")
+    if s.operator != "hessian" and s.weight_decay_term:
+        raise ValueError(
+            f"--weight-decay-term is for the Hessian; the {s.operator} operator has no such term"
+        )
     device = pick_device(s.device)
     model, meta = load_model(model_path, device)
     if s.solver == "dense":  # refused before any data is read
         check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), DTYPES[s.dtype], device)
     x, y = eval_data(meta, s.n_eval, s.data_root, s.eval_split, s.eval_dataset)
     n_eval = len(x)
-    if distributed.active() and s.operator != "hessian":
+    if distributed.active() and s.operator == "gradient-covariance":
         raise ValueError(
-            "data-parallel runs take the Hessian only (the gradient covariance is not a data mean)"
+            "data-parallel runs take the Hessian, GGN or Fisher (the gradient covariance is not a data mean)"
         )
     x, y = distributed.shard((x, y))
     shift = meta["weight_decay"] if s.weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)
     op, described = _operator(model, x, y, s.operator, s.hessian, s.dtype, shift, smoothing, s.gradient_batch)
     op = distributed.DataParallel(op) if distributed.active() else op
+    if s.vectors and s.progress:
+        print(
+            f"dnn-spectrum: the {s.k} Ritz vectors of {op.n} parameters take "
+            f"{vector_megabytes(op.n, s.k, DTYPES[s.dtype]):.1f} MB",
+            file=sys.stderr,
+        )
     result = top_eigenpairs(op, s.k, solver=s.solver, **{name: getattr(s, name) for name in SOLVER_OPTIONS})
     where = f"{n_eval} {s.eval_split} images" + (f" of {s.eval_dataset}" if s.eval_dataset else "")
     hessian = (
@@ -153,7 +167,8 @@ def spectrum(model_path, settings=None):
     record["seconds"] = round(record["spectrum_seconds"] + (record["train_seconds"] or 0.0), 2)
     record["train_command"] = meta.get("command")
     record["peak_mb"] = peak_memory_mb(device)
-    return record, values, result.residuals
+    vectors = RitzVectors(result.vectors.detach().cpu(), layout_of(model)) if s.vectors else None
+    return record, values, result.residuals, vectors
 
 
 def _record(s, meta, n_eval, hessian, device, result):
@@ -217,6 +232,13 @@ def _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_
     if operator == "gradient-covariance":
         op = GradientCovariance(model, x, y, gradient_batch, DTYPES[dtype], smoothing)
         return op, f"covariance of {op.m} batch gradients of batch size {gradient_batch}"
+    if operator in ("ggn", "fisher"):
+        from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
+
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
+        op = CURVATURES[operator](model, loss_fn, (x, y), dtype=DTYPES[dtype])
+        name = "generalised Gauss-Newton matrix" if operator == "ggn" else "empirical Fisher"
+        return op, f"{name} of the mean cross-entropy (autograd products)"
     op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
     kind = "autograd" if isinstance(op, HessianOperator) else "sequential"
     note = f"; {op.note}" if op.note else ""

@@ -1,0 +1,62 @@
+"""Ritz vectors as a flat (n_params, K) matrix and as named per-parameter arrays, and the files
+`dnn-spectrum --vectors` writes: ``.npy`` the flat matrix, ``.npz`` one array per parameter
+(shape (K, *parameter shape), keyed by the parameter's name; read with
+``np.load(path, allow_pickle=False)``)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hessian_powerlaw.io import atomic_path, save_npy
+
+__all__ = ["RitzVectors", "layout_of", "vector_megabytes"]
+
+
+def layout_of(model):
+    """[(name, shape)] of the model's trainable parameters, in the order of the flat vectors."""
+    return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def vector_megabytes(n, k, dtype=torch.float32):
+    """Memory (MB) of K vectors of n entries."""
+    return n * k * torch.tensor([], dtype=dtype).element_size() / 2**20
+
+
+@dataclass
+class RitzVectors:
+    """K Ritz vectors and the parameter layout of their rows.
+
+    Attributes
+    ----------
+    flat : torch.Tensor
+        Shape (n_params, K), orthonormal columns, in the order of the eigenvalues.
+    layout : list of (str, tuple of int)
+        The trainable parameters' names and shapes, in the order of the rows.
+    """
+
+    flat: torch.Tensor
+    layout: list
+
+    def __post_init__(self):
+        rows = sum(int(np.prod(shape)) for _, shape in self.layout)
+        if self.flat.ndim != 2 or self.flat.shape[0] != rows:
+            raise ValueError(f"vectors of shape {tuple(self.flat.shape)} do not fit {rows} parameters")
+
+    def named(self):
+        """{parameter name: numpy array of shape (K, *parameter shape)}."""
+        out, start = {}, 0
+        flat = self.flat.detach().cpu().numpy()
+        for name, shape in self.layout:
+            size = int(np.prod(shape))
+            out[name] = np.ascontiguousarray(flat[start : start + size].T.reshape(-1, *shape))
+            start += size
+        return out
+
+    def save(self, path):
+        """Write `path` atomically: .npz named arrays, anything else the flat .npy matrix."""
+        if str(path).endswith(".npz"):
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **self.named())
+        else:
+            save_npy(path, self.flat.detach().cpu().numpy())
