@@ -86,24 +86,29 @@ def atomic_path(path):
 
 
 def write_bytes(path, data):
+    """Write bytes to `path` atomically (a temporary file renamed over it)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text(path, text):
+    """Write UTF-8 text to `path` atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj):
+    """Write a JSON object to `path` atomically (NaN and inf refused)."""
     write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
 def save_npy(path, array):
+    """Write an array to a .npy file atomically (no pickles)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
 def load_npy(path):
+    """Read a .npy file (regular files only, no pickles)."""
     return np.load(regular_input(path), allow_pickle=False)
 
 
@@ -118,6 +123,7 @@ def _cell(value):
 
 
 def to_tsv(rows, columns):
+    """Rows (dicts) as TSV text with the given columns, in that order."""
     out = io.StringIO()
     out.write("\t".join(columns) + "\n")
     for row in rows:
@@ -126,6 +132,7 @@ def to_tsv(rows, columns):
 
 
 def write_tsv(path, rows, columns):
+    """Write rows as a TSV file atomically."""
     write_text(path, to_tsv(rows, columns))
 
 

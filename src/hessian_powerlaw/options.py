@@ -190,10 +190,12 @@ COMMANDS = {
 
 
 def path(name):
+    """The config path (tuple of keys) of option `name`."""
     return TABLE[name][0]
 
 
 def flag(name):
+    """The command-line flag of option `name`."""
     return TABLE[name][1] or "--" + name.replace("_", "-")
 
 

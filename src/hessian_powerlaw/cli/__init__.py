@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser():
+    """The argparse parser of every subcommand (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="hessian-powerlaw",
         description="Power-law Hessian spectra of protein elastic networks and neural networks. "
@@ -45,6 +46,7 @@ def portable_command(argv):
 
 
 def main(argv=None):
+    """Run one command line; returns the exit status (0 ok, 2 for a one-line error on stderr)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = "hessian-powerlaw " + shlex.join(argv)

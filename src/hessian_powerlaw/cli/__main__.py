@@ -1,3 +1,5 @@
+"""`python -m hessian_powerlaw.cli`: the command line."""
+
 import sys
 
 from hessian_powerlaw.cli import main

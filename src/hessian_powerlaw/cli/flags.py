@@ -10,6 +10,7 @@ from hessian_powerlaw.options import COMMANDS, flag, schema_node, values, with_v
 
 
 def number(text):
+    """A finite float from a flag's text (argparse type)."""
     try:
         value = float(text)
     except ValueError:
@@ -20,6 +21,7 @@ def number(text):
 
 
 def integer(text, least=None, most=None):
+    """An integer from a flag's text, within [least, most] where given (argparse type)."""
     try:
         value = int(text)
     except ValueError:
@@ -29,16 +31,19 @@ def integer(text, least=None, most=None):
 
 
 def positive(text):
+    """A positive finite float (argparse type)."""
     value = number(text)
     _bounds(value, text, above=0)
     return value
 
 
 def count(text):
+    """A non-negative integer (argparse type)."""
     return integer(text, 0)
 
 
 def positive_int(text):
+    """A positive integer (argparse type)."""
     return integer(text, 1)
 
 
@@ -124,4 +129,5 @@ def resolve(args, command, names=None):
 
 
 def config_arg(parser):
+    """Add --config (a YAML file whose values fill the options left unset)."""
     parser.add_argument("--config", help="config YAML providing unset options")

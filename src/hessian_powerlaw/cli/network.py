@@ -18,6 +18,7 @@ def _sweep_enum(key):
 
 
 def cmd_train(args):
+    """`train`: one network trained, its model file and metrics written."""
     from hessian_powerlaw.network.training import train
 
     opts = resolve(args, "train")
@@ -55,6 +56,7 @@ def cmd_train(args):
 
 
 def cmd_dnn_spectrum(args):
+    """`dnn-spectrum`: the top-K spectrum of a model file or a factory-built model, and its fit."""
     from hessian_powerlaw.io import save_npy, write_json
     from hessian_powerlaw.network.spectrum import SpectrumSettings, spectrum
 

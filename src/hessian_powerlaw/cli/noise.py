@@ -28,6 +28,7 @@ def _write(args, record, summary):
 
 
 def cmd_toy_valley(args):
+    """`toy-valley`: one toy-valley experiment's record."""
     from hessian_powerlaw.network.noise import valleys
 
     opts = {name.removeprefix("toy_"): value for name, value in resolve(args, "toy-valley").items()}
@@ -49,6 +50,8 @@ def cmd_toy_valley(args):
 
 
 def cmd_noise_minimum(args):
+    """`noise-minimum`: gradient descent (then optional Gauss-Newton steps) to a minimum of the small
+    network."""
     from hessian_powerlaw.network.noise import small_net
 
     opts = resolve(args, "noise-minimum")
@@ -83,6 +86,7 @@ def cmd_noise_minimum(args):
 
 
 def cmd_noise_equilibrium(args):
+    """`noise-equilibrium`: SGD from a minimum, then the full spectrum of the end state."""
     from hessian_powerlaw.network.noise.experiments import equilibrium
 
     opts = resolve(args, "noise-equilibrium")
@@ -105,6 +109,7 @@ def cmd_noise_equilibrium(args):
 
 
 def cmd_noise_trace(args):
+    """`noise-trace`: the exact trace along noisy descent from a minimum."""
     from hessian_powerlaw.network.noise.experiments import trace_run
 
     opts = {name.removeprefix("trace_"): value for name, value in resolve(args, "noise-trace").items()}
@@ -117,6 +122,7 @@ def cmd_noise_trace(args):
 
 
 def cmd_noise_displace(args):
+    """`noise-displace`: a minimum displaced along its non-degenerate directions, full spectra."""
     from hessian_powerlaw.network.noise.experiments import displacement
 
     record = displacement(args.minimum, args.scales, seed=args.seed, rel_cut=args.rel_cut)
@@ -130,6 +136,7 @@ def cmd_noise_displace(args):
 
 
 def cmd_noise_project(args):
+    """`noise-project`: an SGD run's states projected to minima, connectedness and trace along the path."""
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.network.noise.paths import COLUMNS, Run, SavedCache, path_records, trace_fit
 
@@ -194,6 +201,7 @@ def read_records(paths):
 
 
 def cmd_noise_tables(args):
+    """`noise-tables`: the noise study's tables (TSV and markdown) from its records."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import noise
 
@@ -217,6 +225,7 @@ def cmd_noise_tables(args):
 
 
 def cmd_noise_plots(args):
+    """`noise-plots`: the noise study's figures from its records."""
     from hessian_powerlaw.report import noise_figures
 
     records = read_records(args.records)

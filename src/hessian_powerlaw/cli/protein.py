@@ -12,6 +12,7 @@ DEFAULT_JOBS = 0  # `protein --jobs`: entries at once, 0 = one per available CPU
 
 
 def cmd_select(args):
+    """`select`: the entry list of a run (local files, a manifest, or an RCSB query)."""
     from hessian_powerlaw.io import to_tsv, write_text
     from hessian_powerlaw.protein.entries import local_entries
     from hessian_powerlaw.protein.rcsb import build_query, cache_path, search_entries
@@ -44,6 +45,7 @@ def cmd_select(args):
 
 
 def cmd_download(args):
+    """`download`: fetch the selected entries from RCSB into the cache, one status row each."""
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.protein.entries import read_entries
     from hessian_powerlaw.protein.rcsb import download_entries
@@ -57,6 +59,7 @@ def cmd_download(args):
 
 
 def cmd_protein(args):
+    """`protein`: ANM spectra and fits of one or many structure files, one record each."""
     from hessian_powerlaw.io import read_tsv, write_tsv
     from hessian_powerlaw.protein.analysis import new_record
     from hessian_powerlaw.protein.batch import analyse_many, resolve_jobs
@@ -120,6 +123,7 @@ def _summary(record):
 
 
 def cmd_tables(args):
+    """`tables`: the protein tables (size bins, per-entry rows) from the records."""
     from hessian_powerlaw.io import distinct, read_tsv, write_text, write_tsv
     from hessian_powerlaw.records import PROTEIN_KEYS
     from hessian_powerlaw.report.tables import SIZE_BIN_COLUMNS, size_bin_rows, size_bins_markdown

@@ -9,6 +9,7 @@ from hessian_powerlaw.config import load_config
 
 
 def cmd_dnn_table(args):
+    """`dnn-table`: the network records as one TSV and markdown table."""
     from hessian_powerlaw.io import distinct, read_json, write_text, write_tsv
     from hessian_powerlaw.records import NETWORK_KEYS
     from hessian_powerlaw.report.tables import dnn_markdown
@@ -21,6 +22,7 @@ def cmd_dnn_table(args):
 
 
 def cmd_fidelity(args):
+    """`fidelity`: the 4HHB estimator check against the study's values, with its figure."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import fidelity, figures
     from hessian_powerlaw.report.records import dnn_items
@@ -37,6 +39,7 @@ def cmd_fidelity(args):
 
 
 def cmd_curvature_table(args):
+    """`curvature-table`: curvature measured during training, as tables."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import curvature
     from hessian_powerlaw.report.records import metrics_files
@@ -57,6 +60,7 @@ def cmd_curvature_table(args):
 
 
 def cmd_curvature_plots(args):
+    """`curvature-plots`: the figures of the curvature measured during training."""
     from hessian_powerlaw.report import figures
     from hessian_powerlaw.report.records import metrics_files
 
@@ -70,6 +74,7 @@ def cmd_curvature_plots(args):
 
 
 def cmd_compare(args):
+    """`compare`: proteins and networks side by side in one table."""
     from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import tables
 
@@ -86,6 +91,7 @@ def cmd_compare(args):
 
 
 def cmd_plots(args):
+    """`plots`: the rank-size and overlay figures."""
     from hessian_powerlaw.io import read_tsv
     from hessian_powerlaw.report import figures
     from hessian_powerlaw.report.records import dnn_items, protein_items
@@ -109,11 +115,13 @@ def cmd_plots(args):
 
 
 def cmd_check_config(args):
+    """`check-config`: validate a config file against the schema."""
     load_config(args.config)
     print(f"{args.config}: valid")
 
 
 def cmd_blocks_plot(args):
+    """`blocks-plot`: the figure of a per-block spectrum table."""
     from hessian_powerlaw.io import read_tsv
     from hessian_powerlaw.report.blocks import blocks_figure
     from hessian_powerlaw.report.figures import save
@@ -127,6 +135,7 @@ def cmd_blocks_plot(args):
 
 
 def cmd_reproduction(args):
+    """`reproduction`: the study's rows beside ours (TSV and markdown)."""
     from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import reproduction
 

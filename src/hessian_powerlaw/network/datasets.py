@@ -34,6 +34,7 @@ class DataError(ValueError):
 
 
 def bundled_root():
+    """The folder of the MNIST subset shipped inside the package."""
     return resources.files("hessian_powerlaw") / "data" / "mnist"
 
 

@@ -28,6 +28,7 @@ def pick_device(device="auto"):
 
 
 def available_bytes(device):
+    """Bytes free on `device`: the GPU's free memory, or the machine's available memory."""
     if str(device).startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return free

@@ -31,6 +31,7 @@ class LeNet(nn.Module):
         )
 
     def forward(self, x):
+        """Logits (N, classes) of images x (N, C, H, W)."""
         return self.classifier(self.features(x))
 
 
@@ -49,6 +50,8 @@ def mlp(in_features, n_classes, depth, width, activation=nn.ReLU, batchnorm=Fals
 
 
 class BasicBlock(nn.Module):
+    """A ResNet basic block: two 3x3 conv-BN layers and a shortcut."""
+
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.body = nn.Sequential(
@@ -63,6 +66,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
+        """relu(body(x) + shortcut(x))."""
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
@@ -86,6 +90,7 @@ class ResNet18(nn.Module):
         )
 
     def forward(self, x):
+        """Logits (N, classes) of inputs x (N, ...)."""
         return self.net(x)
 
 
@@ -117,4 +122,5 @@ def build(name, in_shape, n_classes, depth=2, width=100):
 
 
 def n_params(model):
+    """Number of trainable parameters of a model."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

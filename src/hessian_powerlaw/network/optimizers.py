@@ -39,6 +39,7 @@ def _po():
 
 
 def make_optimizer(name, params, lr=None, weight_decay=5e-4):
+    """The optimizer `name` over params, at the study's learning rate for it unless lr is given."""
     if name not in OPTIMIZERS:
         raise TrainingError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
     factory, default_lr = OPTIMIZERS[name]
@@ -46,6 +47,7 @@ def make_optimizer(name, params, lr=None, weight_decay=5e-4):
 
 
 def base_optimizer(optimizer):
+    """The optimizer that holds the parameter groups (Lookahead's inner one)."""
     return getattr(optimizer, "optimizer", optimizer)  # Lookahead wraps its base
 
 

@@ -17,6 +17,8 @@ HEADS = 4
 
 
 class Block(nn.Module):
+    """A pre-norm transformer block: causal multi-head self-attention and a GELU MLP."""
+
     def __init__(self, width):
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
@@ -26,6 +28,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
     def forward(self, h):
+        """The block applied to hidden states h (N, T, width)."""
         n, t, w = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(n, t, 3, HEADS, w // HEADS).permute(2, 0, 3, 1, 4)
         scores = q @ k.transpose(-1, -2) / math.sqrt(w // HEADS)
@@ -49,6 +52,7 @@ class Transformer(nn.Module):
         self.head = nn.Linear(width, n_classes)
 
     def forward(self, tokens):
+        """Next-token logits (N, vocabulary) of token sequences (N, T)."""
         h = self.embed(tokens) + self.position[: tokens.shape[1]]
         return self.head(self.norm(self.blocks(h))[:, -1])
 

@@ -39,6 +39,7 @@ class RitzVectors:
     layout: list
 
     def __post_init__(self):
+        """Check that the rows of `flat` match the layout."""
         rows = sum(int(np.prod(shape)) for _, shape in self.layout)
         if self.flat.ndim != 2 or self.flat.shape[0] != rows:
             raise ValueError(f"vectors of shape {tuple(self.flat.shape)} do not fit {rows} parameters")

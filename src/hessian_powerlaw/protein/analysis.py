@@ -109,6 +109,7 @@ def batched_eigenvalues(hessians, backend):
 
 
 def new_record(path, source="local"):
+    """An empty protein record for `path` (status 'failed' until the analysis fills it)."""
     record = dict.fromkeys(PROTEIN_KEYS)
     record.update(file=str(path), source=source, status="failed")
     return record

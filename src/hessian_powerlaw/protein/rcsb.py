@@ -37,6 +37,7 @@ def validate_id(pdb_id):
 
 
 def terminal(attribute, operator, value):
+    """One terminal node of an RCSB search query."""
     return {
         "type": "terminal",
         "service": "text",
@@ -216,6 +217,7 @@ def verify_mmcif_gz(data, pdb_id=None):
 
 
 def cache_path(cache, pdb_id):
+    """Where the cached mmCIF of `pdb_id` lies in `cache`."""
     return Path(cache) / f"{validate_id(pdb_id)}.cif.gz"
 
 

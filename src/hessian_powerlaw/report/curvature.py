@@ -83,6 +83,7 @@ def run_row(name, metrics, from_epoch=0):
 
 
 def group_name(row):
+    """The group label of a curvature row (its settings, key=value)."""
     return " ".join(f"{key}={row[key]}" for key in GROUP_KEYS)
 
 

@@ -63,6 +63,7 @@ def _fit(function, values, k):
 
 
 def markdown(table):
+    """The fidelity table as markdown, with the study's values."""
     lines = [
         f"Study: beta {STUDY['beta']} ± {STUDY['beta_sigma']} at K = {STUDY['k']} ({STUDY['source']}).",
         "",

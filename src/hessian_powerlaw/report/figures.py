@@ -17,6 +17,7 @@ SWEEP_DIMS = ("model", "optimizer", "batch_size", "n_train", "width", "depth")
 
 
 def fit_label(rec, prefix=""):
+    """A legend label with the fit's beta, d_ks and verdict (keys with `prefix`)."""
     get = lambda key: rec.get(prefix + key)  # noqa: E731
     if get("beta") is None:
         return "no fit"
@@ -35,6 +36,7 @@ def fitted_rank_size(rec, prefix=""):
 
 
 def rank_size(ax, values, rec, title, prefix=""):
+    """Draw a rank-size plot of the eigenvalues on ax, with the fitted power law."""
     values = np.sort(np.asarray(values, dtype=float))[::-1]
     values = values[values > 0]
     ax.loglog(np.arange(1, len(values) + 1), values, ".", ms=2.5, color="0.35", label="spectrum")
@@ -203,6 +205,7 @@ def _band(ax, members, key, label, color):
 
 
 def palette(n):
+    """n colours of the tab10 palette."""
     return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
@@ -228,6 +231,7 @@ def trace_figure(runs):
 
 
 def fit_line(ax, x, fit, color):
+    """Draw the least-squares line of `fit` over [0, max(x)] on ax."""
     if fit["n_points"] < 3 or not np.isfinite(fit["slope"]):
         return
     xs = np.linspace(0, max(x), 50)

@@ -193,6 +193,7 @@ def toy_anticorrelated(records):
 
 
 def negative_points(records):
+    """The equilibrium records' Fig. 2a points (POINT_COLUMNS), by batch size and lr."""
     rows = [{key: r[key] for key in POINT_COLUMNS} for r in _of(records, "equilibrium")]
     return sorted(rows, key=lambda row: (row["batch_size"], row["lr"]))
 

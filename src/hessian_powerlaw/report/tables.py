@@ -72,6 +72,7 @@ def _pm(mean, std):
 
 
 def size_bins_markdown(rows, k_label):
+    """The protein size-bin table as markdown, beside the study's values."""
     lines = [
         f"Protein size bins (K = {k_label}; mean ± sample std; study = source study, 9166 entries)",
         "",
@@ -170,6 +171,7 @@ def side_summaries(protein_records, dnn_records):
 
 
 def comparison_markdown(rows, summaries):
+    """The protein/network comparison table as markdown."""
     lines = [
         "| side | group | n | K | beta | s | d_ks/d_c | power law |",
         "|---|---|---:|---:|---|---|---:|---:|",

@@ -17,6 +17,8 @@ class SolverError(RuntimeError):
 
 @dataclass
 class SolverResult:
+    """What every solver returns: eigenvalues (k,), vectors (n, k), residuals (k,), counts, flags."""
+
     eigenvalues: np.ndarray
     vectors: torch.Tensor = field(repr=False)
     residuals: np.ndarray
@@ -41,6 +43,7 @@ def basis_bytes(n, k, steps_per_k, element_size):
 
 
 def steps_for(k, steps_per_k):
+    """Krylov steps for k eigenpairs at `steps_per_k` steps each, plus 100."""
     return int(math.ceil(steps_per_k * k)) + 100
 
 
@@ -70,6 +73,7 @@ def explicit_residuals(matmat, vectors, values, block=32, scale=None):
 
 
 def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr over `total` items, or None when not enabled."""
     if not enabled:
         return None
     from tqdm import tqdm

@@ -141,6 +141,7 @@ class SavedCache(dict):
                         )
 
     def __setitem__(self, iteration, value):
+        """Store one projection and rewrite the .npz atomically."""
         super().__setitem__(iteration, value)
         arrays = {}
         for i, (theta, steps, loss) in self.items():

@@ -29,6 +29,7 @@ class HessianOperator(LossHessian):
         return super().matmat(vectors) + self.shift * vectors.to(self.device, self.dtype)
 
     def matvec(self, vector):
+        """H v for one vector (n,)."""
         return self.matmat(vector.reshape(-1, 1))[:, 0]
 
     def dense(self):

@@ -76,6 +76,7 @@ def _check_chain(model, leaves):
 
 
 def pair(v):
+    """An int or pair of ints as a pair."""
     return (v, v) if isinstance(v, int) else tuple(v)
 
 

@@ -23,6 +23,7 @@ def active():
 
 
 def rank():
+    """This process's rank in the group (0 when not distributed)."""
     return dist.get_rank() if active() else 0
 
 
@@ -87,10 +88,12 @@ class DataParallel:
 
     @property
     def hvp_count(self):
+        """Products of this rank's operator so far."""
         return self.op.hvp_count
 
     @property
     def data_passes(self):
+        """Passes over this rank's data so far."""
         return self.op.data_passes
 
     def _reduce(self, local, count):
@@ -113,5 +116,6 @@ class DataParallel:
         return self._reduce(local, self.op.n_samples)
 
     def loss(self):
+        """The mean loss over every rank's data (weighted by sample counts)."""
         local = torch.tensor([self.op.loss()], dtype=torch.float64, device=self.device)
         return float(self._reduce(local, self.op.n_samples)[0])

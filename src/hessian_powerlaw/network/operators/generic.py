@@ -18,6 +18,7 @@ from hessian_powerlaw.network.operators.base import own_copy
 
 
 def is_pair(data):
+    """Whether data is an in-memory (inputs, targets) pair of tensors."""
     return isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
 
@@ -138,5 +139,6 @@ class LossHessian:
         return "the data hold no samples"
 
     def loss(self):
+        """The mean loss over the data at the model's parameters."""
         with torch.no_grad():
             return float(self._mean_loss(self.params))

@@ -75,4 +75,5 @@ class GradientCovariance:
         return float((self.centred.double() ** 2).sum() / self.m)
 
     def loss(self):
+        """The mean loss over the data (computed with the batch gradients)."""
         return self._loss

@@ -338,9 +338,11 @@ class SequentialHessian:
         return out + self.shift * vectors
 
     def matvec(self, vector):
+        """H v for one vector (n,)."""
         return self.matmat(vector.reshape(-1, 1))[:, 0]
 
     def loss(self):
+        """The mean (label-smoothed) cross-entropy over the data."""
         with torch.no_grad():
             total = sum(
                 F.cross_entropy(
