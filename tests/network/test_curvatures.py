@@ -109,3 +109,28 @@ def test_ritz_vectors_are_orthonormal_eigenvectors():
     residual = torch.linalg.vector_norm(hessian @ v - v * lam, dim=0) / lam.abs()
     assert float(residual.max()) < 1e-4
     assert hp.top_spectrum(model, loss, (x, y), k=3, dtype=torch.float64).vectors is None
+
+
+def test_automatic_chunks_only_where_the_loss_is_a_plain_mean_and_give_the_same_products():
+    from hessian_powerlaw.network.operators.generic import LossHessian, plain_mean
+
+    y = torch.tensor([0, 1, 2, 1])
+    assert plain_mean(nn.CrossEntropyLoss(label_smoothing=0.1), y) and plain_mean(nn.MSELoss(), y)
+    assert not plain_mean(nn.CrossEntropyLoss(weight=torch.ones(3)), y)
+    assert not plain_mean(nn.CrossEntropyLoss(ignore_index=1), y)
+    assert not plain_mean(nn.CrossEntropyLoss(reduction="sum"), y)
+    assert not plain_mean(lambda out, target: nn.functional.cross_entropy(out, target), y)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(600, 5, dtype=torch.float64), torch.randint(0, 3, (600,))
+    y[::7] = -100  # ignored targets: the mean is over the others, so no chunks may be cut
+    for loss in (nn.CrossEntropyLoss(), nn.CrossEntropyLoss(weight=torch.rand(3, dtype=torch.float64))):
+        for data in ((x, y.clamp_min(0)), (x, y)):
+            auto = LossHessian(model, loss, data, dtype=torch.float64)
+            cut = plain_mean(loss, data[1])
+            assert len(list(auto._chunks(16))) == (38 if cut else 1)  # 600 samples in chunks of 256 // 16
+            whole = LossHessian(model, loss, data, dtype=torch.float64, chunk_size=600)
+            v = torch.randn(auto.n, 16, dtype=torch.float64)
+            torch.testing.assert_close(auto.matmat(v), whole.matmat(v), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(auto.matmat(v[:, :1]), whole.matmat(v[:, :1]), rtol=1e-10, atol=1e-12)
+            assert auto.loss() == pytest.approx(whole.loss(), rel=1e-12)

@@ -5,13 +5,22 @@ reduction, so a batch of n_b of N samples enters with weight n_b / N. The model 
 eval mode (BatchNorm on its running statistics, dropout off). `names` restricts theta to a
 subset of the parameters (a block of the Hessian: the other parameters held fixed). A block
 of b vectors costs one pass over the data (forward-over-reverse, vmapped over the vectors), so
-data larger than memory stream once per block of products. Products are forward-over-reverse;
-where torch's forward mode fails on the first product (nn.MSELoss: "ZeroTensors are immutable",
-weight_norm, operations without a forward-mode rule) the operator switches to
-reverse-over-reverse, which gives the same products.
+data larger than memory stream once per block of products.
+
+Chunks: a batch is cut into chunks of about CHUNK_BUDGET / b samples for a block of b vectors
+(unless `chunk_size` fixes it), where the loss is known to be a plain mean over samples
+(`plain_mean`: then chunk means weighted by their sizes give the batch's mean exactly). Measured
+on 2 CPU cores (a 10,794-parameter BatchNorm/residual/GELU CNN, 1000 images): one product over
+the whole batch costs 1.6 s, over chunks of 100 images 0.37 s, and a block of 8 over chunks
+of 50 images 0.28 s per vector: the working set, not the arithmetic, sets the cost.
+
+Products are forward-over-reverse; where torch's forward mode fails on the first product
+(nn.MSELoss: "ZeroTensors are immutable", weight_norm, operations without a forward-mode rule)
+the operator switches to reverse-over-reverse, which gives the same products.
 """
 
 import torch
+from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from hessian_powerlaw.network.operators.base import own_copy
@@ -20,6 +29,32 @@ from hessian_powerlaw.network.operators.base import own_copy
 def is_pair(data):
     """Whether data is an in-memory (inputs, targets) pair of tensors."""
     return isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
+
+
+# samples x vectors per chunk of a block product: CPU caches favour small working sets (measured,
+# see the module docstring); a GPU wants large ones
+CHUNK_BUDGET = {"cpu": 256, "cuda": 8192}
+_MEAN_LOSSES = (
+    nn.MSELoss,
+    nn.L1Loss,
+    nn.SmoothL1Loss,
+    nn.HuberLoss,
+    nn.BCEWithLogitsLoss,
+    nn.CrossEntropyLoss,
+    nn.NLLLoss,
+)
+
+
+def plain_mean(loss_fn, y):
+    """Whether loss_fn(outputs, y) is the plain mean over samples of a per-sample loss (a known
+    torch loss, mean reduction, no class weights, no ignored targets in y), so that the data
+    may be cut into chunks weighted by their sizes."""
+    if type(loss_fn) not in _MEAN_LOSSES or loss_fn.reduction != "mean":
+        return False
+    if getattr(loss_fn, "weight", None) is not None:
+        return False
+    ignored = getattr(loss_fn, "ignore_index", None)
+    return ignored is None or not bool((y == ignored).any())
 
 
 def _to(x, device, dtype):
@@ -82,10 +117,13 @@ class LossHessian:
             (hv,) = pullback(self._unflatten(v))
         return self._flatten(hv)
 
-    def _chunks(self):
+    def _chunks(self, vectors=1):
+        budget = CHUNK_BUDGET["cuda" if self.device.type == "cuda" else "cpu"]
         for x, y in batches(self.data):
             x, y = _to(x, self.device, self.dtype), y.to(self.device)
-            step = self.chunk_size or len(x)
+            step = self.chunk_size
+            if step is None:
+                step = max(8, budget // vectors) if plain_mean(self.loss_fn, y) else len(x)
             for i in range(0, len(x), step):
                 yield x[i : i + step], y[i : i + step]
 
@@ -108,7 +146,7 @@ class LossHessian:
     def _matmat(self, vectors):
         vectors = vectors.to(self.device, self.dtype)
         out, count = torch.zeros_like(vectors), 0
-        for x, y in self._chunks():
+        for x, y in self._chunks(vectors.shape[1]):
             part = self._chunk_product(vectors, x, y)
             out += len(x) * part
             count += len(x)
