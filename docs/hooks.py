@@ -10,6 +10,7 @@ ROOT = DOCS.parent
 FIGURES = (
     "workflow/report/readme/*.png",
     "benchmarks/measured/noise_cpu/*.png",
+    "benchmarks/measured/noise_valleys/*.png",
     "benchmarks/measured/fidelity_cpu/*.png",
     "benchmarks/measured/reproduction_cpu/*.png",
     "benchmarks/measured/transformer_cpu/*.png",
