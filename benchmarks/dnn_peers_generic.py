@@ -1,0 +1,125 @@
+"""Top-K Hessian eigenvalues on models the fast sequential products do not cover (issue 35): this
+project's default against curvlinops, in one process on this machine, errors against a float64
+reference.
+
+    python benchmarks/dnn_peers_generic.py [--k 50 100] [--models cnn transformer] \
+        [--out benchmarks/measured/dnn_peers_generic.json]
+
+Models: the BatchNorm/residual/GELU CNN of `generic_chunks.py` (10,794 parameters, eval mode) on
+1000 bundled MNIST images, and the project's transformer (103,319 parameters) on modular
+addition (p = 23, 265 sequences); both seeded at initialisation. Tools: `top_spectrum` with its
+defaults (solver 'auto', float32, tol 1e-3), `top_spectrum(solver='lanczos')`, and curvlinops'
+HessianLinearOperator with scipy eigsh(which='LA', tol=1e-3) (`pip install
+curvlinops-for-pytorch==3.0.1`; not a dependency of the project: a missing peer is a row saying
+so). The reference: `top_spectrum(solver='block', dtype=float64, tol=1e-8)`. Every row: model,
+tool, k, hvp_count, seconds, max_rel_error; rows already in --out are kept (a run resumes).
+"""
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+from torch import nn
+
+import hessian_powerlaw as hp
+from hessian_powerlaw.io import write_json
+
+
+def _chunks_module():
+    spec = importlib.util.spec_from_file_location(
+        "generic_chunks", Path(__file__).with_name("generic_chunks.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def problem(name):
+    """(model, (x, y)) of one benchmark model, seeded."""
+    if name == "cnn":
+        from hessian_powerlaw.network.datasets import load
+
+        return _chunks_module().cnn(), load("mnist", None, 1000, 0, "global")["train"]
+    from hessian_powerlaw.network.transformer import Transformer, modular_addition
+
+    torch.manual_seed(0)
+    return Transformer(24, 3, 23).eval(), modular_addition(23)["train"]
+
+
+def ours(model, data, k, **options):
+    result = hp.top_spectrum(model, nn.CrossEntropyLoss(), data, k=k, **options)
+    return result.eigenvalues, result.hvp_count, result.choice
+
+
+def curvlinops(model, data, k):
+    from curvlinops import HessianLinearOperator
+
+    x, y = data
+    batches = list(zip(x.split(1000), y.split(1000), strict=True))
+    params = [p for p in model.parameters() if p.requires_grad]
+    op = HessianLinearOperator(model, nn.CrossEntropyLoss(), params, batches).to_scipy()
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        return op @ v
+
+    wrapped = scipy.sparse.linalg.LinearOperator(op.shape, matvec=matvec, dtype=op.dtype)
+    values = scipy.sparse.linalg.eigsh(wrapped, k=k, which="LA", tol=1e-3, return_eigenvectors=False)
+    return np.sort(values)[::-1], count[0], None
+
+
+TOOLS = {
+    "hessian-powerlaw top_spectrum (defaults)": lambda m, d, k: ours(m, d, k),
+    "hessian-powerlaw top_spectrum(solver='lanczos')": lambda m, d, k: ours(m, d, k, solver="lanczos"),
+    "curvlinops HessianLinearOperator + eigsh(LA, tol 1e-3)": curvlinops,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=int, nargs="+", default=[50, 100])
+    parser.add_argument("--models", nargs="+", default=["cnn", "transformer"], choices=("cnn", "transformer"))
+    parser.add_argument("--out", default="benchmarks/measured/dnn_peers_generic.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    rows = saved["rows"]
+    done = {(r["model"], r["tool"], r["k"]) for r in rows}
+    for name in args.models:
+        model, data = problem(name)
+        for k in args.k:
+            reference, _, _ = ours(model, data, k, solver="block", dtype=torch.float64, tol=1e-8)
+            for tool, run in TOOLS.items():
+                if (name, tool, k) in done:
+                    continue
+                start = time.perf_counter()
+                try:
+                    values, hvps, choice = run(model, data, k)
+                except ImportError as err:
+                    rows.append({"model": name, "tool": tool, "k": k, "error": f"not installed ({err})"})
+                    continue
+                seconds = time.perf_counter() - start
+                error = float(np.max(np.abs(values[:k] - reference) / np.abs(reference)))
+                row = {
+                    "model": name,
+                    "tool": tool,
+                    "k": k,
+                    "hvp_count": int(hvps),
+                    "seconds": round(seconds, 2),
+                }
+                rows.append({**row, "max_rel_error": error, **({"choice": choice} if choice else {})})
+                print(json.dumps(rows[-1]), flush=True)
+                command = "python benchmarks/dnn_peers_generic.py " + " ".join(sys.argv[1:])
+                write_json(out, {"command": command.strip(), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
