@@ -3,7 +3,7 @@ several initialisations, and the negative-eigenvalue sum against the loss (Fig. 
 minimum reached by Gauss-Newton steps, over the paper's grid of learning rates and batch sizes,
 and by controlled displacements of that minimum.
 
-    python benchmarks/noise_valleys.py [--inits 5] [--work results-noise-valleys] \
+    python benchmarks/noise_valleys.py [--inits 10] [--work results-noise-valleys] \
         [--out benchmarks/measured/noise_valleys]
 
 Every step is one `hessian-powerlaw` command whose record (with its `command`) lands in --out;
@@ -106,7 +106,7 @@ def markdown(summary, fits, records):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inits", type=int, default=5)
+    parser.add_argument("--inits", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--after", type=int, default=1000)
