@@ -13,6 +13,8 @@ HessianLinearOperator with scipy eigsh(which='LA', tol=1e-3) (`pip install
 curvlinops-for-pytorch==3.0.1`; not a dependency of the project: a missing peer is a row saying
 so). The reference: `top_spectrum(solver='block', dtype=float64, tol=1e-8)`. Every row: model,
 tool, k, hvp_count, seconds, max_rel_error; rows already in --out are kept (a run resumes).
+Also writes the rows as a markdown table beside --out (.md), with each tool's time over the
+fastest peer within 1e-3 of the reference (`--table-only`: just that, from --out).
 """
 
 import argparse
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 import hessian_powerlaw as hp
-from hessian_powerlaw.io import write_json
+from hessian_powerlaw.io import write_json, write_text
 
 
 def _chunks_module():
@@ -82,12 +84,45 @@ TOOLS = {
 }
 
 
+def markdown(rows):
+    """The rows as a markdown table; 'vs peer': the fastest correct peer's seconds over the row's."""
+    lines = ["| model | K | tool | products | seconds | max rel. error | vs fastest correct peer |"]
+    lines.append("|---|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['k']} | {r['tool']} | | | {r['error']} | |")
+            continue
+        peers = [
+            p["seconds"]
+            for p in rows
+            if p["model"] == r["model"]
+            and p["k"] == r["k"]
+            and "seconds" in p
+            and not p["tool"].startswith("hessian-powerlaw")
+            and p["max_rel_error"] <= 1e-3
+        ]
+        ratio = (
+            f"{min(peers) / r['seconds']:.2f}x" if peers and r["tool"].startswith("hessian-powerlaw") else ""
+        )
+        lines.append(
+            f"| {r['model']} | {r['k']} | {r['tool']} | {r['hvp_count']} | {r['seconds']:.1f} | "
+            f"{r['max_rel_error']:.1e} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--models", nargs="+", default=["cnn", "transformer"], choices=("cnn", "transformer"))
     parser.add_argument("--out", default="benchmarks/measured/dnn_peers_generic.json")
+    parser.add_argument("--table-only", action="store_true", help="only write the .md from --out")
     args = parser.parse_args()
+    if args.table_only:
+        saved = json.loads(Path(args.out).read_text())
+        return write_text(
+            Path(args.out).with_suffix(".md"), markdown(saved["rows"]) + f"\n`{saved['command']}`\n"
+        )
     torch.set_num_threads(2)
     out = Path(args.out)
     saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
@@ -119,6 +154,7 @@ def main():
                 print(json.dumps(rows[-1]), flush=True)
                 command = "python benchmarks/dnn_peers_generic.py " + " ".join(sys.argv[1:])
                 write_json(out, {"command": command.strip(), "rows": rows})
+                write_text(out.with_suffix(".md"), markdown(rows) + f"\n`{command.strip()}`\n")
 
 
 if __name__ == "__main__":
