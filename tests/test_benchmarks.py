@@ -45,3 +45,18 @@ def test_peer_comparison_holds_one_complete_object_per_tool_and_k():
     for k in {row["k"] for row in rows}:
         ours = [row for row in rows if row["k"] == k and row["tool"].startswith("hessian-powerlaw")]
         assert ours and all(row["max_rel_error"] < 1e-3 for row in ours)
+
+
+def test_generic_peer_comparison_holds_one_complete_object_per_model_tool_and_k():
+    saved = json.loads((PEERS.parent / "dnn_peers_generic.json").read_text())
+    assert saved["command"].startswith("python benchmarks/dnn_peers_generic.py")
+    rows = saved["rows"]
+    keys = [(row["model"], row["tool"], row["k"]) for row in rows]
+    assert rows and len(keys) == len(set(keys))
+    for row in rows:
+        assert all(
+            field in row for field in ("model", "tool", "k", "hvp_count", "seconds", "max_rel_error")
+        ), row
+        assert row["hvp_count"] > 0 and row["seconds"] > 0 and row["max_rel_error"] >= 0
+    ours = [row for row in rows if row["tool"].startswith("hessian-powerlaw")]
+    assert ours and all(row["max_rel_error"] < 1e-3 for row in ours)
