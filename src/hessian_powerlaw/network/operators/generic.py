@@ -9,10 +9,9 @@ data larger than memory stream once per block of products.
 
 Chunks: a batch is cut into chunks of about CHUNK_BUDGET / b samples for a block of b vectors
 (unless `chunk_size` fixes it), where the loss is known to be a plain mean over samples
-(`plain_mean`: then chunk means weighted by their sizes give the batch's mean exactly). Measured
-on 2 CPU cores (a 10,794-parameter BatchNorm/residual/GELU CNN, 1000 images): one product over
-the whole batch costs 1.6 s, over chunks of 100 images 0.37 s, and a block of 8 over chunks
-of 50 images 0.28 s per vector: the working set, not the arithmetic, sets the cost.
+(`plain_mean`: then chunk means weighted by their sizes give the batch's mean exactly). On a
+BatchNorm/residual CNN the working set, not the arithmetic, sets a product's cost on a CPU:
+`benchmarks/measured/generic_chunks.md` compares whole-batch and chunked products.
 
 Products are forward-over-reverse; where torch's forward mode fails on the first product
 (nn.MSELoss: "ZeroTensors are immutable", weight_norm, operations without a forward-mode rule)
