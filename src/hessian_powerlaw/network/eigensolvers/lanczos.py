@@ -49,7 +49,7 @@ def block_lanczos(
     check_every = max(10, k // 20) if block == 1 else max(block, k // 10)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     eps = torch.finfo(dtype).eps
-    basis = torch.empty(n, max_cols, dtype=dtype, device=device)
+    rows = torch.empty(max_cols, n, dtype=dtype, device=device)  # the basis, one vector per row
     t = np.zeros((max_cols, max_cols))
     q = _random_block(n, block, gen, dtype, device)
     q, _ = torch.linalg.qr(q)
@@ -59,7 +59,7 @@ def block_lanczos(
     converged, estimates, theta, s, top = False, None, None, None, None
     while j + q.shape[1] <= max_cols:
         width = q.shape[1]
-        basis[:, j : j + width] = q
+        rows[j : j + width] = q.T
         w = matmat(q).to(dtype)
         norm = max(norm, float(torch.linalg.vector_norm(w, dim=0).max()))  # ||H|| >= ||H q_i||
         a = q.T @ w
@@ -67,9 +67,9 @@ def block_lanczos(
         t[j : j + width, j : j + width] = a.double().cpu().numpy()
         w -= q @ a
         if b_prev is not None:
-            w -= basis[:, j - b_prev.shape[1] : j] @ b_prev.T
+            w -= rows[j - b_prev.shape[1] : j].T @ b_prev.T
         j += width
-        q, r = _next_block(w, basis[:, :j], gen, DEPENDENT * eps * norm, health)
+        q, r = _next_block(w, rows[:j], gen, DEPENDENT * eps * norm, health)
         if bar:
             bar.update(width)
         done = j + width > max_cols
@@ -91,7 +91,7 @@ def block_lanczos(
         bar.close()
     if theta is None:
         raise SolverError(f"Lanczos stopped after {j} columns, before K={k}")
-    result = _ritz_result(basis[:, :j], theta, s, top, estimates, converged, start, block)
+    result = _ritz_result(rows[:j], theta, s, top, estimates, converged, start, block)
     result.noise_floor = NOISE_FLOOR * eps * result.norm
     result.orthogonality, result.replaced = health["orthogonality"], health["replaced"]
     return result
@@ -116,17 +116,20 @@ def _random_block(n, width, gen, dtype, device):
 
 
 def _orthogonalize(w, *against):
-    """w minus its components in the orthonormal columns of each of `against`, twice."""
+    """w (n, b) minus its components in the orthonormal rows of each of `against` ((m, n)
+    each), twice. The basis is kept by rows so that each of its vectors is contiguous: a
+    single vector's projections then read it at full memory bandwidth (3x faster than
+    strided columns at n = 2.1M, m = 64; equal at b = 16)."""
     for _ in range(2):  # "twice is enough"
         for basis in against:
-            if basis.shape[1]:
-                w = w - basis @ (basis.T @ w)
+            if basis.shape[0]:
+                w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
     return w
 
 
 def _next_block(w, basis, gen, floor, health):
-    """(Q, R) with w = Q R + (a part in span(basis) and round-off): Q orthonormal and
-    orthogonal to the orthonormal `basis`.
+    """(Q, R) with w (n, b) = Q R + (a part in span(basis) and round-off): Q orthonormal and
+    orthogonal to the orthonormal rows of `basis` (m, n).
 
     After the block Gram-Schmidt and QR, Q is orthogonalised against the basis once more and
     re-factored, which measures and repairs the orthogonality lost to round-off. A column that
@@ -137,9 +140,9 @@ def _next_block(w, basis, gen, floor, health):
     basis size, such as a network with dead units).
     """
     q, r = torch.linalg.qr(_orthogonalize(w, basis))
-    c = basis.T @ q
+    c = basis @ q
     health["orthogonality"] = max(health["orthogonality"], float(c.abs().max()) if c.numel() else 0.0)
-    q, r2 = torch.linalg.qr(q - basis @ c)
+    q, r2 = torch.linalg.qr(torch.addmm(q, basis.T, c, alpha=-1))
     r = r2 @ r
     weak = (torch.diagonal(r).abs() <= floor) | (torch.diagonal(r2).abs() < 0.5)
     if bool(weak.any()):
@@ -147,9 +150,9 @@ def _next_block(w, basis, gen, floor, health):
         health["replaced"] += count
         r[weak] = 0
         keep = q[:, ~weak]
-        fresh = _orthogonalize(_random_block(len(q), count, gen, q.dtype, q.device), basis, keep)
+        fresh = _orthogonalize(_random_block(len(q), count, gen, q.dtype, q.device), basis, keep.T)
         fresh = fresh / torch.linalg.vector_norm(fresh, dim=0)
-        fresh, _ = torch.linalg.qr(_orthogonalize(fresh, basis, keep))
+        fresh, _ = torch.linalg.qr(_orthogonalize(fresh, basis, keep.T))
         q[:, weak] = fresh
     return q, r
 
@@ -164,13 +167,14 @@ def _ritz(t, width):
 
 
 def _ritz_result(basis, theta, s, top, estimates, converged, start, block=1):
-    """The SolverResult of a Lanczos run: the top Ritz pairs of `basis` with residual estimates."""
+    """The SolverResult of a Lanczos run: the top Ritz pairs of the basis (m, n), one vector
+    per row, with residual estimates."""
     return SolverResult(
         eigenvalues=theta[top],
-        vectors=basis @ torch.as_tensor(s[:, top], dtype=basis.dtype, device=basis.device),
+        vectors=basis.T @ torch.as_tensor(s[:, top], dtype=basis.dtype, device=basis.device),
         residuals=estimates,
         converged=converged,
-        steps=basis.shape[1],
+        steps=basis.shape[0],
         seconds=time.perf_counter() - start,
         residual_kind="lanczos estimate",
         norm=float(np.abs(theta).max()),
