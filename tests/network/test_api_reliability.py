@@ -323,6 +323,34 @@ def test_auto_picks_the_solver_the_measured_costs_favour(per_block_vector, expec
     assert result.hvp_count == op.hvp_count
 
 
+class TwoFormulations(Timed):
+    """A timed operator with two product formulations (`forward_mode`), one slower per vector."""
+
+    def __init__(self, values, forward_extra, reverse_extra):
+        super().__init__(values, per_call=0.005, per_block_vector=0.0)
+        self.forward_mode, self.extra = True, {True: forward_extra, False: reverse_extra}
+
+    def matmat(self, v):
+        import time
+
+        time.sleep(self.extra[self.forward_mode] * v.shape[1])
+        return super().matmat(v)
+
+
+@pytest.mark.parametrize("forward_extra, reverse_extra, kept", [(0.0, 0.004, True), (0.004, 0.0, False)])
+def test_auto_keeps_the_faster_product_formulation_and_says_so(forward_extra, reverse_extra, kept):
+    from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+
+    values = 1.0 / np.arange(1, 401, dtype=float)
+    op = TwoFormulations(values, forward_extra, reverse_extra)
+    result = top_eigenpairs(op, 40, solver="auto", tol=1e-3, progress=False)
+    assert op.forward_mode is kept
+    name = "forward-over-reverse" if kept else "reverse-over-reverse"
+    assert f"; {name} products (" in result.choice
+    np.testing.assert_allclose(result.eigenvalues, values[:40], rtol=1e-3)
+    assert result.hvp_count == op.hvp_count
+
+
 def test_auto_on_a_network_names_its_choice():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))

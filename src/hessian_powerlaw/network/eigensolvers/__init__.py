@@ -144,7 +144,7 @@ def top_eigenpairs(
         solver, choice = "lanczos", "the bottom eigenvalues are computed by lanczos"
     elif solver == "auto":  # the measurement's products count in this call's
         _check_request(op, k, "block", tol, which, block_size, slq_steps)
-        solver, block_size, choice = choose(op.matmat, op.n, k, block_size, op.dtype, op.device, seed)
+        solver, block_size, choice = choose(op, k, block_size, seed)
     _check_request(op, k, solver, tol, which, block_size, slq_steps)
     steps_per_k = steps_per_k or (6.0 if solver in ("lanczos", "block") else 2.0)
     if solver == "slq":

@@ -69,7 +69,7 @@ def block_lanczos(
         if b_prev is not None:
             w -= rows[j - b_prev.shape[1] : j].T @ b_prev.T
         j += width
-        q, r = _next_block(w, rows[:j], gen, DEPENDENT * eps * norm, health)
+        q, r = next_block(w, rows[:j], gen, DEPENDENT * eps * norm, health)
         if bar:
             bar.update(width)
         done = j + width > max_cols
@@ -127,7 +127,7 @@ def _orthogonalize(w, *against):
     return w
 
 
-def _next_block(w, basis, gen, floor, health):
+def next_block(w, basis, gen, floor, health):
     """(Q, R) with w (n, b) = Q R + (a part in span(basis) and round-off): Q orthonormal and
     orthogonal to the orthonormal rows of `basis` (m, n).
 

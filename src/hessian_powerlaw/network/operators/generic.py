@@ -121,8 +121,10 @@ class LossHessian:
         for x, y in batches(self.data):
             x, y = _to(x, self.device, self.dtype), y.to(self.device)
             step = self.chunk_size
-            if step is None:
-                step = max(8, budget // vectors) if plain_mean(self.loss_fn, y) else len(x)
+            if step is None and plain_mean(self.loss_fn, y):
+                step = max(8, budget // vectors)
+                step = -(-len(x) // -(-len(x) // step))  # equal chunks: 265 -> 133 + 132, not 256 + 9
+            step = step or len(x)
             for i in range(0, len(x), step):
                 yield x[i : i + step], y[i : i + step]
 
