@@ -111,9 +111,58 @@ def readme_table():
     return "\n".join(lines)
 
 
+# committed text outputs shown on the result pages: "$ command   # note" on the first line,
+# then what the command printed (markdown tables among plain lines)
+TEXT_OUTPUTS = (
+    "block_width_k100_n6000.txt",
+    "block_width_k1000_n6000.txt",
+    "krylov_floor_k100.txt",
+    "krylov_floor_k1000.txt",
+    "product_flops.txt",
+)
+
+
+def text_output(name):
+    """A committed '$ command' text output as markdown: the command (and its note) in a code
+    block, the printed lines after it, plain lines kept apart from the tables."""
+    first, *rest = (MEASURED / name).read_text().splitlines()
+    command, _, note = first.removeprefix("$ ").partition("   # ")
+    lines = [f"`{name}`, made by:", "", "```", command.strip(), "```", ""]
+    if note:
+        lines += [f"*{note.strip()}*", ""]
+    for line, following in zip(rest, [*rest[1:], ""], strict=True):
+        lines.append(line if line.startswith("|") else f"{line.replace('#', chr(92) + '#', 1)}  ")
+        if line.startswith("|") != following.startswith("|"):
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def solver_rows():
+    """The solver comparisons of benchmarks/dnn_solvers.py (its JSON outputs) as one table."""
+    lines = [
+        "| K | method | products | HVPs | data passes | wall s | speed-up (same K, same file) | max rel. dev. | beta | d_ks |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("dnn_solvers_k300.json", "dnn_solvers_k1000.json"):
+        for r in json.loads((MEASURED / name).read_text())["rows"]:
+            lines.append(
+                f"| {r['k']} | {r['method']} | {r['products']} | {r['hvps']} | {r['passes']} | "
+                f"{r['seconds']:.1f} | {r['speedup']:.1f}x | {r['max_rel_dev']:.1e} | {r['beta']} | {r['d_ks']} |"
+            )
+    costs = json.loads((MEASURED / "dnn_solvers_k300.json").read_text())["costs"]
+    lines += ["", "| product | s per vector |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in costs.items()]
+    return "\n".join(lines) + "\n"
+
+
 def write_all():
     (DOCS / "results").mkdir(exist_ok=True)
     (DOCS / "results" / "index.md").write_text(index_page())
+    generated = DOCS / "results" / "measured"
+    generated.mkdir(exist_ok=True)
+    for name in TEXT_OUTPUTS:
+        (generated / name.replace(".txt", ".md")).write_text(text_output(name))
+    (generated / "dnn_solvers.md").write_text(solver_rows())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numbers
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
 KS_CONSTANT = 1.36  # critical-value constant at alpha = 0.05
 
@@ -37,8 +38,26 @@ class FitError(ValueError):
     """A spectrum that cannot be fitted (too few positive values, degenerate tail)."""
 
 
-def resolve_k(k, n_values):
-    """Turn K given as a fraction (< 1) or a count (>= 1) into a count for n_values."""
+def resolve_k(k: float, n_values: int) -> int:
+    """Turn K given as a fraction (< 1) or a count (>= 1) into a count for `n_values`.
+
+    Parameters
+    ----------
+    k : float
+        A fraction of the values in (0, 1), or a count >= 1.
+    n_values : int
+        How many values there are.
+
+    Returns
+    -------
+    int
+        The count, between 2 and `n_values`.
+
+    Raises
+    ------
+    FitError
+        K not positive, keeping fewer than 2 values, or more than there are.
+    """
     if k <= 0:
         raise FitError(f"K must be positive, got {k}")
     count = math.floor(k * n_values) if k < 1 else int(k)
@@ -52,8 +71,24 @@ def resolve_k(k, n_values):
 FLAT_TAIL = 1e-6  # top-K values within this relative spread have no tail to fit
 
 
-def check_k(k):
-    """K of a fit: an integer >= 2 (FitError naming the value otherwise)."""
+def check_k(k: int) -> int:
+    """K of a fit: an integer >= 2.
+
+    Parameters
+    ----------
+    k : int
+        The requested number of top values.
+
+    Returns
+    -------
+    int
+        `k` as a plain int.
+
+    Raises
+    ------
+    FitError
+        Naming the value when it is not an integer (bools included) or is below 2.
+    """
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise FitError(f"k must be an integer number of top values, got {k!r}")
     if k < 2:
@@ -61,9 +96,26 @@ def check_k(k):
     return int(k)
 
 
-def top_k(values, k):
-    """The K largest of `values` (any shape, flattened), shape (K,) descending; requires K
-    positive finite values (FitError otherwise)."""
+def top_k(values: npt.ArrayLike, k: int) -> np.ndarray:
+    """The K largest of `values`.
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape (flattened); all finite, at least K of them positive.
+    k : int
+        Number of values kept, at least 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (K,), float64, descending.
+
+    Raises
+    ------
+    FitError
+        Non-numeric values, NaN or inf, or fewer than K positive values.
+    """
     k = check_k(k)
     try:
         x = np.asarray(values, dtype=float).ravel()
@@ -163,14 +215,33 @@ def _fit(x):
     }
 
 
-def bootstrap_p(values, k, n, seed=0, fit=None):
+def bootstrap_p(values: npt.ArrayLike, k: int, n: int, seed: int = 0, fit: dict | None = None) -> float:
     """Clauset, Shalizi & Newman's semi-parametric bootstrap p-value of the fixed-window fit.
 
     Each of n synthetic samples has the size M of `values`: with probability K/M a value is
     drawn from the fitted power law above xmin, else resampled from the observed values below
     xmin (a sample of only the top K is wholly power law). Each is refitted the same way (xmin
     its own K-th largest) and p is the fraction with d_ks >= the observed one: near 1 or uniform
-    when the law holds, small when it does not. Samples that cannot be fitted count as larger."""
+    when the law holds, small when it does not. Samples that cannot be fitted count as larger.
+
+    Parameters
+    ----------
+    values : array_like
+        Shape (M,), the whole spectrum the fit was made on.
+    k : int
+        The fit's K.
+    n : int
+        Number of synthetic samples, >= 1.
+    seed : int, default 0
+        Seed of the samples.
+    fit : dict, optional
+        The fit of `values` at K (from `power_law_fit`); computed when not given.
+
+    Returns
+    -------
+    float
+        The fraction of samples in [0, 1] whose d_ks is at least the observed one.
+    """
     if not (isinstance(n, int) and n >= 1):
         raise FitError(f"the bootstrap needs a positive number of samples, got {n}")
     fit = fit or _fit(top_k(values, k))
@@ -199,8 +270,22 @@ def _no_lr():
     return dict.fromkeys(LR_KEYS)
 
 
-def likelihood_ratio_tests(x, xmin):
-    """Normalised log-likelihood ratio R and p-value, power law vs lognormal and exponential."""
+def likelihood_ratio_tests(x: np.ndarray, xmin: float) -> dict:
+    """Normalised log-likelihood ratio R and p-value, power law vs lognormal and exponential.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Shape (K,), the fitted tail (values >= xmin).
+    xmin : float
+        The tail's lower bound.
+
+    Returns
+    -------
+    dict
+        ``lr_lognormal, p_lognormal, lr_exponential, p_exponential``: floats (R > 0 favours
+        the power law), None where the `powerlaw` package returns a non-finite value.
+    """
     import powerlaw
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -225,10 +310,24 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def ks_xmin_fit(values, k_max, k_min=50):
+def ks_xmin_fit(values: npt.ArrayLike, k_max: int, k_min: int = 50) -> dict:
     """Clauset's xmin: the `powerlaw` package's search for the xmin that minimises the KS
     distance, over tails of k_min..k_max of the largest values; then this module's fit of that
-    tail (its beta, d_ks, d_c), so the two windows are compared with one estimator."""
+    tail (its beta, d_ks, d_c), so the two windows are compared with one estimator.
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape (flattened), at least `k_max` positive finite values.
+    k_max, k_min : int
+        The largest and smallest tail searched (k_max > k_min).
+
+    Returns
+    -------
+    dict
+        `power_law_fit`'s record (without likelihood-ratio tests) of the chosen tail; its
+        ``k`` is the tail's size.
+    """
     import powerlaw
 
     x = top_k(values, k_max)
@@ -246,9 +345,10 @@ def ks_xmin_fit(values, k_max, k_min=50):
     return power_law_fit(x, int(np.count_nonzero(x >= fit.xmin)), compare=False)
 
 
-def gap_fit(values, gap_k=0):
+def gap_fit(values: npt.ArrayLike, gap_k: int = 0) -> dict:
     """The power-law fit (no likelihood-ratio tests) of the largest `gap_k` eigengaps
-    lambda_i - lambda_{i+1} of a descending spectrum (K,); gap_k 0 = half of the K - 1 gaps.
+    lambda_i - lambda_{i+1} of a descending spectrum of shape (K,); gap_k 0 = half of the
+    K - 1 gaps; returns `power_law_fit`'s record.
 
     Not all of them: among K nearly equal Ritz values at the end of the window, gaps go down to
     round-off (1e-7 against lambda_K ~ 2e-3 for LeNet), and spacings of close eigenvalues have

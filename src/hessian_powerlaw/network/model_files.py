@@ -1,5 +1,7 @@
 """Model files of `train`: written atomically, read without unpickling anything."""
 
+import os
+
 import torch
 
 from hessian_powerlaw.io import atomic_path
@@ -7,13 +9,13 @@ from hessian_powerlaw.network.errors import TrainingError
 from hessian_powerlaw.network.models import build
 
 
-def save_atomic(obj, path):
+def save_atomic(obj: dict, path: str | os.PathLike) -> None:
     """torch.save to `path` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def load_model(path, device="cpu"):
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode, meta) from a file written by train(); never unpickles objects.
 
     The network is first built on the 'meta' device (no memory) and its shapes checked against

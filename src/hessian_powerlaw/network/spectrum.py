@@ -1,5 +1,6 @@
 """Per-network analysis: top-K loss-Hessian eigenvalues, the shared power-law fit, eigengaps."""
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ EVAL_SPLITS = ("train", "test")
 OPERATORS = ("hessian", "ggn", "fisher", "gradient-covariance")
 
 
-def eval_data(meta, n_eval=0, data_root=None, split="train", dataset=None):
+def eval_data(
+    meta: dict,
+    n_eval: int = 0,
+    data_root: str | None = None,
+    split: str = "train",
+    dataset: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The images of the Hessian (first n_eval of them; 0 = all): by default the training
     images the model was trained on, with its training labels (noisy or shuffled ones too).
 
@@ -106,10 +113,33 @@ SOLVER_OPTIONS = (
 )
 
 
-def spectrum(model_path, settings=None):
-    """(record (NETWORK_KEYS), eigenvalues descending, residuals, `vectors.RitzVectors` or None)
-    of a saved model's operator (`SpectrumSettings`: the loss Hessian, GGN, Fisher or the
-    gradient covariance)."""
+def spectrum(
+    model_path: str | os.PathLike, settings: "SpectrumSettings | None" = None
+) -> tuple[dict, np.ndarray, np.ndarray, RitzVectors | None]:
+    """Top-K spectrum and power-law fit of a saved model's curvature operator.
+
+    Parameters
+    ----------
+    model_path : str or os.PathLike
+        A model file written by `train` (loaded without unpickling).
+    settings : SpectrumSettings, optional
+        The operator (loss Hessian, GGN, Fisher or gradient covariance), its data, K, solver,
+        precision and device; the defaults when not given.
+
+    Returns
+    -------
+    record : dict
+        NETWORK_KEYS: the run, the solver's costs and checks, the fit and its verdict.
+    eigenvalues, residuals : numpy.ndarray
+        Shape (K,) each, float64, eigenvalues descending.
+    vectors : RitzVectors or None
+        The Ritz vectors when the settings ask for them.
+
+    Raises
+    ------
+    ValueError, SolverError
+        Settings no operator can serve; a solve that fails its checks.
+    """
     s = settings or SpectrumSettings()
     start = time.perf_counter()
     if s.operator not in OPERATORS:

@@ -1,6 +1,7 @@
 """Training with the study's recipe: resumable per epoch, metrics to JSON, atomic outputs."""
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from hessian_powerlaw.network.optimizers import (
     lr_schedule,
     make_optimizer,
 )
+from hessian_powerlaw.network.progress import epoch_bar, epoch_report
 
 
 def evaluate(model, x, y, batch_size=1000, label_smoothing=0.0):
@@ -97,25 +99,43 @@ def data_for(spec, data_root=None):
 
 
 def train(
-    spec,
-    out,
-    checkpoint=None,
-    metrics=None,
-    device="auto",
-    progress=True,
-    data=None,
-    curvature=None,
-    command=None,
-):
-    """Train the run `spec` (SPEC_KEYS; lr None = the study's rate for the optimizer) and
-    save {'state_dict', 'meta'} to `out` atomically; `epochs` 0 saves the initialisation.
+    spec: dict,
+    out: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    metrics: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    data: dict | None = None,
+    curvature: dict | None = None,
+    command: str | None = None,
+) -> tuple[torch.nn.Module, dict]:
+    """Train one run and save {'state_dict', 'meta'} to `out` atomically.
 
-    With `checkpoint`, the state after every epoch is saved there (atomically) and a rerun
-    resumes from it; shuffling and noise are seeded per epoch, so a resumed run is bit-identical
-    on CPU. With `curvature` settings (probe.DEFAULTS, every > 0), the Hessian trace, top and
-    bottom eigenvalues and loss are measured at initialisation and every `every` epochs, into the
-    metrics' 'curvature' list (their probes are seeded apart: training is unchanged). The meta
-    keeps `command` (the command line that made the file, if given) and `train_seconds`.
+    Parameters
+    ----------
+    spec : dict
+        The run (SPEC_KEYS); lr None = the study's rate for the optimizer; epochs 0 saves the
+        initialisation.
+    out, checkpoint, metrics : str or os.PathLike
+        The model file; the per-epoch checkpoint a rerun resumes from (bit-identical on a CPU:
+        shuffling and noise are seeded per epoch); the metrics JSON. The last two optional.
+    device, progress : str, bool
+        "cpu", "cuda", "cuda:N" or "auto"; a progress bar or a line per epoch on stderr.
+    data, curvature, command : dict, dict, str, optional
+        The data set (`datasets.load`'s dict; else read as the spec says); curvature probe
+        settings (probe.DEFAULTS, every > 0: trace, top and bottom eigenvalues measured every
+        `every` epochs, seeded apart from training); the command line kept in the meta.
+
+    Returns
+    -------
+    tuple of (torch.nn.Module, dict)
+        The trained network on `device`, and the meta saved beside its weights (spec,
+        parameters, final losses and accuracies, input shape, classes, command, seconds).
+
+    Raises
+    ------
+    TrainingError
+        Settings no training can use, or a training that diverged (no file is written).
     """
     started = time.perf_counter()
     spec = _run_spec(spec)
@@ -133,10 +153,10 @@ def train(
     history, measured, start = _resume(checkpoint, spec, curvature, trainer, device)
     if curvature and start == 0:
         measured.append(_measure(model, *train_set, curvature, spec, 0))
-    bar = _progress_bar(spec, len(train_set[0]), start, progress)
+    bar = epoch_bar(spec, len(train_set[0]), start, progress)
     for epoch in range(start, spec["epochs"]):
         history.append(_epoch(trainer, train_set, test_set, spec, epoch, device, bar))
-        _report(bar, history[-1], spec, progress)
+        epoch_report(bar, history[-1], spec, progress)
         if curvature and _due(epoch + 1, spec["epochs"], curvature["every"]):
             measured.append(_measure(model, *train_set, curvature, spec, epoch + 1))
         if checkpoint:
@@ -357,33 +377,3 @@ def _metrics(spec, device, history, curvature, measured):
     if curvature:
         out.update(curvature_settings=curvature, curvature=measured)
     return out
-
-
-def _progress_bar(spec, n, start, enabled):
-    """One bar over every batch of the run on a terminal; None elsewhere (logs get a line per
-    epoch from _report instead of a line per refresh)."""
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    batches = math.ceil(n / spec["batch_size"])
-    return tqdm(
-        total=spec["epochs"] * batches, initial=start * batches, desc="train", unit="batch", file=sys.stderr
-    )
-
-
-def _report(bar, record, spec, enabled):
-    """The epoch's figures: on the bar, or one line on stderr."""
-    figures = {
-        "loss": f"{record['train_loss']:.4f}",
-        "acc": f"{record['train_acc']:.4f}",
-        "test_acc": f"{record['test_acc']:.4f}",
-    }
-    if bar is not None:
-        bar.set_postfix(epoch=f"{record['epoch']}/{spec['epochs']}", **figures)
-    elif enabled:
-        text = ", ".join(f"{key} {value}" for key, value in figures.items())
-        print(
-            f"train: epoch {record['epoch']}/{spec['epochs']}: {text}, {record['seconds']:.1f} s",
-            file=sys.stderr,
-        )

@@ -1,22 +1,20 @@
 """Per-entry protein analysis: structure -> ANM eigenvalues -> inverted spectrum -> fit."""
 
 import functools
-import hashlib
-import json
+import os
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 
 from hessian_powerlaw.config import defaults
 from hessian_powerlaw.fit import FitError, power_law_fit, resolve_k
-from hessian_powerlaw.io import load_npy, regular_input, save_npy, validate_name, write_json
 from hessian_powerlaw.options import PROTEIN_SETTINGS, values
 from hessian_powerlaw.protein import anm
 from hessian_powerlaw.protein.anm import RIGID_BODY_MODES, inverted_spectrum
 from hessian_powerlaw.protein.lapack import two_stage_eigenvalues
-from hessian_powerlaw.protein.structure import StructureError, entry_id, read_calpha
+from hessian_powerlaw.protein.structure import StructureError, read_calpha
 from hessian_powerlaw.records import PROTEIN_KEYS
 
 SETTINGS = PROTEIN_SETTINGS
@@ -37,14 +35,23 @@ BATCHED_BACKENDS = ("torch", "cuda")  # backends that solve matrices of one orde
 TORCH_THREADS = None  # torch's CPU threads when set (1 in the worker processes of protein.batch)
 
 
-def eigenvalues(hessian, backend="auto"):
-    """All eigenvalues, ascending, of a symmetric (M, M) Hessian (overwritten when it is
-    float64 and C-contiguous).
+def eigenvalues(hessian: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """All eigenvalues of a symmetric Hessian.
 
-    backend: 'scipy' (LAPACK divide and conquer, dsyevd), 'torch' (MKL, on the CPU), 'cuda'
-    (torch float64 on the GPU) or 'auto': dsyevd below `two_stage_min_size()`, LAPACK's
-    two-stage reduction from there (`protein.lapack`); where that routine is missing, torch for
-    large matrices once its import pays (see TORCH_IMPORT_SECONDS) or it is already loaded.
+    Parameters
+    ----------
+    hessian : numpy.ndarray
+        Shape (M, M), symmetric; overwritten when it is float64 and C-contiguous.
+    backend : {"auto", "scipy", "torch", "cuda"}, default "auto"
+        'scipy' (LAPACK divide and conquer, dsyevd), 'torch' (MKL, on the CPU), 'cuda' (torch
+        float64 on the GPU) or 'auto': dsyevd below `two_stage_min_size()`, LAPACK's two-stage
+        reduction from there (`protein.lapack`); where that routine is missing, torch for large
+        matrices once its import pays (see TORCH_IMPORT_SECONDS) or it is already loaded.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (M,), float64, ascending.
     """
     if backend == "cuda":
         return _torch_eigenvalues(hessian, "cuda")
@@ -66,14 +73,14 @@ def eigenvalues(hessian, backend="auto"):
     return values
 
 
-def two_stage_min_size():
+def two_stage_min_size() -> int:
     """The matrix order from which 'auto' takes the two-stage routine, for the BLAS threads in
     force now (threadpoolctl: OPENBLAS_NUM_THREADS, a threadpool_limits block, the one thread of
     protein.batch's workers)."""
     return TWO_STAGE_MIN_SIZE.get(blas_threads(), TWO_STAGE_MIN_SIZE_MANY_THREADS)
 
 
-def blas_threads():
+def blas_threads() -> int:
     """The most threads any loaded BLAS library would use now (1 when none is loaded)."""
     from threadpoolctl import threadpool_info
 
@@ -88,10 +95,26 @@ def _torch_eigenvalues(hessian, device):
     return batched_eigenvalues([hessian], "cuda" if device == "cuda" else "torch")[0]
 
 
-def batched_eigenvalues(hessians, backend):
-    """Eigenvalues, ascending, of equally sized symmetric (M, M) matrices (left intact): one
-    batched torch `eigvalsh` call (float64) on the backend's device, 'torch' (the CPU) or
-    'cuda' (the GPU). Returns a list of (M,) arrays."""
+def batched_eigenvalues(hessians: list[np.ndarray], backend: str) -> list[np.ndarray]:
+    """Eigenvalues of equally sized symmetric matrices in one batched torch call.
+
+    Parameters
+    ----------
+    hessians : list of numpy.ndarray
+        Each of shape (M, M), symmetric; left intact.
+    backend : {"torch", "cuda"}
+        One float64 `eigvalsh` call on the CPU ('torch') or the GPU ('cuda').
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (M,) float64 array per matrix, ascending.
+
+    Raises
+    ------
+    ValueError, RuntimeError, numpy.linalg.LinAlgError
+        Another backend; 'cuda' without CUDA; non-finite eigenvalues.
+    """
     if backend not in BATCHED_BACKENDS:
         raise ValueError(f"no batched eigenvalues on backend {backend!r}")
     import torch
@@ -108,7 +131,7 @@ def batched_eigenvalues(hessians, backend):
     return list(values)
 
 
-def new_record(path, source="local"):
+def new_record(path: str | os.PathLike, source: str = "local") -> dict:
     """An empty protein record for `path` (status 'failed' until the analysis fills it)."""
     record = dict.fromkeys(PROTEIN_KEYS)
     record.update(file=str(path), source=source, status="failed")
@@ -120,19 +143,42 @@ def _default_settings():
     return values(defaults(), SETTINGS)
 
 
-def default_settings():
+def default_settings() -> dict:
     """The SETTINGS' schema defaults (validated once per process)."""
     return dict(_default_settings())
 
 
-def analyse(path, cfg=None, source="local"):
-    """Analyse one structure file; returns (record, sigma spectrum or None). Never raises
-    for a bad input: the record's status ('ok', 'skipped', 'failed') and reason say why.
-    `cfg` holds the SETTINGS; missing ones take the config schema's defaults."""
+def analyse(
+    path: str | os.PathLike, cfg: dict | None = None, source: str = "local"
+) -> tuple[dict, np.ndarray | None]:
+    """Analyse one structure file: ANM Hessian, eigenvalues, inverted spectrum, power-law fit.
+
+    Never raises for a bad input: the record's status ('ok', 'skipped', 'failed') and reason
+    say why.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A PDB or mmCIF file, optionally gzipped.
+    cfg : dict, optional
+        The SETTINGS (cutoff, chain selection, K, ...); missing ones take the config schema's
+        defaults.
+    source : str, default "local"
+        Where the file came from, stored in the record ('local' or 'rcsb').
+
+    Returns
+    -------
+    record : dict
+        The PROTEIN_KEYS record (fit, sizes, timings, status, reason).
+    sigma : numpy.ndarray or None
+        The inverted spectrum, shape (3N - n_zero,), descending; None unless fitted.
+    """
     return analyse_group([path], cfg, source)[0]
 
 
-def analyse_group(paths, cfg=None, source="local", max_bytes=None):
+def analyse_group(
+    paths: list, cfg: dict | None = None, source: str = "local", max_bytes: int | None = None
+) -> list[tuple[dict, np.ndarray | None]]:
     """Analyse several structure files as `analyse` does; a list of (record, sigma) in order."""
     results = [None] * len(paths)
     for index, record, sigma in analyse_stream(paths, cfg, source, max_bytes):
@@ -140,7 +186,9 @@ def analyse_group(paths, cfg=None, source="local", max_bytes=None):
     return results
 
 
-def analyse_stream(paths, cfg=None, source="local", max_bytes=None):
+def analyse_stream(
+    paths: list, cfg: dict | None = None, source: str = "local", max_bytes: int | None = None
+) -> Iterator[tuple[int, dict, np.ndarray | None]]:
     """Analyse structure files, yielding (index, record, sigma) as each entry finishes.
 
     Hessians are built in the order given and held until they take `max_bytes` (0: solve each
@@ -280,90 +328,3 @@ def _fit(ev, cfg, record):
         )
     )
     return sigma
-
-
-def settings_key(cfg):
-    """The settings that determine a record, stored with it to decide reuse on resume."""
-    return {key: cfg[key] for key in sorted(SETTINGS)}
-
-
-def analyse_cached(path, records_dir, cfg=None, source="local", pdb_id=None):
-    """Like analyse(), but reuse `records_dir/{id}.json` when it was made with the same
-    settings from a file with the same content (SHA-256) and, for a fitted entry, its spectrum
-    `{id}.npy` is intact; otherwise analyse and write the spectrum, then the record, atomically.
-    An id that cannot name a file gives a failed record and writes nothing."""
-    return next(analyse_cached_stream([(path, pdb_id)], records_dir, cfg, source))[1]
-
-
-def analyse_cached_stream(tasks, records_dir, cfg=None, source="local", max_bytes=None):
-    """`analyse_cached` for (path, pdb_id or None) tasks, yielding (index, record) as each
-    finishes: saved records first, the others through `analyse_stream`."""
-    cfg = {**default_settings(), **(cfg or {})}
-    records_dir = Path(records_dir)
-    todo = []
-    for index, (path, pdb_id) in enumerate(tasks):
-        pdb_id = entry_id(path) if pdb_id is None else pdb_id
-        try:
-            validate_name(pdb_id)
-        except ValueError as err:
-            record = new_record(path, source)
-            record.update(pdb_id=str(pdb_id)[:64], reason=err.args[0])
-            yield index, record
-            continue
-        digest = _sha256(path)
-        key = {"settings": settings_key(cfg), "file": str(path), "sha256": digest}
-        saved = _saved_record(*_record_paths(records_dir, pdb_id), key) if digest else None
-        if saved is not None:
-            yield index, saved
-        else:
-            todo.append((index, pdb_id, key))
-    paths = [tasks[index][0] for index, _, _ in todo]
-    for position, record, sigma in analyse_stream(paths, cfg, source, max_bytes):
-        index, pdb_id, key = todo[position]
-        record_path, spectrum_path = _record_paths(records_dir, pdb_id)
-        if sigma is not None:
-            save_npy(spectrum_path, sigma)
-        else:
-            spectrum_path.unlink(missing_ok=True)  # a stale spectrum must not sit beside a new record
-        if key["sha256"]:
-            write_json(record_path, {**key, "record": _jsonable(record)})
-        yield index, record
-
-
-def _record_paths(records_dir, pdb_id):
-    return records_dir / f"{pdb_id}.json", records_dir / f"{pdb_id}.npy"
-
-
-def _sha256(path):
-    """Hex SHA-256 of a file's bytes, or None when it cannot be read (analyse() says why)."""
-    digest = hashlib.sha256()
-    if not Path(path).is_file():  # a FIFO would block the read forever
-        return None
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _saved_record(record_path, spectrum_path, key):
-    """The saved record when it was made from this content with these settings and, if fitted,
-    its spectrum file loads with the recorded number of finite modes; else None."""
-    try:
-        saved = json.loads(regular_input(record_path).read_text())
-        if any(saved.get(name) != value for name, value in key.items()):
-            return None
-        record = saved["record"]
-        if record["status"] == "ok":
-            sigma = load_npy(spectrum_path)
-            if sigma.shape != (record["n_modes"],) or not np.all(np.isfinite(sigma)):
-                return None
-        return record
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # missing, unreadable or old: recompute
-
-
-def _jsonable(record):
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}

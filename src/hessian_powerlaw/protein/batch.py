@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from hessian_powerlaw.protein import analysis
+from hessian_powerlaw.protein import analysis, cache
 
 __all__ = ["analyse_entry", "analyse_many", "available_cpus", "resolve_jobs"]
 
@@ -31,7 +31,7 @@ def resolve_jobs(jobs):
 
 
 def analyse_entry(path, cfg, source="local", pdb_id=None, records_dir=None):
-    """One entry's record: `analysis.analyse`, or `analyse_cached` into `records_dir`; the
+    """One entry's record: `analysis.analyse`, or `cache.analyse_cached` into `records_dir`; the
     record's pdb_id falls back to the given id, then to the file name."""
     return next(_analyse_here([(path, pdb_id)], cfg, source, records_dir))[1]
 
@@ -42,7 +42,7 @@ def _analyse_here(tasks, cfg, source, records_dir, max_bytes=0):
         paths = [path for path, _ in tasks]
         stream = ((i, record) for i, record, _ in analysis.analyse_stream(paths, cfg, source, max_bytes))
     else:
-        stream = analysis.analyse_cached_stream(tasks, records_dir, cfg, source, max_bytes)
+        stream = cache.analyse_cached_stream(tasks, records_dir, cfg, source, max_bytes)
     for index, record in stream:
         path, pdb_id = tasks[index]
         record["pdb_id"] = record["pdb_id"] or pdb_id or Path(path).name

@@ -1,6 +1,7 @@
 """(Block) Lanczos with full reorthogonalisation that keeps its basis orthonormal on any
 Hessian, rank-deficient ones included (see the package doc)."""
 
+import math
 import time
 
 import numpy as np
@@ -13,6 +14,8 @@ from hessian_powerlaw.network.eigensolvers.result import SolverError, SolverResu
 # a Ritz value with |theta| <= NOISE_FLOOR eps ||H|| is zero to the products' working precision.
 DEPENDENT = 10
 NOISE_FLOOR = 100
+# what is left along the basis after Gram-Schmidt is repaired above REPAIR eps sqrt(basis size)
+REPAIR = 10
 
 
 def lanczos(matmat, n, k, **kwargs):
@@ -127,23 +130,41 @@ def _orthogonalize(w, *against):
     return w
 
 
+def _project_out(w, basis):
+    """w (n, b) minus its components in the orthonormal rows of `basis` (m, n): one classical
+    Gram-Schmidt pass, and a second one only where the first cancelled more than 1 - 1/sqrt(2)
+    of a column's norm (Kahan and Parlett's criterion: without such cancellation one pass leaves
+    the column orthogonal to working precision). Each pass reads the basis twice, the part of a
+    step that grows with the basis; the second is rare in Lanczos, whose three-term recurrence
+    has already removed the large components."""
+    before = torch.linalg.vector_norm(w, dim=0)
+    w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
+    if bool((torch.linalg.vector_norm(w, dim=0) < before / math.sqrt(2)).any()):
+        w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
+    return w
+
+
 def next_block(w, basis, gen, floor, health):
     """(Q, R) with w (n, b) = Q R + (a part in span(basis) and round-off): Q orthonormal and
     orthogonal to the orthonormal rows of `basis` (m, n).
 
-    After the block Gram-Schmidt and QR, Q is orthogonalised against the basis once more and
-    re-factored, which measures and repairs the orthogonality lost to round-off. A column that
-    was numerically dependent (|R_ii| at the noise floor, or mostly in the basis) carries no
-    Krylov information, only round-off with components along the basis: it is replaced by a
-    random direction orthogonal to everything so far and its row of R set to zero. This is
-    what keeps the basis orthonormal past an invariant subspace (a Hessian of rank below the
-    basis size, such as a network with dead units).
+    After the Gram-Schmidt (`_project_out`) and QR, what is left of Q along the basis is
+    measured (`health['orthogonality']`) and, where it is above round-off (REPAIR eps sqrt(m)),
+    projected out once more and Q re-factored. A column that was numerically dependent
+    (|R_ii| at the noise floor, or mostly in the basis) carries no Krylov information, only
+    round-off with components along the basis: it is replaced by a random direction orthogonal
+    to everything so far and its row of R set to zero. This is what keeps the basis orthonormal
+    past an invariant subspace (a Hessian of rank below the basis size, such as a network with
+    dead units).
     """
-    q, r = torch.linalg.qr(_orthogonalize(w, basis))
+    q, r = torch.linalg.qr(_project_out(w, basis))
     c = basis @ q
-    health["orthogonality"] = max(health["orthogonality"], float(c.abs().max()) if c.numel() else 0.0)
-    q, r2 = torch.linalg.qr(torch.addmm(q, basis.T, c, alpha=-1))
-    r = r2 @ r
+    left = float(c.abs().max()) if c.numel() else 0.0
+    health["orthogonality"] = max(health["orthogonality"], left)
+    r2 = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
+    if left > REPAIR * torch.finfo(q.dtype).eps * math.sqrt(basis.shape[0]):
+        q, r2 = torch.linalg.qr(torch.addmm(q, basis.T, c, alpha=-1))
+        r = r2 @ r
     weak = (torch.diagonal(r).abs() <= floor) | (torch.diagonal(r2).abs() < 0.5)
     if bool(weak.any()):
         count = int(weak.sum())
