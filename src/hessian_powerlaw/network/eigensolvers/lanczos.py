@@ -16,6 +16,7 @@ DEPENDENT = 10
 NOISE_FLOOR = 100
 # what is left along the basis after Gram-Schmidt is repaired above REPAIR eps sqrt(basis size)
 REPAIR = 10
+CHECK_EVERY = 8  # a single vector's orthogonality is measured at least every 8th step
 
 
 def lanczos(matmat, n, k, **kwargs):
@@ -131,40 +132,53 @@ def _orthogonalize(w, *against):
 
 
 def _project_out(w, basis):
-    """w (n, b) minus its components in the orthonormal rows of `basis` (m, n): one classical
-    Gram-Schmidt pass, and a second one only where the first cancelled more than 1 - 1/sqrt(2)
-    of a column's norm (Kahan and Parlett's criterion: without such cancellation one pass leaves
-    the column orthogonal to working precision). Each pass reads the basis twice, the part of a
-    step that grows with the basis; the second is rare in Lanczos, whose three-term recurrence
-    has already removed the large components."""
+    """(w minus its components in the orthonormal rows of `basis` (m, n), whether a second pass
+    was needed): one classical Gram-Schmidt pass, and a second only where the first cancelled
+    more than 1 - 1/sqrt(2) of a column's norm (Kahan and Parlett's criterion: without such
+    cancellation one pass leaves the column orthogonal to working precision). Each pass reads
+    the basis twice, the part of a step that grows with the basis; the second is rare in
+    Lanczos, whose three-term recurrence has already removed the large components."""
     before = torch.linalg.vector_norm(w, dim=0)
     w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
-    if bool((torch.linalg.vector_norm(w, dim=0) < before / math.sqrt(2)).any()):
+    cancelled = bool((torch.linalg.vector_norm(w, dim=0) < before / math.sqrt(2)).any())
+    if cancelled:
         w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
-    return w
+    return w, cancelled
 
 
 def next_block(w, basis, gen, floor, health):
     """(Q, R) with w (n, b) = Q R + (a part in span(basis) and round-off): Q orthonormal and
     orthogonal to the orthonormal rows of `basis` (m, n).
 
-    After the Gram-Schmidt (`_project_out`) and QR, what is left of Q along the basis is
-    measured (`health['orthogonality']`) and, where it is above round-off (REPAIR eps sqrt(m)),
-    projected out once more and Q re-factored. A column that was numerically dependent
+    Where the Gram-Schmidt (`_project_out`) cancelled, or for a block (b > 1, where it is one
+    BLAS-3 read), or on every CHECK_EVERY-th step, what is left of Q along the basis after the
+    QR is measured (`health['orthogonality']`) and, above round-off (REPAIR eps sqrt(m)),
+    projected out once more and Q re-factored; elsewhere the criterion guarantees it (a single
+    vector's step then reads the basis twice, not three times). A column that was numerically dependent
     (|R_ii| at the noise floor, or mostly in the basis) carries no Krylov information, only
     round-off with components along the basis: it is replaced by a random direction orthogonal
     to everything so far and its row of R set to zero. This is what keeps the basis orthonormal
     past an invariant subspace (a Hessian of rank below the basis size, such as a network with
     dead units).
     """
-    q, r = torch.linalg.qr(_project_out(w, basis))
+    w, cancelled = _project_out(w, basis)
+    q, r = torch.linalg.qr(w)
+    r2 = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
+    health["steps"] = health.get("steps", 0) + 1
+    if not (cancelled or q.shape[1] > 1 or health["steps"] % CHECK_EVERY == 0):
+        return _replace_weak(q, r, r2, basis, gen, floor, health)
     c = basis @ q
     left = float(c.abs().max()) if c.numel() else 0.0
     health["orthogonality"] = max(health["orthogonality"], left)
-    r2 = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
     if left > REPAIR * torch.finfo(q.dtype).eps * math.sqrt(basis.shape[0]):
         q, r2 = torch.linalg.qr(torch.addmm(q, basis.T, c, alpha=-1))
         r = r2 @ r
+    return _replace_weak(q, r, r2, basis, gen, floor, health)
+
+
+def _replace_weak(q, r, r2, basis, gen, floor, health):
+    """(Q, R) with each numerically dependent column of Q (|R_ii| at the noise floor, or
+    mostly in the basis: |R2_ii| < 0.5) replaced by a random orthogonal direction."""
     weak = (torch.diagonal(r).abs() <= floor) | (torch.diagonal(r2).abs() < 0.5)
     if bool(weak.any()):
         count = int(weak.sum())
