@@ -13,13 +13,25 @@ MEASURED = DOCS.parent / "benchmarks" / "measured"
 
 
 def _protein_4hhb():
-    (row,) = read_tsv(MEASURED / "reproduction_cpu" / "proteins" / "t11-4hhb.tsv")
+    (row,) = read_tsv(MEASURED / "reproduction_study" / "proteins" / "t11-4hhb.tsv")
     study = next(r for r in study_rows() if r["id"] == "t11-4hhb")
     return (
         f"β {row['beta']:.3f} ± {row['beta_sigma']:.3f}, d_ks {row['d_ks']:.4f} < d_c {row['d_c']:.4f} "
         f"(the study: {study['study_beta']} ± {study['study_beta_sigma']}, {study['study_d_ks']})",
-        "reproduction_cpu/proteins/t11-4hhb.tsv",
-        "results/reproduction-cpu.md",
+        "reproduction_study/proteins/t11-4hhb.tsv",
+        "results/reproduction.md",
+    )
+
+
+def _reproduction():
+    from hessian_powerlaw.report.reproduction import summary
+
+    count = summary(read_tsv(MEASURED / "reproduction_study" / "reproduction.tsv"))
+    return (
+        f"{count['run']} of {count['rows']} rows run so far; verdicts agree in {count['verdicts_agree']} "
+        f"of {count['verdicts']}, β within 2σ in {count['betas_within']} of {count['betas']}",
+        "reproduction_study/reproduction.tsv",
+        "results/reproduction.md",
     )
 
 
@@ -53,6 +65,30 @@ def _network_peers():
     )
 
 
+def _generic_peers():
+    saved = json.loads((MEASURED / "dnn_peers_generic.json").read_text())
+    rows = [r for r in saved["rows"] if "seconds" in r]
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        ratios = []
+        for k in sorted({r["k"] for r in rows if r["model"] == model}):
+            same = [r for r in rows if r["model"] == model and r["k"] == k]
+            ours = next((r for r in same if r["tool"] == "hessian-powerlaw top_spectrum (defaults)"), None)
+            peers = [
+                r["seconds"]
+                for r in same
+                if not r["tool"].startswith("hessian-powerlaw") and r["max_rel_error"] <= 1e-3
+            ]
+            if ours and peers:
+                ratios.append(f"{min(peers) / ours['seconds']:.1f}x at K = {k}")
+        out.append(f"{model} {', '.join(ratios)}")
+    return (
+        "the default against the fastest peer within 1e-3: " + "; ".join(out) + " (2 CPU cores)",
+        "dnn_peers_generic.json",
+        "results/network-solvers.md",
+    )
+
+
 def _calibration():
     path = MEASURED / "reproduction_study" / "calibration" / "calibration_scores.tsv"
     rows = read_tsv(path)
@@ -79,8 +115,10 @@ def _noise():
 
 HEADLINES = (
     ("4HHB, K = 1000 (Table 11)", _protein_4hhb),
+    ("The power-law study's tables, its own regime", _reproduction),
     ("Protein speed", _protein_speed),
     ("Network top-K against the fastest correct peer", _network_peers),
+    ("Your own network: CNN, transformer, ResNet18", _generic_peers),
     ("The study's protocol, calibration", _calibration),
     ("The noise study, Fig. 2a", _noise),
 )
@@ -111,43 +149,52 @@ def readme_table():
     return "\n".join(lines)
 
 
-# committed text outputs shown on the result pages: "$ command   # note" on the first line,
-# then what the command printed (markdown tables among plain lines)
+# committed text outputs shown on the result pages: each run is "$ command   # note", then what
+# the command printed (markdown tables among plain lines) up to a blank line; a file that keeps
+# several runs is shown by its last (the earlier ones stay in the file for the spread)
 TEXT_OUTPUTS = (
     "block_width_k100_n6000.txt",
     "block_width_k1000_n6000.txt",
     "krylov_floor_k100.txt",
     "krylov_floor_k1000.txt",
     "product_flops.txt",
+    "protein_speed_structures.txt",
+    "protein_speed_entries.txt",
+    "protein_speed_crossover.txt",
 )
 
 
 def text_output(name):
-    """A committed '$ command' text output as markdown: the command (and its note) in a code
-    block, the printed lines after it, plain lines kept apart from the tables."""
-    first, *rest = (MEASURED / name).read_text().splitlines()
-    command, _, note = first.removeprefix("$ ").partition("   # ")
-    lines = [f"`{name}`, made by:", "", "```", command.strip(), "```", ""]
+    """The last run of a committed '$ command' text output as markdown: the command (and its
+    note) in a code block, the printed lines after it, plain lines kept apart from the tables."""
+    lines = (MEASURED / name).read_text().splitlines()
+    first = max(i for i, line in enumerate(lines) if line.startswith("$ "))
+    rest = lines[first + 1 :]
+    rest = rest[: rest.index("")] if "" in rest else rest
+    command, _, note = lines[first].removeprefix("$ ").partition("   # ")
+    out = [f"`{name}`, made by:", "", "```", command.strip(), "```", ""]
     if note:
-        lines += [f"*{note.strip()}*", ""]
+        out += [f"*{note.strip()}*", ""]
     for line, following in zip(rest, [*rest[1:], ""], strict=True):
-        lines.append(line if line.startswith("|") else f"{line.replace('#', chr(92) + '#', 1)}  ")
+        out.append(line if line.startswith("|") else f"{line.replace('#', chr(92) + '#', 1)}  ")
         if line.startswith("|") != following.startswith("|"):
-            lines.append("")
-    return "\n".join(lines) + "\n"
+            out.append("")
+    return "\n".join(out) + "\n"
 
 
 def solver_rows():
     """The solver comparisons of benchmarks/dnn_solvers.py (its JSON outputs) as one table."""
     lines = [
-        "| K | method | products | HVPs | data passes | wall s | speed-up (same K, same file) | max rel. dev. | beta | d_ks |",
+        "| K | method | products | HVPs | data passes | wall s | speed-up (same K, same file) "
+        "| max rel. dev. | beta | d_ks |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("dnn_solvers_k300.json", "dnn_solvers_k1000.json"):
         for r in json.loads((MEASURED / name).read_text())["rows"]:
             lines.append(
                 f"| {r['k']} | {r['method']} | {r['products']} | {r['hvps']} | {r['passes']} | "
-                f"{r['seconds']:.1f} | {r['speedup']:.1f}x | {r['max_rel_dev']:.1e} | {r['beta']} | {r['d_ks']} |"
+                f"{r['seconds']:.1f} | {r['speedup']:.1f}x | {r['max_rel_dev']:.1e} | {r['beta']} | "
+                f"{r['d_ks']} |"
             )
     costs = json.loads((MEASURED / "dnn_solvers_k300.json").read_text())["costs"]
     lines += ["", "| product | s per vector |", "|---|---:|"]

@@ -12,7 +12,7 @@ FIGURES = (
     "benchmarks/measured/noise_cpu/*.png",
     "benchmarks/measured/noise_valleys/*.png",
     "benchmarks/measured/fidelity_cpu/*.png",
-    "benchmarks/measured/reproduction_cpu/*.png",
+    "benchmarks/measured/reproduction_study/*.png",
     "benchmarks/measured/transformer_cpu/*.png",
 )
 
