@@ -8,6 +8,7 @@ label a different class) and shuffled labels.
 """
 
 import gzip
+import os
 import shutil
 import tempfile
 from importlib import resources
@@ -33,7 +34,7 @@ class DataError(ValueError):
     """Missing or unusable data, with a one-line reason."""
 
 
-def bundled_root():
+def bundled_root() -> Path:
     """The folder of the MNIST subset shipped inside the package."""
     return resources.files("hessian_powerlaw") / "data" / "mnist"
 
@@ -102,7 +103,7 @@ def _modular_addition(n_train, seed, label_noise):
     return modular_addition(p, n_train / (p * p) if n_train else 0.5, seed)
 
 
-def gaussian(seed=0):
+def gaussian(seed: int = 0) -> dict:
     """MNIST-shaped pure noise: ((x_train, y_train), (x_test, y_test)), pixels N(0, 1) as float
     (60000 and 10000 images, 1 x 28 x 28), labels uniform over 10 classes; seeded."""
     generator = torch.Generator().manual_seed(10007 + seed)
@@ -132,8 +133,15 @@ def shuffle_labels(y, generator):
 
 
 def load(
-    name, root=None, n_train=None, seed=0, normalization="pixel", label_noise=0.0, pool=1, labels="true"
-):
+    name: str,
+    root: str | os.PathLike | None = None,
+    n_train: int | None = None,
+    seed: int = 0,
+    normalization: str = "pixel",
+    label_noise: float = 0.0,
+    pool: int = 1,
+    labels: str = "true",
+) -> dict:
     """Training and test sets as float tensors: {'train': (x, y), 'test': (x, y), 'classes': n}.
 
     n_train: a seeded random subset of the training split (None or 0: all of it).

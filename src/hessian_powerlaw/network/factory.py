@@ -7,8 +7,10 @@ with `torch.load(..., weights_only=True)` (tensors only: no code runs), calls `l
 """
 
 import importlib
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ class FactoryError(ValueError):
     """A factory that cannot be imported or does not return what it must, in one line."""
 
 
-def load_callable(path):
+def load_callable(path: str) -> Callable:
     """The function named by 'package.module:function' (the working directory is importable)."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
@@ -45,7 +47,7 @@ def load_callable(path):
     return target
 
 
-def build_model(model_factory, state_dict=None):
+def build_model(model_factory: str, state_dict: str | os.PathLike | None = None) -> torch.nn.Module:
     """The factory's module, with the weights of `state_dict` (a tensor-only file) loaded."""
     model = load_callable(model_factory)()
     if not isinstance(model, torch.nn.Module):
@@ -69,8 +71,15 @@ def build_model(model_factory, state_dict=None):
 
 
 def spectrum_record(
-    model_factory, data_factory, state_dict=None, loss="cross-entropy", k=100, bootstrap=0, seed=0, **options
-):
+    model_factory: str,
+    data_factory: str,
+    state_dict: str | os.PathLike | None = None,
+    loss: str = "cross-entropy",
+    k: int = 100,
+    bootstrap: int = 0,
+    seed: int = 0,
+    **options,
+) -> tuple:
     """(record, eigenvalues, residuals, `vectors.RitzVectors` or None) of a factory-built model, or with
     options['blocks'] a list of block records (one per parameter group) and no arrays."""
     if loss not in LOSSES:
@@ -91,7 +100,7 @@ def spectrum_record(
     return record, values, residuals, RitzVectors(result.vectors, layout_of(model))
 
 
-def summarise(result, base, bootstrap=0, seed=0, start=None):
+def summarise(result, base: dict, bootstrap: int = 0, seed: int = 0, start: float | None = None) -> tuple:
     """(record, eigenvalues, residuals) of a Spectrum, or (block rows, None, None) of a dict of
     them; `base` holds the keys every row starts with."""
     if isinstance(result, dict):

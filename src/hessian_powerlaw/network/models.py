@@ -94,7 +94,7 @@ class ResNet18(nn.Module):
         return self.net(x)
 
 
-def build(name, in_shape, n_classes, depth=2, width=100):
+def build(name: str, in_shape: tuple, n_classes: int, depth: int = 2, width: int = 100) -> nn.Module:
     """A network by name; `depth` and `width` apply to the fully connected families and the
     transformer (blocks and model width; in_shape (T,): token sequences, vocabulary classes + 1)."""
     if name == "transformer":
@@ -121,6 +121,6 @@ def build(name, in_shape, n_classes, depth=2, width=100):
     raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
 
 
-def n_params(model):
+def n_params(model: nn.Module) -> int:
     """Number of trainable parameters of a model."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

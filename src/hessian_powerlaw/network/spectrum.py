@@ -124,21 +124,15 @@ def spectrum(
         A model file written by `train` (loaded without unpickling).
     settings : SpectrumSettings, optional
         The operator (loss Hessian, GGN, Fisher or gradient covariance), its data, K, solver,
-        precision and device; the defaults when not given.
+        precision and device (the defaults when not given).
 
     Returns
     -------
-    record : dict
-        NETWORK_KEYS: the run, the solver's costs and checks, the fit and its verdict.
-    eigenvalues, residuals : numpy.ndarray
-        Shape (K,) each, float64, eigenvalues descending.
-    vectors : RitzVectors or None
-        The Ritz vectors when the settings ask for them.
+    tuple of (dict, numpy.ndarray, numpy.ndarray, RitzVectors or None)
+        The NETWORK_KEYS record (run, solver costs and checks, fit, verdict); eigenvalues (K,)
+        descending and residuals (K,), float64; the Ritz vectors when the settings ask for them.
 
-    Raises
-    ------
-    ValueError, SolverError
-        Settings no operator can serve; a solve that fails its checks.
+    Raises ValueError for settings no operator can serve, SolverError for a failed solve.
     """
     s = settings or SpectrumSettings()
     start = time.perf_counter()

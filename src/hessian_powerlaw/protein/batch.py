@@ -5,6 +5,7 @@ Benchmarks), the largest files first so that a long entry does not start last.""
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -17,7 +18,7 @@ __all__ = ["analyse_entry", "analyse_many", "available_cpus", "resolve_jobs"]
 BATCH_BYTES = 1 << 30  # Hessians held for one round of batched solves (about 23 of 800 residues)
 
 
-def available_cpus():
+def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask: a SLURM allocation, a taskset)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -25,12 +26,18 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-def resolve_jobs(jobs):
+def resolve_jobs(jobs: int) -> int:
     """Entries at once for a --jobs value (0: one per available CPU)."""
     return jobs or available_cpus()
 
 
-def analyse_entry(path, cfg, source="local", pdb_id=None, records_dir=None):
+def analyse_entry(
+    path: str | os.PathLike,
+    cfg: dict,
+    source: str = "local",
+    pdb_id: str | None = None,
+    records_dir: str | os.PathLike | None = None,
+) -> dict:
     """One entry's record: `analysis.analyse`, or `cache.analyse_cached` into `records_dir`; the
     record's pdb_id falls back to the given id, then to the file name."""
     return next(_analyse_here([(path, pdb_id)], cfg, source, records_dir))[1]
@@ -49,7 +56,13 @@ def _analyse_here(tasks, cfg, source, records_dir, max_bytes=0):
         yield index, record
 
 
-def analyse_many(tasks, cfg, source="local", records_dir=None, jobs=1):
+def analyse_many(
+    tasks: list[tuple],
+    cfg: dict,
+    source: str = "local",
+    records_dir: str | os.PathLike | None = None,
+    jobs: int = 1,
+) -> Iterator[tuple[int, dict]]:
     """Yield (index, record) for each task (path, pdb_id) of the list `tasks` as it finishes.
 
     jobs 1: here, in order; on the torch and cuda backends sorted by file size and solved in

@@ -1,6 +1,7 @@
 """Entry lists: the structure files of a directory or glob, and entries TSVs (one batch of them)."""
 
 import glob
+import os
 from pathlib import Path
 
 from hessian_powerlaw.config import ConfigError
@@ -10,7 +11,9 @@ from hessian_powerlaw.protein.structure import entry_id
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 
 
-def read_entries(path, batch=None, batch_size=None):
+def read_entries(
+    path: str | os.PathLike, batch: int | None = None, batch_size: int | None = None
+) -> list[dict]:
     """Rows {pdb_id, path} (text; empty cells "") of an entries file, optionally one batch."""
     rows = read_tsv(path)
     if rows and not {"pdb_id", "path"} <= set(rows[0]):
@@ -20,7 +23,7 @@ def read_entries(path, batch=None, batch_size=None):
     return [{"pdb_id": r["pdb_id"] or "", "path": r["path"] or ""} for r in rows]
 
 
-def local_entries(pattern):
+def local_entries(pattern: str | os.PathLike) -> list[dict]:
     """Structure files of a directory or glob, with their entry ids, sorted by id (the first
     file of an id is kept)."""
     path = Path(pattern)
@@ -34,6 +37,6 @@ def local_entries(pattern):
     return [{"pdb_id": k, "path": v} for k, v in sorted(rows.items())]
 
 
-def is_structure(name):
+def is_structure(name: str) -> bool:
     """Whether a file name is a PDB or mmCIF file (optionally gzipped)."""
     return name.lower().removesuffix(".gz").endswith(STRUCTURE_SUFFIXES)

@@ -4,6 +4,7 @@ import datetime
 import email.utils
 import http.client
 import json
+import os
 import random
 import re
 import sys
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -29,14 +31,14 @@ class DownloadError(RuntimeError):
     """A request that failed for good (after retries, or not retryable)."""
 
 
-def validate_id(pdb_id):
+def validate_id(pdb_id: str) -> str:
     """Return the upper-case id, or raise ValueError before it reaches a URL or a path."""
     if not isinstance(pdb_id, str) or not PDB_ID.match(pdb_id):
         raise ValueError(f"invalid PDB id {pdb_id!r} (expected 4 characters, digit first)")
     return pdb_id.upper()
 
 
-def terminal(attribute, operator, value):
+def terminal(attribute: str, operator: str, value: object) -> dict:
     """One terminal node of an RCSB search query."""
     return {
         "type": "terminal",
@@ -45,7 +47,7 @@ def terminal(attribute, operator, value):
     }
 
 
-def build_query(query, min_residues, max_residues, start=0):
+def build_query(query: str, min_residues: int, max_residues: int, start: int = 0) -> dict:
     """The Search API v2 request for the study's selection, one page from `start`."""
     return {
         "query": {
@@ -105,7 +107,14 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_SameHostRedirects)
 
 
-def request(url, data=None, retries=5, timeout=60, backoff=1.0, max_bytes=MAX_RESPONSE_BYTES):
+def request(
+    url: str,
+    data: dict | None = None,
+    retries: int = 5,
+    timeout: float = 60,
+    backoff: float = 1.0,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+) -> tuple[int, bytes]:
     """GET (or POST JSON `data`) with retries on 429/5xx/timeouts; returns (status, body).
 
     Each attempt has `timeout` seconds in all (a server that drips bytes is cut off), a body
@@ -172,7 +181,14 @@ def _retry_after(value):
         return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
-def search_entries(query, min_residues, max_residues, retries=5, timeout=60, backoff=1.0):
+def search_entries(
+    query: str,
+    min_residues: int,
+    max_residues: int,
+    retries: int = 5,
+    timeout: float = 60,
+    backoff: float = 1.0,
+) -> list[str]:
     """Unique entry ids (search order) of the study's selection, all pages."""
     ids, start = [], 0
     while True:
@@ -194,7 +210,7 @@ def search_entries(query, min_residues, max_residues, retries=5, timeout=60, bac
     return list(dict.fromkeys(ids))
 
 
-def verify_mmcif_gz(data, pdb_id=None):
+def verify_mmcif_gz(data: bytes, pdb_id: str | None = None) -> None:
     """Raise ValueError unless `data` is a complete gzip of a parseable mmCIF with atoms (of
     entry `pdb_id`, when given: a mirror answering with another entry is caught)."""
     try:
@@ -216,12 +232,19 @@ def verify_mmcif_gz(data, pdb_id=None):
         raise ValueError("mmCIF has no atoms")
 
 
-def cache_path(cache, pdb_id):
+def cache_path(cache: str | os.PathLike, pdb_id: str) -> Path:
     """Where the cached mmCIF of `pdb_id` lies in `cache`."""
     return Path(cache) / f"{validate_id(pdb_id)}.cif.gz"
 
 
-def fetch_entry(pdb_id, cache, base_url, retries=5, timeout=60, backoff=1.0):
+def fetch_entry(
+    pdb_id: str,
+    cache: str | os.PathLike,
+    base_url: str,
+    retries: int = 5,
+    timeout: float = 60,
+    backoff: float = 1.0,
+) -> dict:
     """Download one entry into the cache (verified, atomic); returns a status row."""
     row = {"pdb_id": pdb_id, "path": "", "status": "failed", "reason": ""}
     try:
@@ -257,7 +280,15 @@ def fetch_entry(pdb_id, cache, base_url, retries=5, timeout=60, backoff=1.0):
     return row
 
 
-def download_entries(ids, cache, base_url, workers=4, retries=5, timeout=60, backoff=1.0):
+def download_entries(
+    ids: Iterable[str],
+    cache: str | os.PathLike,
+    base_url: str,
+    workers: int = 4,
+    retries: int = 5,
+    timeout: float = 60,
+    backoff: float = 1.0,
+) -> list[dict]:
     """Fetch entries with bounded parallelism; rows in input order, progress on stderr."""
     ids = list(ids)
     rows = [None] * len(ids)

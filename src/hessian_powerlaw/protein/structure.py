@@ -2,6 +2,7 @@
 (a C++ parser: 15-20 times faster than Biopython here, float64 coordinates, and it reads
 entries such as 2YEX whose shifted ANISOU records stop Biopython)."""
 
+import os
 import re
 import zlib
 from pathlib import Path
@@ -23,7 +24,7 @@ class StructureError(ValueError):
     """A structure file that cannot give usable C-alpha coordinates."""
 
 
-def entry_id(path):
+def entry_id(path: str | os.PathLike) -> str:
     """Entry id from a file name: '4hhb.pdb.gz' -> '4HHB', 'pdb3hsy.ent' -> '3HSY'."""
     stem = Path(path).name.split(".")[0]
     if stem.lower().startswith("pdb") and PDB_ID.match(stem[3:]):
@@ -47,7 +48,7 @@ def _read_text(path, limit=MAX_TEXT_BYTES):
     return raw.decode("latin-1")
 
 
-def gunzip(raw, limit):
+def gunzip(raw: bytes, limit: int) -> bytes:
     """Decompress at most `limit` bytes (a gzip bomb is refused without inflating it)."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
@@ -166,7 +167,7 @@ def _duplicates(model):
     return count
 
 
-def read_calpha(path):
+def read_calpha(path: str | os.PathLike) -> dict:
     """C-alpha coordinates and metadata of the first model of a structure file (gemmi).
 
     Returns a dict: pdb_id, coords (N x 3 float64 array, Angstrom, as written), n_chains,

@@ -10,6 +10,7 @@
   (paper Fig. 3 and the trace rate against lr^2).
 """
 
+import os
 import time
 
 import numpy as np
@@ -33,7 +34,15 @@ from hessian_powerlaw.regression import linear_fit
 RUN_META = ("init_seed", "n_params", "n_train_used", "label_smoothing", "pool", "width")
 
 
-def equilibrium(minimum_path, batch_size, lr, steps=20000, every=200, seed=0, progress=False):
+def equilibrium(
+    minimum_path: str | os.PathLike,
+    batch_size: int,
+    lr: float,
+    steps: int = 20000,
+    every: int = 200,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """SGD at (batch_size, lr) for `steps` steps from the minimum, then the full spectrum."""
     clock = time.perf_counter()
     model, meta, history, data = descend(
@@ -65,17 +74,17 @@ def equilibrium(minimum_path, batch_size, lr, steps=20000, every=200, seed=0, pr
 
 
 def trace_run(
-    minimum_path,
-    noise,
-    lr,
-    batch_size=25,
-    steps=5000,
-    every=250,
-    seed=0,
-    top_k=20,
-    refresh=500,
-    rate_from=0.2,
-):
+    minimum_path: str | os.PathLike,
+    noise: str,
+    lr: float,
+    batch_size: int = 25,
+    steps: int = 5000,
+    every: int = 250,
+    seed: int = 0,
+    top_k: int = 20,
+    refresh: int = 500,
+    rate_from: float = 0.2,
+) -> dict:
     """The exact trace along `steps` steps of `noise` descent at `lr` from the minimum."""
     marks = [i for i in range(0, steps + 1, every)] + ([steps] if steps % every else [])
     if sum(m >= rate_from * steps for m in marks) < 3:
@@ -113,7 +122,9 @@ def trace_run(
     }
 
 
-def displacement(minimum_path, scales, seed=0, rel_cut=1e-3):
+def displacement(
+    minimum_path: str | os.PathLike, scales: list[float], seed: int = 0, rel_cut: float = 1e-3
+) -> dict:
     """The full spectrum of the minimum displaced by each of `scales` along one seeded direction
     in its non-degenerate subspace (eigenvalues above `rel_cut` times the largest).
 
