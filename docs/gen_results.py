@@ -81,6 +81,8 @@ def _generic_peers():
             ]
             if ours and peers:
                 ratios.append(f"{min(peers) / ours['seconds']:.1f}x at K = {k}")
+            elif ours:
+                ratios.append(f"no tool within 1e-3 at K = {k} (ours {ours['max_rel_error']:.1e})")
         out.append(f"{model} {', '.join(ratios)}")
     return (
         "the default against the fastest peer within 1e-3: " + "; ".join(out) + " (2 CPU cores)",
