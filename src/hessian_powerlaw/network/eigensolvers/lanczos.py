@@ -164,8 +164,7 @@ def next_block(w, basis, gen, floor, health):
     w, cancelled = _project_out(w, basis)
     q, r = torch.linalg.qr(w)
     r2 = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
-    health["steps"] = health.get("steps", 0) + 1
-    if not (cancelled or q.shape[1] > 1 or health["steps"] % CHECK_EVERY == 0):
+    if not (cancelled or q.shape[1] > 1 or basis.shape[0] % CHECK_EVERY == 0):
         return _replace_weak(q, r, r2, basis, gen, floor, health)
     c = basis @ q
     left = float(c.abs().max()) if c.numel() else 0.0
