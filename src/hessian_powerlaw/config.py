@@ -15,7 +15,7 @@ class ConfigError(ValueError):
     """An invalid configuration, with a message naming the offending key."""
 
 
-def load_schema():
+def load_schema() -> dict:
     """The config schema (a fresh copy: callers may change it)."""
     return copy.deepcopy(_parsed_schema())
 
@@ -38,7 +38,7 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config, source="config"):
+def validate(config: dict, source: str = "config") -> dict:
     """Validate `config` in place (filling defaults); raise ConfigError naming the key."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
@@ -85,7 +85,7 @@ def _check_consistency(config, source):
     check_experiments(config["reproduction"]["experiments"], source)
 
 
-def check_experiments(experiments, source="config"):
+def check_experiments(experiments: list[dict], source: str = "config") -> None:
     """One-line errors for reproduction experiments that cannot run: a repeated id, a `reuse`
     that names no network experiment holding its seeds, a network experiment with both or
     neither of `train` and `reuse`, a protein experiment with network settings."""
@@ -116,7 +116,7 @@ def check_experiments(experiments, source="config"):
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def load_config(path):
+def load_config(path: str | Path) -> dict:
     """Read and validate a YAML config file (at most 1 MiB, no YAML aliases: a 'billion
     laughs' document is refused before it expands)."""
     path = Path(path)
@@ -143,6 +143,6 @@ def load_config(path):
     return validate(config, source=str(path))
 
 
-def defaults():
+def defaults() -> dict:
     """The configuration with every default filled in."""
     return validate({}, source="defaults")

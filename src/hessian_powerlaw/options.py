@@ -10,6 +10,7 @@ are all generated from this table: adding an option is one schema entry plus one
 import copy
 import functools
 import shlex
+from collections.abc import Iterable
 
 from hessian_powerlaw.config import load_schema
 
@@ -189,12 +190,12 @@ COMMANDS = {
 }
 
 
-def path(name):
+def path(name: str) -> tuple[str, ...]:
     """The config path (tuple of keys) of option `name`."""
     return TABLE[name][0]
 
 
-def flag(name):
+def flag(name: str) -> str:
     """The command-line flag of option `name`."""
     return TABLE[name][1] or "--" + name.replace("_", "-")
 
@@ -204,7 +205,7 @@ def _schema():
     return load_schema()
 
 
-def schema_node(name):
+def schema_node(name: str) -> dict:
     """The config schema's entry for an option (type, bounds, enum, default, description)."""
     node = _schema()
     for key in path(name):
@@ -212,7 +213,7 @@ def schema_node(name):
     return node
 
 
-def values(config, names):
+def values(config: dict, names: Iterable[str]) -> dict:
     """{name: value} of the options `names` in a validated config."""
     out = {}
     for name in names:
@@ -223,7 +224,7 @@ def values(config, names):
     return out
 
 
-def with_values(config, settings):
+def with_values(config: dict, settings: dict) -> dict:
     """A copy of `config` with the given {option name: value} set at their paths."""
     config = copy.deepcopy(config)
     for name, value in settings.items():
@@ -235,7 +236,7 @@ def with_values(config, settings):
     return config
 
 
-def command_line(settings):
+def command_line(settings: dict) -> str:
     """The flags that give these {option name: value} settings to a command, shell-quoted.
 
     A boolean becomes its flag when it differs from the schema default (`--verify`,

@@ -6,6 +6,7 @@ The Snakefile's rules use them; tests call them without Snakemake.
 
 import itertools
 import re
+from collections.abc import Iterable
 
 RUN_DIMS = ("model", "dataset", "optimizer", "batch_size", "n_train", "width", "depth", "seed", "epochs")
 RUN_PATTERN = (
@@ -30,19 +31,19 @@ NOISE_TABLES = ("toy_trace_rate", "toy_anticorrelated", "negative_vs_loss")
 NOISE_FIGURES = ("noise_toy_trace", "noise_toy_rate", "noise_anticorrelated", "noise_negative", "noise_trace")
 
 
-def lr_text(value):
+def lr_text(value: float) -> str:
     """A learning rate as it appears in run names: 0.05 -> '0.05', 1e-05 -> '1e-05'."""
     return f"{value:g}"
 
 
-def labelset(label_noise=None, labels=None):
+def labelset(label_noise: float | None = None, labels: str | None = None) -> str:
     """The run-name suffix of the label dimensions: _ln0.2 (flipped fraction), _shuffled; empty
     when a sweep leaves them out (then dnn.training applies)."""
     noise = "" if label_noise is None else f"_ln{label_noise:g}"
     return noise + ("_shuffled" if labels == "shuffled" else "")
 
 
-def label_settings(suffix):
+def label_settings(suffix: str) -> dict:
     """The `train` settings a labelset suffix stands for: {label_noise, labels} as present."""
     noise, shuffled = re.fullmatch(r"(?:_ln([0-9.]+))?(_shuffled)?", suffix).groups()
     settings = {"label_noise": float(noise)} if noise else {}
@@ -51,13 +52,13 @@ def label_settings(suffix):
     return settings
 
 
-def spectrum_settings(settings):
+def spectrum_settings(settings: dict) -> dict:
     """Spectrum settings as the option table names them: `k` is the table's spectrum_k (the one
     place where that rename happens); `name` (a variant's) is not an option."""
     return {("spectrum_k" if key == "k" else key): value for key, value in settings.items() if key != "name"}
 
 
-def dnn_runs(config):
+def dnn_runs(config: dict) -> dict[str, int]:
     """{run name: top-K} of every dnn.sweeps combination and (optionally) its initialisation."""
     dnn = config["dnn"]
     runs = {}
@@ -75,12 +76,12 @@ def dnn_runs(config):
     return runs
 
 
-def trained_runs(runs):
+def trained_runs(runs: Iterable[str]) -> list[str]:
     """The runs of `runs` that train (not those at initialisation, epochs 0)."""
     return [run for run in runs if not re.search(r"_e0(_|$)", run)]
 
 
-def curvature_runs(config):
+def curvature_runs(config: dict) -> list[str]:
     """Names of the curvature runs: every combination of every entry of dnn.curvature.runs."""
     if not config["dnn"]["enabled"]:
         return []
@@ -92,7 +93,7 @@ def curvature_runs(config):
     return sorted(runs)
 
 
-def noise_records(config):
+def noise_records(config: dict) -> list[str]:
     """Record paths of the noise study: toy valleys, equilibria and trace runs."""
     noise, results = config["noise"], config["results"]
     toy, eq, tr = noise["toy"], noise["equilibrium"], noise["trace"]
@@ -123,18 +124,18 @@ def noise_records(config):
     return paths
 
 
-def experiments(config):
+def experiments(config: dict) -> dict[str, dict]:
     """{id: experiment} of the reproduction experiments (none when reproduction is off)."""
     repro = config["reproduction"]
     return {e["id"]: e for e in repro["experiments"]} if repro["enabled"] else {}
 
 
-def trained_experiment(config, experiment):
+def trained_experiment(config: dict, experiment: str) -> str:
     """The experiment whose networks `experiment` uses (itself unless it reuses another's)."""
     return experiments(config)[experiment].get("reuse") or experiment
 
 
-def repro_records(config, part=None):
+def repro_records(config: dict, part: str | None = None) -> list[str]:
     """Network record paths of every reproduction experiment (of one part)."""
     return [
         f"{config['results']}/reproduction/records/{e['id']}_s{seed}.json"
@@ -144,7 +145,7 @@ def repro_records(config, part=None):
     ]
 
 
-def repro_proteins(config, part=None):
+def repro_proteins(config: dict, part: str | None = None) -> list[str]:
     """Protein table paths of the protein experiments (of one part)."""
     return [
         f"{config['results']}/reproduction/proteins/{e['id']}.tsv"
@@ -153,7 +154,7 @@ def repro_proteins(config, part=None):
     ]
 
 
-def final_outputs(config):
+def final_outputs(config: dict) -> list[str]:
     """Every target of the default rule `all`, in the order the sections appear."""
     results, pdb, dnn = config["results"], config["pdb"], config["dnn"]
     runs = dnn_runs(config)

@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import scipy.stats
+from numpy.typing import ArrayLike
 
 __all__ = ["linear_fit"]
 
 
-def linear_fit(x, y):
+def linear_fit(x: ArrayLike, y: ArrayLike) -> dict:
     """Least-squares line y = slope x + intercept over (n,) arrays: {'n_points', 'slope',
     'slope_se', 'intercept', 'intercept_se', 'r2'}. NaN where no line is defined (fewer than 3
     points or x constant); R^2 is NaN when y is constant (nothing to explain)."""

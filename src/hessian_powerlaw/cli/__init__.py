@@ -16,7 +16,7 @@ from hessian_powerlaw.config import ConfigError
 __all__ = ["build_parser", "main"]
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every subcommand (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="hessian-powerlaw",
@@ -30,7 +30,7 @@ def build_parser():
     return parser
 
 
-def portable_command(argv):
+def portable_command(argv: list[str]) -> str:
     """The command line of `argv` with the value of --data-root written as "$DATA", so that it
     runs anywhere the data sets lie under $DATA (MNIST/, FashionMNIST/, ...)."""
     words, data_next = [], False
@@ -45,7 +45,7 @@ def portable_command(argv):
     return " ".join(["hessian-powerlaw", *words])
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run one command line; returns the exit status (0 ok, 2 for a one-line error on stderr)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)

@@ -9,7 +9,7 @@ from hessian_powerlaw.config import ConfigError, defaults, load_config, validate
 from hessian_powerlaw.options import COMMANDS, flag, schema_node, values, with_values
 
 
-def number(text):
+def number(text: str) -> float:
     """A finite float from a flag's text (argparse type)."""
     try:
         value = float(text)
@@ -20,7 +20,7 @@ def number(text):
     return value
 
 
-def integer(text, least=None, most=None):
+def integer(text: str, least: int | None = None, most: int | None = None) -> int:
     """An integer from a flag's text, within [least, most] where given (argparse type)."""
     try:
         value = int(text)
@@ -30,24 +30,24 @@ def integer(text, least=None, most=None):
     return value
 
 
-def positive(text):
+def positive(text: str) -> float:
     """A positive finite float (argparse type)."""
     value = number(text)
     _bounds(value, text, above=0)
     return value
 
 
-def count(text):
+def count(text: str) -> int:
     """A non-negative integer (argparse type)."""
     return integer(text, 0)
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """A positive integer (argparse type)."""
     return integer(text, 1)
 
 
-def k_value(text):
+def k_value(text: str) -> float:
     """K of a protein fit: a fraction in (0, 1) of the non-zero modes, or an integer count."""
     value = number(text)
     if value <= 0 or (value >= 1 and value != int(value)):
@@ -84,7 +84,7 @@ def _schema_type(node):
 TYPES = {"k": k_value}  # options whose check is more than the schema's bounds
 
 
-def add_options(parser, command):
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the flags of every table option of `command` (dest = option name, default None)."""
     for name in COMMANDS[command]:
         node = schema_node(name)
@@ -114,7 +114,7 @@ def add_options(parser, command):
         )
 
 
-def resolve(args, command, names=None):
+def resolve(args: argparse.Namespace, command: str, names: list[str] | None = None) -> dict:
     """{name: value} of the command's table options: explicit options, then --config, then the
     schema defaults; the merged config is validated (cross-field checks included)."""
     names = names or COMMANDS[command]
@@ -128,6 +128,6 @@ def resolve(args, command, names=None):
     return values(base, names)
 
 
-def config_arg(parser):
+def config_arg(parser: argparse.ArgumentParser) -> None:
     """Add --config (a YAML file whose values fill the options left unset)."""
     parser.add_argument("--config", help="config YAML providing unset options")

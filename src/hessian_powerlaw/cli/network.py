@@ -1,5 +1,6 @@
 """Network-wing commands: train, dnn-spectrum."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def _sweep_enum(key):
     return sweeps[key]["items"]["enum"]
 
 
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> None:
     """`train`: one network trained, its model file and metrics written."""
     from hessian_powerlaw.network.training import train
 
@@ -55,7 +56,7 @@ def cmd_train(args):
     )
 
 
-def cmd_dnn_spectrum(args):
+def cmd_dnn_spectrum(args: argparse.Namespace) -> None:
     """`dnn-spectrum`: the top-K spectrum of a model file or a factory-built model, and its fit."""
     from hessian_powerlaw.io import save_npy, write_json
     from hessian_powerlaw.network.spectrum import SpectrumSettings, spectrum
@@ -236,7 +237,7 @@ def _model_file_blocks(args, opts):
     print(f"dnn-spectrum: {len(rows)} blocks of {args.model_file} -> {args.out}", file=sys.stderr)
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the network-wing subcommands to the parser's subparsers."""
     p = sub.add_parser("train", help="train a reference network (or save its initialisation)")
     config_arg(p)

@@ -2,7 +2,9 @@
 experiments) and noise-tables, noise-plots (their summary). toy-valley and the summaries
 never import torch."""
 
+import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from hessian_powerlaw.cli.flags import add_options, config_arg, count, positive, positive_int, resolve
@@ -27,7 +29,7 @@ def _write(args, record, summary):
     print(f"{args.command}: {summary} ({record['seconds']:.1f} s) -> {args.out}", file=sys.stderr)
 
 
-def cmd_toy_valley(args):
+def cmd_toy_valley(args: argparse.Namespace) -> None:
     """`toy-valley`: one toy-valley experiment's record."""
     from hessian_powerlaw.network.noise import valleys
 
@@ -49,7 +51,7 @@ def cmd_toy_valley(args):
     _write(args, record, summary)
 
 
-def cmd_noise_minimum(args):
+def cmd_noise_minimum(args: argparse.Namespace) -> None:
     """`noise-minimum`: gradient descent (then optional Gauss-Newton steps) to a minimum of the small
     network."""
     from hessian_powerlaw.network.noise import small_net
@@ -85,7 +87,7 @@ def cmd_noise_minimum(args):
     )
 
 
-def cmd_noise_equilibrium(args):
+def cmd_noise_equilibrium(args: argparse.Namespace) -> None:
     """`noise-equilibrium`: SGD from a minimum, then the full spectrum of the end state."""
     from hessian_powerlaw.network.noise.experiments import equilibrium
 
@@ -108,7 +110,7 @@ def cmd_noise_equilibrium(args):
     _write(args, record, summary)
 
 
-def cmd_noise_trace(args):
+def cmd_noise_trace(args: argparse.Namespace) -> None:
     """`noise-trace`: the exact trace along noisy descent from a minimum."""
     from hessian_powerlaw.network.noise.experiments import trace_run
 
@@ -121,7 +123,7 @@ def cmd_noise_trace(args):
     _write(args, record, summary)
 
 
-def cmd_noise_displace(args):
+def cmd_noise_displace(args: argparse.Namespace) -> None:
     """`noise-displace`: a minimum displaced along its non-degenerate directions, full spectra."""
     from hessian_powerlaw.network.noise.experiments import displacement
 
@@ -135,7 +137,7 @@ def cmd_noise_displace(args):
     _write(args, record, summary)
 
 
-def cmd_noise_project(args):
+def cmd_noise_project(args: argparse.Namespace) -> None:
     """`noise-project`: an SGD run's states projected to minima, connectedness and trace along the path."""
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.network.noise.paths import COLUMNS, Run, SavedCache, path_records, trace_fit
@@ -183,7 +185,7 @@ def cmd_noise_project(args):
     )
 
 
-def read_records(paths):
+def read_records(paths: Iterable[str | Path]) -> list[dict]:
     """The JSON records of the noise study; a one-line error names an unreadable or
     incomplete one (report.noise.missing_keys)."""
     from hessian_powerlaw.io import distinct, read_json
@@ -200,7 +202,7 @@ def read_records(paths):
     return records
 
 
-def cmd_noise_tables(args):
+def cmd_noise_tables(args: argparse.Namespace) -> None:
     """`noise-tables`: the noise study's tables (TSV and markdown) from its records."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import noise
@@ -224,7 +226,7 @@ def cmd_noise_tables(args):
     print(f"noise-tables: {len(records)} records, tables {', '.join(written)} -> {out}", file=sys.stderr)
 
 
-def cmd_noise_plots(args):
+def cmd_noise_plots(args: argparse.Namespace) -> None:
     """`noise-plots`: the noise study's figures from its records."""
     from hessian_powerlaw.report import noise_figures
 
@@ -233,7 +235,7 @@ def cmd_noise_plots(args):
     print(f"noise-plots: {len(noise_figures.FIGURES)} figures -> {args.out_dir}", file=sys.stderr)
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the noise-study subcommands to the parser's subparsers."""
     from hessian_powerlaw.network.noise import DESCENT_NOISES
     from hessian_powerlaw.network.noise.valleys import NOISES as TOY_NOISES

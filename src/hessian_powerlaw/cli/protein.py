@@ -1,5 +1,6 @@
 """Protein-wing commands: select, download, protein, tables."""
 
+import argparse
 import datetime
 import json
 import sys
@@ -11,7 +12,7 @@ from hessian_powerlaw.config import ConfigError
 DEFAULT_JOBS = 0  # `protein --jobs`: entries at once, 0 = one per available CPU
 
 
-def cmd_select(args):
+def cmd_select(args: argparse.Namespace) -> None:
     """`select`: the entry list of a run (local files, a manifest, or an RCSB query)."""
     from hessian_powerlaw.io import to_tsv, write_text
     from hessian_powerlaw.protein.entries import local_entries
@@ -44,7 +45,7 @@ def cmd_select(args):
     print(f"select: {len(rows)} entries -> {args.out}", file=sys.stderr)
 
 
-def cmd_download(args):
+def cmd_download(args: argparse.Namespace) -> None:
     """`download`: fetch the selected entries from RCSB into the cache, one status row each."""
     from hessian_powerlaw.io import write_tsv
     from hessian_powerlaw.protein.entries import read_entries
@@ -58,7 +59,7 @@ def cmd_download(args):
     print(f"download: {len(result) - failed} present, {failed} failed -> {args.out}", file=sys.stderr)
 
 
-def cmd_protein(args):
+def cmd_protein(args: argparse.Namespace) -> None:
     """`protein`: ANM spectra and fits of one or many structure files, one record each."""
     from hessian_powerlaw.io import read_tsv, write_tsv
     from hessian_powerlaw.protein.analysis import new_record
@@ -122,7 +123,7 @@ def _summary(record):
     return f"{record['file']}: {record['reason']}"
 
 
-def cmd_tables(args):
+def cmd_tables(args: argparse.Namespace) -> None:
     """`tables`: the protein tables (size bins, per-entry rows) from the records."""
     from hessian_powerlaw.io import distinct, read_tsv, write_text, write_tsv
     from hessian_powerlaw.records import PROTEIN_KEYS
@@ -144,7 +145,7 @@ def cmd_tables(args):
     )
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the protein-wing subcommands to the parser's subparsers."""
     p = sub.add_parser("select", help="list the PDB entries to analyse (local files or RCSB query)")
     config_arg(p)

@@ -1,6 +1,7 @@
 """Report commands (no torch): dnn-table, fidelity, curvature-table, curvature-plots, compare,
 plots, blocks-plot, reproduction, check-config."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from hessian_powerlaw.cli.flags import count, positive_int
 from hessian_powerlaw.config import load_config
 
 
-def cmd_dnn_table(args):
+def cmd_dnn_table(args: argparse.Namespace) -> None:
     """`dnn-table`: the network records as one TSV and markdown table."""
     from hessian_powerlaw.io import distinct, read_json, write_text, write_tsv
     from hessian_powerlaw.records import NETWORK_KEYS
@@ -21,7 +22,7 @@ def cmd_dnn_table(args):
     print(f"dnn-table: {len(records)} runs -> {args.out}", file=sys.stderr)
 
 
-def cmd_fidelity(args):
+def cmd_fidelity(args: argparse.Namespace) -> None:
     """`fidelity`: the 4HHB estimator check against the study's values, with its figure."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import fidelity, figures
@@ -38,7 +39,7 @@ def cmd_fidelity(args):
     )
 
 
-def cmd_curvature_table(args):
+def cmd_curvature_table(args: argparse.Namespace) -> None:
     """`curvature-table`: curvature measured during training, as tables."""
     from hessian_powerlaw.io import write_text, write_tsv
     from hessian_powerlaw.report import curvature
@@ -59,7 +60,7 @@ def cmd_curvature_table(args):
     )
 
 
-def cmd_curvature_plots(args):
+def cmd_curvature_plots(args: argparse.Namespace) -> None:
     """`curvature-plots`: the figures of the curvature measured during training."""
     from hessian_powerlaw.report import figures
     from hessian_powerlaw.report.records import metrics_files
@@ -73,7 +74,7 @@ def cmd_curvature_plots(args):
     print(f"curvature-plots: {len(written)} files in {out}", file=sys.stderr)
 
 
-def cmd_compare(args):
+def cmd_compare(args: argparse.Namespace) -> None:
     """`compare`: proteins and networks side by side in one table."""
     from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import tables
@@ -90,7 +91,7 @@ def cmd_compare(args):
     print(f"compare: {len(proteins)} proteins, {len(dnn)} networks -> {args.out}", file=sys.stderr)
 
 
-def cmd_plots(args):
+def cmd_plots(args: argparse.Namespace) -> None:
     """`plots`: the rank-size and overlay figures."""
     from hessian_powerlaw.io import read_tsv
     from hessian_powerlaw.report import figures
@@ -114,13 +115,13 @@ def cmd_plots(args):
     print(f"plots: {len(written)} files in {out}", file=sys.stderr)
 
 
-def cmd_check_config(args):
+def cmd_check_config(args: argparse.Namespace) -> None:
     """`check-config`: validate a config file against the schema."""
     load_config(args.config)
     print(f"{args.config}: valid")
 
 
-def cmd_blocks_plot(args):
+def cmd_blocks_plot(args: argparse.Namespace) -> None:
     """`blocks-plot`: the figure of a per-block spectrum table."""
     from hessian_powerlaw.io import read_tsv
     from hessian_powerlaw.report.blocks import blocks_figure
@@ -134,7 +135,7 @@ def cmd_blocks_plot(args):
     print(f"blocks-plot: {len(rows)} blocks -> {out} (and .pdf)", file=sys.stderr)
 
 
-def cmd_reproduction(args):
+def cmd_reproduction(args: argparse.Namespace) -> None:
     """`reproduction`: the study's rows beside ours (TSV and markdown)."""
     from hessian_powerlaw.io import distinct, read_json, read_tsv, write_text, write_tsv
     from hessian_powerlaw.report import reproduction
@@ -160,7 +161,7 @@ def cmd_reproduction(args):
     )
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the report subcommands to the parser's subparsers."""
     p = sub.add_parser("check-config", help="validate a config file against the schema")
     p.add_argument("config")

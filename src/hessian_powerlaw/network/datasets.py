@@ -115,7 +115,7 @@ def gaussian(seed: int = 0) -> dict:
     return splits
 
 
-def flip_labels(y, fraction, n_classes, generator):
+def flip_labels(y: torch.Tensor, fraction: float, n_classes: int, generator: torch.Generator) -> torch.Tensor:
     """A copy of labels y (N,) with round(fraction * N) of them, chosen at random, replaced by a
     different class (uniform over the other n_classes - 1): a noisy label is never the true one."""
     y = y.clone()
@@ -127,7 +127,7 @@ def flip_labels(y, fraction, n_classes, generator):
     return y
 
 
-def shuffle_labels(y, generator):
+def shuffle_labels(y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The labels y (N,) in a random order: the same label counts, detached from the images."""
     return y[torch.randperm(len(y), generator=generator)]
 

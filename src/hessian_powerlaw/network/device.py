@@ -7,7 +7,7 @@ class DeviceError(RuntimeError):
     """A device that was asked for but is not there."""
 
 
-def pick_device(device="auto"):
+def pick_device(device: str | torch.device = "auto") -> str:
     """'cpu', 'cuda' or 'cuda:N' from a name or a torch.device ('auto': cuda when there is one);
     DeviceError for any other device (meta, mps, a missing GPU)."""
     if isinstance(device, torch.device):
@@ -27,7 +27,7 @@ def pick_device(device="auto"):
     return device
 
 
-def available_bytes(device):
+def available_bytes(device: str | torch.device) -> int:
     """Bytes free on `device`: the GPU's free memory, or the machine's available memory."""
     if str(device).startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))

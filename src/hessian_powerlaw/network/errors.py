@@ -10,6 +10,6 @@ class TrainingError(RuntimeError):
 DIVERGED = 10.0  # a training loss above this many uniform-guess losses (ln classes) is a divergence
 
 
-def diverged(loss, classes):
+def diverged(loss: float, classes: int) -> bool:
     """Whether a mean cross-entropy is NaN, infinite or above DIVERGED x ln(classes)."""
     return not loss <= DIVERGED * math.log(classes)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.fit import FitError, power_law_fit
-from hessian_powerlaw.network.api import top_spectrum
+from hessian_powerlaw.network.api import Spectrum, top_spectrum
 from hessian_powerlaw.network.vectors import RitzVectors, layout_of
 
 LOSSES = {"cross-entropy": torch.nn.CrossEntropyLoss, "mse": torch.nn.MSELoss}
@@ -78,7 +78,7 @@ def spectrum_record(
     k: int = 100,
     bootstrap: int = 0,
     seed: int = 0,
-    **options,
+    **options: object,
 ) -> tuple:
     """(record, eigenvalues, residuals, `vectors.RitzVectors` or None) of a factory-built model, or with
     options['blocks'] a list of block records (one per parameter group) and no arrays."""
@@ -100,7 +100,9 @@ def spectrum_record(
     return record, values, residuals, RitzVectors(result.vectors, layout_of(model))
 
 
-def summarise(result, base: dict, bootstrap: int = 0, seed: int = 0, start: float | None = None) -> tuple:
+def summarise(
+    result: Spectrum | dict, base: dict, bootstrap: int = 0, seed: int = 0, start: float | None = None
+) -> tuple:
     """(record, eigenvalues, residuals) of a Spectrum, or (block rows, None, None) of a dict of
     them; `base` holds the keys every row starts with."""
     if isinstance(result, dict):

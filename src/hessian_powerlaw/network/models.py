@@ -9,7 +9,7 @@ MODELS = ("lenet", "fcn", "lnn", "lnn-bn", "lnn-relu", "resnet18", "transformer"
 class LeNet(nn.Module):
     """conv 6@5x5 (pad 2), max-pool, conv 16@5x5, max-pool, fc 120, 84, classes; ReLU."""
 
-    def __init__(self, in_shape, n_classes):
+    def __init__(self, in_shape: tuple[int, int, int], n_classes: int):
         super().__init__()
         channels, height, width = in_shape
         self.features = nn.Sequential(
@@ -30,12 +30,19 @@ class LeNet(nn.Module):
             nn.Linear(84, n_classes),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes) of images x (N, C, H, W)."""
         return self.classifier(self.features(x))
 
 
-def mlp(in_features, n_classes, depth, width, activation=nn.ReLU, batchnorm=False):
+def mlp(
+    in_features: int,
+    n_classes: int,
+    depth: int,
+    width: int,
+    activation: type[nn.Module] | None = nn.ReLU,
+    batchnorm: bool = False,
+) -> nn.Sequential:
     """Flatten, then `depth` hidden layers of `width` (activation and BatchNorm optional)."""
     layers, size = [nn.Flatten()], in_features
     for _ in range(depth):
@@ -52,7 +59,7 @@ def mlp(in_features, n_classes, depth, width, activation=nn.ReLU, batchnorm=Fals
 class BasicBlock(nn.Module):
     """A ResNet basic block: two 3x3 conv-BN layers and a shortcut."""
 
-    def __init__(self, cin, cout, stride):
+    def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
@@ -65,7 +72,7 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(body(x) + shortcut(x))."""
         return torch.relu(self.body(x) + self.shortcut(x))
 
@@ -73,7 +80,7 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet18 in its CIFAR form: 3x3 stem, no initial max-pool."""
 
-    def __init__(self, in_shape, n_classes):
+    def __init__(self, in_shape: tuple[int, ...], n_classes: int):
         super().__init__()
         layers, cin = [], 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
@@ -89,7 +96,7 @@ class ResNet18(nn.Module):
             nn.Linear(512, n_classes),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes) of inputs x (N, ...)."""
         return self.net(x)
 

@@ -1,5 +1,7 @@
 """The study's optimizers by name, with their learning rates, and its learning-rate schedule."""
 
+from collections.abc import Iterable
+
 import torch
 
 from hessian_powerlaw.network.errors import TrainingError
@@ -38,7 +40,9 @@ def _po():
     return pytorch_optimizer
 
 
-def make_optimizer(name, params, lr=None, weight_decay=5e-4):
+def make_optimizer(
+    name: str, params: Iterable[torch.Tensor], lr: float | None = None, weight_decay: float = 5e-4
+) -> torch.optim.Optimizer:
     """The optimizer `name` over params, at the study's learning rate for it unless lr is given."""
     if name not in OPTIMIZERS:
         raise TrainingError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
@@ -46,12 +50,12 @@ def make_optimizer(name, params, lr=None, weight_decay=5e-4):
     return factory(params, default_lr if lr is None else lr, weight_decay)
 
 
-def base_optimizer(optimizer):
+def base_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """The optimizer that holds the parameter groups (Lookahead's inner one)."""
     return getattr(optimizer, "optimizer", optimizer)  # Lookahead wraps its base
 
 
-def lr_schedule(optimizer, spec):
+def lr_schedule(optimizer: torch.optim.Optimizer, spec: dict) -> torch.optim.lr_scheduler.MultiStepLR:
     """The study's step schedule (x0.1 at 40% and 80% of the epochs) or a constant rate."""
     epochs = spec["epochs"]
     milestones = [m for m in (round(0.4 * epochs), round(0.8 * epochs)) if m > 0]

@@ -5,6 +5,7 @@ mode), like the spectrum step."""
 import time
 
 import numpy as np
+import torch
 
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
 from hessian_powerlaw.network.operators import make_operator
@@ -21,7 +22,14 @@ DEFAULTS = {
 }
 
 
-def measure(model, x, y, settings, seed=0, label_smoothing=0.0):
+def measure(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: dict,
+    seed: int = 0,
+    label_smoothing: float = 0.0,
+) -> dict:
     """One measurement at the model's current parameters (a record of plain numbers)."""
     start = time.perf_counter()
     op = make_operator(model, x, y, label_smoothing=label_smoothing)

@@ -2,9 +2,13 @@
 
 import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
-def epoch_bar(spec: dict, n: int, start: int, enabled: bool):
+def epoch_bar(spec: dict, n: int, start: int, enabled: bool) -> "tqdm | None":
     """One bar over every batch of the run on a terminal; None elsewhere (logs get a line per
     epoch from epoch_report instead of a line per refresh)."""
     if not (enabled and sys.stderr.isatty()):
@@ -17,7 +21,7 @@ def epoch_bar(spec: dict, n: int, start: int, enabled: bool):
     )
 
 
-def epoch_report(bar, record: dict, spec: dict, enabled: bool) -> None:
+def epoch_report(bar: "tqdm | None", record: dict, spec: dict, enabled: bool) -> None:
     """The epoch's figures: on the bar, or one line on stderr."""
     figures = {
         "loss": f"{record['train_loss']:.4f}",

@@ -239,7 +239,7 @@ def _solver_keys(result, solver):
     }
 
 
-def peak_memory_mb(device):
+def peak_memory_mb(device: str | torch.device) -> float:
     """Peak resident memory of this process so far (MB), or the peak CUDA allocation on a GPU."""
     if str(device).startswith("cuda"):
         return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
@@ -284,7 +284,7 @@ def _trace(op, result, probes, seed):
     }
 
 
-def spectrum_sums(values):
+def spectrum_sums(values: np.ndarray) -> dict:
     """Trace, smallest eigenvalue and the count and sum of the negative eigenvalues of a full
     spectrum (n,)."""
     values = np.asarray(values, dtype=float)
@@ -297,7 +297,15 @@ def spectrum_sums(values):
     }
 
 
-def fit_record(record, values, k, chance=None, bootstrap=0, seed=0, gap_k=0):
+def fit_record(
+    record: dict,
+    values: np.ndarray,
+    k: int,
+    chance: float | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    gap_k: int = 0,
+) -> None:
     """Fill the fit and eigengap-fit keys; no verdict unless the solver converged (except for
     the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
     that is the method; `converged` and `max_residual` say how good they are), and none when

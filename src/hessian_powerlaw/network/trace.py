@@ -13,7 +13,11 @@ the Hutchinson (residual) part, whose samples are independent. Products go in bl
 import copy
 import math
 
+import numpy as np
 import torch
+
+from hessian_powerlaw.network.eigensolvers.result import Matmat
+from hessian_powerlaw.network.operators.base import Operator
 
 ESTIMATORS = ("hutchinson", "hutchpp")
 
@@ -33,7 +37,15 @@ def _mean_se(samples):
     return float(samples.mean()), se
 
 
-def hutchinson(matmat, n, n_hvps=30, seed=0, dtype=torch.float32, device="cpu", block=8):
+def hutchinson(
+    matmat: Matmat,
+    n: int,
+    n_hvps: int = 30,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    block: int = 8,
+) -> dict:
     """Trace of H from `n_hvps` Rademacher probes."""
     if n_hvps < 2:
         raise ValueError(f"Hutchinson needs at least 2 products for a standard error, got {n_hvps}")
@@ -44,7 +56,15 @@ def hutchinson(matmat, n, n_hvps=30, seed=0, dtype=torch.float32, device="cpu", 
     return {"estimator": "hutchinson", "trace": trace, "stderr": se, "hvps": n_hvps, "probes": n_hvps}
 
 
-def hutchpp(matmat, n, n_hvps=30, seed=0, dtype=torch.float32, device="cpu", block=8):
+def hutchpp(
+    matmat: Matmat,
+    n: int,
+    n_hvps: int = 30,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    block: int = 8,
+) -> dict:
     """Trace of H from `n_hvps` products: n_hvps/3 for the sketch, its image, and residual probes."""
     k = n_hvps // 3
     if k < 1 or n_hvps - 2 * k < 2:
@@ -60,7 +80,7 @@ def hutchpp(matmat, n, n_hvps=30, seed=0, dtype=torch.float32, device="cpu", blo
     return {"estimator": "hutchpp", "trace": exact + rest, "stderr": se, "hvps": n_hvps, "probes": g.shape[1]}
 
 
-def estimate_trace(op, estimator="hutchpp", n_hvps=30, seed=0):
+def estimate_trace(op: Operator, estimator: str = "hutchpp", n_hvps: int = 30, seed: int = 0) -> dict:
     """Trace estimate of a HessianOperator-like `op` (matmat, n, dtype, device)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown trace estimator {estimator!r} (choose from {', '.join(ESTIMATORS)})")
@@ -68,7 +88,7 @@ def estimate_trace(op, estimator="hutchpp", n_hvps=30, seed=0):
     return run(op.matmat, op.n, n_hvps, seed=seed, dtype=op.dtype, device=op.device)
 
 
-def exact_trace(model, x, chunk=250):
+def exact_trace(model: torch.nn.Module, x: torch.Tensor, chunk: int = 250) -> float:
     """The exact trace of the mean cross-entropy Hessian of a piecewise-linear network.
 
     For the networks `operators.sequential.plan` accepts (Conv2d/Linear with ReLU, max-pool),
@@ -100,7 +120,14 @@ def exact_trace(model, x, chunk=250):
     return total / len(x)
 
 
-def deflated_trace(matmat, vectors, values, n_probes=32, seed=0, block=16):
+def deflated_trace(
+    matmat: Matmat,
+    vectors: torch.Tensor,
+    values: np.ndarray,
+    n_probes: int = 32,
+    seed: int = 0,
+    block: int = 16,
+) -> dict:
     """Trace of H from a Rayleigh-Ritz run and `n_probes` more products.
 
     vectors (n, k): orthonormal Ritz vectors with Ritz values `values` (k,), so that

@@ -26,7 +26,9 @@ from hessian_powerlaw.network.optimizers import (
 from hessian_powerlaw.network.progress import epoch_bar, epoch_report
 
 
-def evaluate(model, x, y, batch_size=1000, label_smoothing=0.0):
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, label_smoothing: float = 0.0
+) -> tuple[float, float]:
     """(mean cross-entropy, label-smoothed as in training, and accuracy) on (x, y), eval mode."""
     model.eval()
     loss, correct = 0.0, 0
@@ -83,7 +85,7 @@ STUDY_SPEC = {
 }
 
 
-def data_for(spec, data_root=None):
+def data_for(spec: dict, data_root: str | None = None) -> dict:
     """The data set of a run: its training subset is seeded with the run's seed."""
     root = data_root if data_root is not None else spec["data_root"]
     return datasets.load(
@@ -305,7 +307,7 @@ def _check_spec(spec):
         raise TrainingError(f"lr must be positive, got {spec['lr']}")
 
 
-def learned(train_acc, classes):
+def learned(train_acc: float, classes: int) -> bool:
     """Whether a training accuracy is clearly above chance (1/classes)."""
     return train_acc > 1.5 / classes
 

@@ -19,7 +19,7 @@ HEADS = 4
 class Block(nn.Module):
     """A pre-norm transformer block: causal multi-head self-attention and a GELU MLP."""
 
-    def __init__(self, width):
+    def __init__(self, width: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
@@ -27,7 +27,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-    def forward(self, h):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         """The block applied to hidden states h (N, T, width)."""
         n, t, w = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(n, t, 3, HEADS, w // HEADS).permute(2, 0, 3, 1, 4)
@@ -41,7 +41,7 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Decoder-only transformer: (N, T) token ids -> (N, classes) logits at the last position."""
 
-    def __init__(self, vocab, length, n_classes, depth=2, width=64):
+    def __init__(self, vocab: int, length: int, n_classes: int, depth: int = 2, width: int = 64):
         super().__init__()
         if width % HEADS:
             raise ValueError(f"transformer width must be a multiple of {HEADS}, got {width}")
@@ -51,13 +51,13 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, n_classes)
 
-    def forward(self, tokens):
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits (N, vocabulary) of token sequences (N, T)."""
         h = self.embed(tokens) + self.position[: tokens.shape[1]]
         return self.head(self.norm(self.blocks(h))[:, -1])
 
 
-def modular_addition(p=23, train_fraction=0.5, seed=0):
+def modular_addition(p: int = 23, train_fraction: float = 0.5, seed: int = 0) -> dict:
     """{'train': (x, y), 'test': (x, y), 'classes': p}: x (N, 3) int64 tokens (a, b, p), y (N,)."""
     if not (isinstance(p, int) and p >= 2):
         raise ValueError(f"the modulus must be an integer >= 2, got {p}")

@@ -4,6 +4,7 @@
 ``np.load(path, allow_pickle=False)``)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,12 +14,12 @@ from hessian_powerlaw.io import atomic_path, save_npy
 __all__ = ["RitzVectors", "layout_of", "vector_megabytes"]
 
 
-def layout_of(model):
+def layout_of(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     """[(name, shape)] of the model's trainable parameters, in the order of the flat vectors."""
     return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.requires_grad]
 
 
-def vector_megabytes(n, k, dtype=torch.float32):
+def vector_megabytes(n: int, k: int, dtype: torch.dtype = torch.float32) -> float:
     """Memory (MB) of K vectors of n entries."""
     return n * k * torch.tensor([], dtype=dtype).element_size() / 2**20
 
@@ -44,7 +45,7 @@ class RitzVectors:
         if self.flat.ndim != 2 or self.flat.shape[0] != rows:
             raise ValueError(f"vectors of shape {tuple(self.flat.shape)} do not fit {rows} parameters")
 
-    def named(self):
+    def named(self) -> dict[str, np.ndarray]:
         """{parameter name: numpy array of shape (K, *parameter shape)}."""
         out, start = {}, 0
         flat = self.flat.detach().cpu().numpy()
@@ -54,7 +55,7 @@ class RitzVectors:
             start += size
         return out
 
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         """Write `path` atomically: .npz named arrays, anything else the flat .npy matrix."""
         if str(path).endswith(".npz"):
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:

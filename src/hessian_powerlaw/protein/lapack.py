@@ -22,7 +22,7 @@ COL_MAJOR = 102
 SYMBOLS = {"scipy_LAPACKE_dsyevd_2stage": ctypes.c_int32, "scipy_LAPACKE_dsyevd_2stage64_": ctypes.c_int64}
 
 
-def two_stage_eigenvalues(matrix):
+def two_stage_eigenvalues(matrix: np.ndarray) -> np.ndarray | None:
     """Eigenvalues, shape (M,) ascending, of the symmetric (M, M) float64 C-contiguous
     `matrix` (overwritten), or None where the routine is not available or fails."""
     routine = _routine()

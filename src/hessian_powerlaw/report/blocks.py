@@ -2,11 +2,15 @@
 the Hessian analogue of WeightWatcher's per-layer alpha (numpy and matplotlib only)."""
 
 import math
+from typing import TYPE_CHECKING
 
 from hessian_powerlaw.report.figures import plt
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def blocks_figure(rows, title="Per-block Hessian spectra"):
+
+def blocks_figure(rows: list[dict], title: str = "Per-block Hessian spectra") -> "Figure":
     """beta ± sigma per block (blue: power law by the KS test, red: not; grey: no fit) and
     each block's lambda_max, in the table's order."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 6), sharex=True)

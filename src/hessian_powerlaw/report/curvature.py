@@ -40,7 +40,7 @@ RUN_COLUMNS = (
 FIT_COLUMNS = ("group", "x", "y", "n_points", "slope", "slope_se", "intercept", "intercept_se", "r2")
 
 
-def points(metrics, from_epoch=0):
+def points(metrics: dict, from_epoch: int = 0) -> list[dict]:
     """The measurements of one run from `from_epoch` on, each with its optimizer step."""
     steps_per_epoch = math.ceil(metrics["final"]["n_train_used"] / metrics["spec"]["batch_size"])
     return [
@@ -50,7 +50,7 @@ def points(metrics, from_epoch=0):
     ]
 
 
-def run_row(name, metrics, from_epoch=0):
+def run_row(name: str, metrics: dict, from_epoch: int = 0) -> dict:
     """One run's summary: the trace change per optimizer step is the slope of a line through
     the trace measurements from `from_epoch` on."""
     spec, final = metrics["spec"], metrics["final"]
@@ -82,12 +82,12 @@ def run_row(name, metrics, from_epoch=0):
     }
 
 
-def group_name(row):
+def group_name(row: dict) -> str:
     """The group label of a curvature row (its settings, key=value)."""
     return " ".join(f"{key}={row[key]}" for key in GROUP_KEYS)
 
 
-def lr_fits(rows):
+def lr_fits(rows: list[dict]) -> list[dict]:
     """Per group of runs differing only in lr and seed (at least two lrs): trace rate = a + b lr^2."""
     groups = defaultdict(list)
     for row in rows:
@@ -101,7 +101,7 @@ def lr_fits(rows):
     return out
 
 
-def negative_fits(named_metrics):
+def negative_fits(named_metrics: list[tuple[str, dict]]) -> list[dict]:
     """Per optimizer group (lr kept apart): sum of negative bottom-K eigenvalues = a + b train loss,
     over every measurement of every seed."""
     groups = defaultdict(list)

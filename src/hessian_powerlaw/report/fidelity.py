@@ -2,6 +2,10 @@
 (solver, Hessian data, weight-decay term, training run) at several K, with xmin at the K-th
 value and with xmin chosen by KS minimisation."""
 
+from collections.abc import Iterable
+
+import numpy as np
+
 from hessian_powerlaw.fit import FitError, ks_xmin_fit, power_law_fit
 
 STUDY = {"beta": 2.001, "beta_sigma": 0.032, "k": 1000, "source": "study Table 6 (LeNet, MNIST 6000, SGD)"}
@@ -31,7 +35,7 @@ COLUMNS = (
 )
 
 
-def rows(items, ks):
+def rows(items: Iterable[tuple[str, dict, np.ndarray]], ks: Iterable[int]) -> list[dict]:
     """items: (variant, record, eigenvalues). One row per K in `ks` (that the spectrum holds)
     with xmin at the K-th value, plus one with the KS-chosen xmin within the largest K."""
     out = []
@@ -62,7 +66,7 @@ def _fit(function, values, k):
     return {key: fit[key] for key in keys}
 
 
-def markdown(table):
+def markdown(table: list[dict]) -> str:
     """The fidelity table as markdown, with the study's values."""
     lines = [
         f"Study: beta {STUDY['beta']} ± {STUDY['beta_sigma']} at K = {STUDY['k']} ({STUDY['source']}).",

@@ -3,6 +3,7 @@ sweep plots and eigengaps. Each legend states K, the fit and the KS verdict."""
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,10 +14,14 @@ import numpy as np  # noqa: E402
 from hessian_powerlaw.io import atomic_path  # noqa: E402
 from hessian_powerlaw.report.tables import SIZE_BINS  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 SWEEP_DIMS = ("model", "optimizer", "batch_size", "n_train", "width", "depth")
 
 
-def fit_label(rec, prefix=""):
+def fit_label(rec: dict, prefix: str = "") -> str:
     """A legend label with the fit's beta, d_ks and verdict (keys with `prefix`)."""
     get = lambda key: rec.get(prefix + key)  # noqa: E731
     if get("beta") is None:
@@ -28,14 +33,14 @@ def fit_label(rec, prefix=""):
     )
 
 
-def fitted_rank_size(rec, prefix=""):
+def fitted_rank_size(rec: dict, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(rank, value) of the fitted law through xmin: x_k = xmin (K/k)^s, k = 1..K."""
     k = rec[prefix + "k"]
     ranks = np.arange(1, k + 1)
     return ranks, rec[prefix + "xmin"] * (k / ranks) ** rec[prefix + "s"]
 
 
-def rank_size(ax, values, rec, title, prefix=""):
+def rank_size(ax: "Axes", values: np.ndarray, rec: dict, title: str, prefix: str = "") -> None:
     """Draw a rank-size plot of the eigenvalues on ax, with the fitted power law."""
     values = np.sort(np.asarray(values, dtype=float))[::-1]
     values = values[values > 0]
@@ -50,7 +55,7 @@ def rank_size(ax, values, rec, title, prefix=""):
     ax.legend(fontsize=6.5, loc="upper right")
 
 
-def save(fig, out_dir, name):
+def save(fig: "Figure", out_dir: str | Path, name: str) -> list[Path]:
     """Write name.png and name.pdf atomically; returns their paths."""
     paths = []
     for ext in ("png", "pdf"):
@@ -71,7 +76,7 @@ def _grid(n, width=4.2, height=3.3):
     return fig, list(axes.flat)
 
 
-def spectra_figure(items, ylabel, suptitle):
+def spectra_figure(items: list[tuple[str, np.ndarray, dict]], ylabel: str, suptitle: str) -> "Figure":
     """items: (title, values, record); one rank-size panel each (study Fig 1/9)."""
     fig, axes = _grid(len(items))
     if not items:
@@ -84,7 +89,7 @@ def spectra_figure(items, ylabel, suptitle):
     return fig
 
 
-def gaps_figure(items):
+def gaps_figure(items: list[tuple[str, np.ndarray, dict]]) -> "Figure":
     """Eigengaps delta_k = lambda_k - lambda_(k+1) of each network with their fit (Fig 2)."""
     fig, axes = _grid(len(items))
     for ax, (title, values, rec) in zip(axes, items, strict=False):
@@ -96,7 +101,9 @@ def gaps_figure(items):
     return fig
 
 
-def overlay_figure(protein_items, dnn_items):
+def overlay_figure(
+    protein_items: list[tuple[str, np.ndarray, dict]], dnn_items: list[tuple[str, np.ndarray, dict]]
+) -> "Figure":
     """Every spectrum's top K, normalised (rank/K, value/xmin), proteins and networks together."""
     fig, ax = plt.subplots(figsize=(6.5, 5))
     groups = (
@@ -122,7 +129,7 @@ def overlay_figure(protein_items, dnn_items):
     return fig
 
 
-def size_bin_histograms(records):
+def size_bin_histograms(records: list[dict]) -> "Figure":
     """Histograms of s and d_ks/d_c per protein size bin (Fig 10)."""
     ok = [r for r in records if r.get("status") == "ok"]
     fig, axes = plt.subplots(2, len(SIZE_BINS), figsize=(4 * len(SIZE_BINS), 6), squeeze=False)
@@ -142,7 +149,7 @@ def size_bin_histograms(records):
     return fig
 
 
-def sweep_figure(records):
+def sweep_figure(records: list[dict]) -> "Figure":
     """s and d_ks/d_c against every swept dimension of the trained runs (Fig 6/7)."""
     trained = [r for r in records if r.get("epochs") and r.get("beta") is not None]
     dims = [d for d in SWEEP_DIMS if len({r.get(d) for r in trained}) > 1]
@@ -204,12 +211,12 @@ def _band(ax, members, key, label, color):
     ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
 
 
-def palette(n):
+def palette(n: int) -> list[tuple[float, float, float, float]]:
     """n colours of the tab10 palette."""
     return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
-def trace_figure(runs):
+def trace_figure(runs: list[tuple[str, dict]]) -> "Figure":
     """Hessian trace, top eigenvalue and training loss against epoch, mean ± std over seeds."""
     groups = _curvature_groups(runs)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -230,7 +237,7 @@ def trace_figure(runs):
     return fig
 
 
-def fit_line(ax, x, fit, color):
+def fit_line(ax: "Axes", x: np.ndarray, fit: dict, color: object) -> None:
     """Draw the least-squares line of `fit` over [0, max(x)] on ax."""
     if fit["n_points"] < 3 or not np.isfinite(fit["slope"]):
         return
@@ -246,7 +253,7 @@ def fit_line(ax, x, fit, color):
     )
 
 
-def lr_figure(runs, from_epoch=0):
+def lr_figure(runs: list[tuple[str, dict]], from_epoch: int = 0) -> "Figure":
     """Trace change per optimizer step against lr² with a linear fit per group (study Fig 2b)."""
     from hessian_powerlaw.report.curvature import linear_fit, run_row
 
@@ -275,7 +282,7 @@ def lr_figure(runs, from_epoch=0):
     return fig
 
 
-def negative_figure(runs):
+def negative_figure(runs: list[tuple[str, dict]]) -> "Figure":
     """Sum of the negative bottom-K eigenvalues against training loss, every measurement,
     with a linear fit per group (study Fig 2a: the intercept is near zero)."""
     from hessian_powerlaw.report.curvature import linear_fit
@@ -298,7 +305,7 @@ def negative_figure(runs):
     return fig
 
 
-def noise_figure(runs):
+def noise_figure(runs: list[tuple[str, dict]]) -> "Figure":
     """Trace and log-determinant of the top-K block over training per optimizer: SGD against
     full-batch GD with isotropic noise of matched magnitude (study Fig 2c-d): the runs at the
     learning rates of the GD runs, or all runs when there is none."""
@@ -319,7 +326,7 @@ def noise_figure(runs):
     return fig
 
 
-def fidelity_figure(table):
+def fidelity_figure(table: list[dict]) -> "Figure":
     """beta against K for every spectrum variant of the trained runs (filled: xmin at the K-th
     value; open: xmin by KS minimisation, drawn at its tail size), the study's value marked."""
     from hessian_powerlaw.report.fidelity import STUDY

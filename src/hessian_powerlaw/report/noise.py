@@ -4,6 +4,7 @@ along noisy descent from minima."""
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -99,7 +100,7 @@ RECORD_KEYS = {
 }
 
 
-def missing_keys(record):
+def missing_keys(record: dict) -> list[str]:
     """The keys a record lacks for its experiment ('experiment' when it names none known)."""
     if not isinstance(record, dict) or record.get("experiment") not in RECORD_KEYS:
         return ["experiment (toy-valley, equilibrium or trace-run)"]
@@ -113,7 +114,7 @@ RUN_KEY = {
 }
 
 
-def check_records(records, paths):
+def check_records(records: list[dict], paths: Iterable[str]) -> None:
     """ValueError when the network records (equilibrium, trace-run) come from different networks
     (their rows would merge) or one run appears twice (it would count as two samples)."""
     networks, runs = {}, {}
@@ -146,13 +147,13 @@ def _mean_se(values):
     return float(values.mean()), se
 
 
-def toy_rows(records):
+def toy_rows(records: list[dict]) -> list[dict]:
     """One row per (noise, lr) of the trace valley, sorted."""
     rows = [{key: r[key] for key in TOY_COLUMNS} for r in _of(records, "toy-valley") if r["model"] == "trace"]
     return sorted(rows, key=lambda row: (row["noise"], row["lr"]))
 
 
-def toy_trace_rate(rows):
+def toy_trace_rate(rows: list[dict]) -> list[dict]:
     """Per noise model: the trace change per step against lr^2 (least squares), beside the
     slope of the predicted rates (the drift formula of `network.noise.valleys`)."""
     out = []
@@ -175,7 +176,7 @@ def toy_trace_rate(rows):
     return out
 
 
-def toy_anticorrelated(records):
+def toy_anticorrelated(records: list[dict]) -> list[dict]:
     """One row per noise model of the anticorrelated valley (changes over the measurement)."""
     rows = []
     for r in _of(records, "toy-valley"):
@@ -192,13 +193,13 @@ def toy_anticorrelated(records):
     return sorted(rows, key=lambda row: row["noise"])
 
 
-def negative_points(records):
+def negative_points(records: list[dict]) -> list[dict]:
     """The equilibrium records' Fig. 2a points (POINT_COLUMNS), by batch size and lr."""
     rows = [{key: r[key] for key in POINT_COLUMNS} for r in _of(records, "equilibrium")]
     return sorted(rows, key=lambda row: (row["batch_size"], row["lr"]))
 
 
-def negative_vs_loss(points):
+def negative_vs_loss(points: list[dict]) -> dict:
     """The sum of the negative eigenvalues against the excess training loss: one row."""
     fit = linear_fit([p["excess_loss"] for p in points], [p["negative_sum"] for p in points])
     losses = [p["excess_loss"] for p in points] or [math.nan]
@@ -212,7 +213,7 @@ def negative_vs_loss(points):
     }
 
 
-def trace_rows(records):
+def trace_rows(records: list[dict]) -> list[dict]:
     """Per (noise, lr): the trace rate's mean and standard error over initialisations, and the
     noise's own part of it, the rate minus that of GD from the same minimum at the same lr."""
     runs = _of(records, "trace-run")
@@ -241,7 +242,7 @@ def trace_rows(records):
     return rows
 
 
-def trace_rate_fits(rows):
+def trace_rate_fits(rows: list[dict]) -> list[dict]:
     """SGD's trace rate, and its noise part (SGD minus GD), against lr^2."""
     sgd = [r for r in rows if r["noise"] == "sgd"]
     out = []
@@ -267,7 +268,7 @@ def _table(rows, columns, formats=None):
     return "\n".join(lines)
 
 
-def markdown(tables):
+def markdown(tables: dict[str, list[dict]]) -> str:
     """noise.md: every table that has rows, each with what the paper says beside it."""
     parts = ["# The noise study, reproduced at its own scale", ""]
     sections = (

@@ -2,11 +2,16 @@
 
 import math
 from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hessian_powerlaw.regression import linear_fit
 from hessian_powerlaw.report.figures import fit_line, palette, plt, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURES = ("noise_toy_trace", "noise_toy_rate", "noise_anticorrelated", "noise_negative", "noise_trace")
 NOISE_COLORS = {
@@ -31,7 +36,7 @@ def _empty(ax, text):
     ax.text(0.5, 0.5, text, ha="center", va="center")
 
 
-def toy_trace_figure(records):
+def toy_trace_figure(records: list[dict]) -> "Figure":
     """Mean trace along the runs of the trace valley, every lr of the SGD sweep (Fig. 2b)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     runs = sorted(_of(records, "toy-valley", model="trace"), key=lambda r: (r["noise"], r["lr"]))
@@ -61,7 +66,7 @@ def toy_trace_figure(records):
     return fig
 
 
-def toy_rate_figure(records):
+def toy_rate_figure(records: list[dict]) -> "Figure":
     """Trace change per step against lr^2 for each noise model, with the fit and the drift
     formula's prediction."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -102,7 +107,7 @@ def toy_rate_figure(records):
     return fig
 
 
-def anticorrelated_figure(records):
+def anticorrelated_figure(records: list[dict]) -> "Figure":
     """Trace and log-determinant along the anticorrelated valley per noise model (Fig. 2c-d)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     runs = sorted(_of(records, "toy-valley", model="anticorrelated"), key=lambda r: r["noise"])
@@ -128,7 +133,7 @@ def anticorrelated_figure(records):
     return fig
 
 
-def negative_figure(records):
+def negative_figure(records: list[dict]) -> "Figure":
     """Sum of all negative eigenvalues against the excess loss at the SGD end states (Fig. 2a)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     points = _of(records, "equilibrium")
@@ -159,7 +164,7 @@ def negative_figure(records):
     return fig
 
 
-def trace_figure(records):
+def trace_figure(records: list[dict]) -> "Figure":
     """Mean trace change along descent from minima, per noise at the comparison lr, and the
     SGD and noise-part rates against lr^2 (Fig. 3)."""
     from hessian_powerlaw.report.noise import trace_rows
@@ -209,7 +214,7 @@ def trace_figure(records):
     return fig
 
 
-def write_all(records, out_dir):
+def write_all(records: list[dict], out_dir: str | Path) -> None:
     """Every figure of FIGURES as PNG and PDF in out_dir."""
     makers = (toy_trace_figure, toy_rate_figure, anticorrelated_figure, negative_figure, trace_figure)
     for name, make in zip(FIGURES, makers, strict=True):

@@ -28,7 +28,7 @@ NEGATIVE_COLUMNS = (
 TRACE_COLUMNS = ("run", "n_points", "n_connected", "slope", "slope_se", "intercept", "intercept_se", "r2")
 
 
-def negative_points(records):
+def negative_points(records: list[dict]) -> list[tuple[str, float, float]]:
     """[(experiment, excess loss, negative-eigenvalue sum)] of equilibrium and displacement
     records (the displacement's points each)."""
     points = []
@@ -40,7 +40,7 @@ def negative_points(records):
     return points
 
 
-def negative_fits(records):
+def negative_fits(records: list[dict]) -> list[dict]:
     """One row (NEGATIVE_COLUMNS) per experiment: the least-squares line of the negative sum
     against the excess training loss, and the loss range it spans."""
     rows = []
@@ -62,7 +62,7 @@ def negative_fits(records):
     return rows
 
 
-def path_summary(rows):
+def path_summary(rows: list[dict]) -> list[dict]:
     """Per run of projected-path rows (PATH_COLUMNS), the trace's line along the path and the
     count of line-connected segments (TRACE_COLUMNS); then one row 'all runs' with the mean
     slope over runs and its standard error."""
@@ -92,7 +92,7 @@ def _true(value):
     return value is True or str(value).lower() == "true"
 
 
-def write_figures(rows, records, out_dir):
+def write_figures(rows: list[dict], records: list[dict], out_dir: str) -> list[str]:
     """noise_valley_paths.png (Fig. 1: training and validation loss along each projected path),
     noise_valley_trace.png (Fig. 3: the trace along the paths, mean and s.d. over runs at each
     saved iteration) and noise_valley_negative.png (Fig. 2a); returns their paths."""

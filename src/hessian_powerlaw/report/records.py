@@ -2,6 +2,7 @@
 the protein panels to draw, and training metrics with curvature measurements."""
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from hessian_powerlaw.io import SAFE_NAME, distinct, load_npy, read_json
 from hessian_powerlaw.report.tables import SIZE_BINS
 
 
-def dnn_items(paths):
+def dnn_items(paths: Iterable[str | Path]) -> list[tuple[str, np.ndarray, dict]]:
     """(run, eigenvalues, record) of the network records whose spectrum file sits beside them."""
     items = []
     for path in distinct(paths):
@@ -21,7 +22,9 @@ def dnn_items(paths):
     return items
 
 
-def protein_items(records, records_dir, per_bin):
+def protein_items(
+    records: list[dict], records_dir: str | Path, per_bin: int
+) -> tuple[list[tuple[str, np.ndarray, dict]], list[tuple[str, np.ndarray, dict]]]:
     """([(title, sigma, record)] of the proteins closest to their size bin's median s, per_bin
     each; [(id, sigma, record)] of up to 300 fitted proteins for the overlay). An entry whose
     spectrum file is missing or damaged is left out, with a warning."""
@@ -45,7 +48,7 @@ def protein_items(records, records_dir, per_bin):
     return shown, [(r["pdb_id"], spectra[r["pdb_id"]], r) for r in ok[:300]]
 
 
-def spectrum_file(path, n_modes):
+def spectrum_file(path: str | Path, n_modes: int) -> np.ndarray | None:
     """The spectrum in `path` (shape (n_modes,)) if it loads with finite values, else None (warned)."""
     try:
         sigma = load_npy(path)
@@ -58,7 +61,7 @@ def spectrum_file(path, n_modes):
     return None
 
 
-def metrics_files(paths):
+def metrics_files(paths: Iterable[str | Path]) -> list[tuple[str, dict]]:
     """(run name, metrics) of finished training runs (their metrics JSON has a final record)."""
     runs = []
     for path in distinct(paths):

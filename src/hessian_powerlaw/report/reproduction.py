@@ -5,7 +5,9 @@ experiment's protein table (the entry, or the 3N size bin, named in the row's `s
 
 import math
 import re
+from collections.abc import Iterable
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +47,7 @@ FITS = {"eigenvalues": "", "gaps": "gap_", "protein": ""}
 SIZE_BIN = re.compile(r"^3N (?:(?P<low>\d+)-(?P<high>\d+)|all)$")
 
 
-def study_rows(path=None):
+def study_rows(path: str | Path | None = None) -> list[dict]:
     """The study's rows: the bundled values, or a TSV of the same columns."""
     if path is None:
         path = resources.files("hessian_powerlaw") / "data" / "study" / "powerlaw_study.tsv"
@@ -61,7 +63,7 @@ def study_rows(path=None):
 NUMBERS = ("k", "beta", "beta_sigma", "s", "d_ks", "d_c")
 
 
-def by_experiment(records):
+def by_experiment(records: Iterable[dict]) -> dict[str, list[dict]]:
     """{experiment: [records]} of the records whose `run` is EXPERIMENT_sSEED; ValueError for
     a run given twice (it would count as two seeds) or a fitted record whose numbers are not."""
     out, seen = {}, set()
@@ -83,7 +85,7 @@ def by_experiment(records):
     return out
 
 
-def protein_members(rows, subset):
+def protein_members(rows: list[dict], subset: str) -> list[dict]:
     """The rows of a protein table in a study row's subset: a PDB id, or '3N LOW-HIGH' / '3N all'."""
     match = SIZE_BIN.match(subset or "")
     if match is None:
@@ -103,7 +105,7 @@ def _yes_no(flag):
     return None if flag is None else ("yes" if flag else "no")
 
 
-def ours(records, fit):
+def ours(records: list[dict], fit: str) -> dict:
     """Our side of a row from an experiment's records (one per seed) and the fit kind."""
     prefix = FITS[fit]
     ok = [r for r in records if r.get("status") == "ok" and r.get(f"{prefix}beta") is not None]
@@ -132,7 +134,7 @@ def ours(records, fit):
     return row
 
 
-def agreement(study, row):
+def agreement(study: dict, row: dict) -> tuple[str | None, str | None]:
     """(verdict agrees, beta within 2 combined sigma): yes/no, or None where not applicable.
 
     Our verdict is the majority over seeds (a power law when at least half pass). Our sigma
@@ -154,7 +156,12 @@ def agreement(study, row):
     return _yes_no(verdict), _yes_no(within)
 
 
-def rows(study, records, only_run=False, proteins=None):
+def rows(
+    study: list[dict],
+    records: Iterable[dict],
+    only_run: bool = False,
+    proteins: dict[str, list[dict]] | None = None,
+) -> list[dict]:
     """The reproduction table: every study row (with only_run, those with records).
 
     records: network records; proteins: {experiment: rows of its protein table}."""
@@ -182,7 +189,7 @@ def rows(study, records, only_run=False, proteins=None):
     return table
 
 
-def summary(table):
+def summary(table: list[dict]) -> dict:
     """(rows run, verdicts compared, verdicts agreeing, betas compared, betas within 2 sigma)."""
     run = [r for r in table if r.get("n_seeds")]
     verdicts = [r for r in run if r.get("verdict_agrees")]
@@ -205,7 +212,7 @@ def _fmt(value, digits=3):
     return str(value)
 
 
-def markdown(table):
+def markdown(table: list[dict]) -> str:
     """The table as Markdown, with the agreement count on top."""
     count = summary(table)
     lines = [

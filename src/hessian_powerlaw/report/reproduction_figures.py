@@ -2,10 +2,15 @@
 network's Hessian spectrum against its test accuracy, its largest eigenvalue and its trace, one
 point per seed, one colour per part of the reproduction."""
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hessian_powerlaw.report.figures import palette, plt
 from hessian_powerlaw.report.reproduction import RUN
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 AXES = (("test_acc", "test accuracy", "linear"), ("lambda_max", "λ_max", "log"), ("trace", "trace", "log"))
 
@@ -27,7 +32,7 @@ def _points(records):
     return groups
 
 
-def slope_figure(records):
+def slope_figure(records: list[dict]) -> "Figure":
     """s against test accuracy, lambda_max and trace (three panels), with the Pearson r of each
     over all points; experiments with another K than the most common one are left out."""
     groups = _points(records)

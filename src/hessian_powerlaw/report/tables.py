@@ -23,7 +23,7 @@ def _mean_std(values):
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def size_bin_rows(records):
+def size_bin_rows(records: list[dict]) -> list[dict]:
     """Per size bin (3N) and overall: count, mean and sample std of beta, s and d_ks/d_c,
     and the fraction passing the KS test. Only records with status 'ok' count."""
     ok = [r for r in records if r.get("status") == "ok"]
@@ -71,7 +71,7 @@ def _pm(mean, std):
     return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def size_bins_markdown(rows, k_label):
+def size_bins_markdown(rows: list[dict], k_label: str | float) -> str:
     """The protein size-bin table as markdown, beside the study's values."""
     lines = [
         f"Protein size bins (K = {k_label}; mean ± sample std; study = source study, 9166 entries)",
@@ -97,7 +97,7 @@ def _fmt(value, spec):
     return "–" if value is None else format(value, spec)
 
 
-def dnn_markdown(records):
+def dnn_markdown(records: list[dict]) -> str:
     """Networks in the layout of the source study's Table 1, with the eigengap fit beside."""
     lines = [
         "| run | dataset | model | optimizer | batch | epochs | test acc | K | d_ks | d_c | power law "
@@ -119,7 +119,7 @@ def dnn_markdown(records):
 COMPARISON_COLUMNS = ("side", "name", "count", "k", "beta", "beta_err", "s", "s_err", "dks_dc", "power_law")
 
 
-def comparison_rows(bin_rows, dnn_records):
+def comparison_rows(bin_rows: list[dict], dnn_records: list[dict]) -> list[dict]:
     """Protein size bins (mean ± std over entries) beside networks (estimate ± sigma)."""
     rows = []
     for b in bin_rows:
@@ -156,7 +156,7 @@ def comparison_rows(bin_rows, dnn_records):
     return rows
 
 
-def side_summaries(protein_records, dnn_records):
+def side_summaries(protein_records: list[dict], dnn_records: list[dict]) -> list[str]:
     """One line per side: mean s over fitted entries (trained networks only) and its distance from 1."""
     lines = []
     proteins = [r["s"] for r in protein_records if r.get("status") == "ok"]
@@ -170,7 +170,7 @@ def side_summaries(protein_records, dnn_records):
     return lines
 
 
-def comparison_markdown(rows, summaries):
+def comparison_markdown(rows: list[dict], summaries: list[str]) -> str:
     """The protein/network comparison table as markdown."""
     lines = [
         "| side | group | n | K | beta | s | d_ks/d_c | power law |",
@@ -188,7 +188,7 @@ def comparison_markdown(rows, summaries):
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summaries) + "\n"
 
 
-def comparison_html(markdown):
+def comparison_html(markdown: str) -> str:
     """A self-contained HTML page of the comparison Markdown (table + summary lines)."""
     import html
 
@@ -206,7 +206,7 @@ def comparison_html(markdown):
     )
 
 
-def curvature_markdown(rows, lr_fits, negative_fits):
+def curvature_markdown(rows: list[dict], lr_fits: list[dict], negative_fits: list[dict]) -> str:
     """Per-run trace change rates, then the learning-rate and negative-eigenvalue fits."""
     lines = [
         "| run | optimizer | lr | seed | epochs measured | trace first | trace last | trace change / step "

@@ -44,6 +44,7 @@ from hessian_powerlaw.network.eigensolvers.result import (
     explicit_residuals,
     steps_for,
 )
+from hessian_powerlaw.network.operators.base import Operator
 
 # the one solver registry: name -> function (slq is Lanczos without a convergence test)
 SOLVERS = {
@@ -114,19 +115,19 @@ def _check_request(op, k, solver, tol, which, block_size, slq_steps):
 
 
 def top_eigenpairs(
-    op,
-    k,
-    solver="lanczos",
-    tol=1e-3,
-    steps_per_k=None,
-    seed=0,
-    verify=False,
-    memory_limit=None,
-    progress=True,
-    which="LA",
-    slq_steps=None,
-    block_size=16,
-):
+    op: Operator,
+    k: int,
+    solver: str = "lanczos",
+    tol: float = 1e-3,
+    steps_per_k: float | None = None,
+    seed: int = 0,
+    verify: bool = False,
+    memory_limit: int | None = None,
+    progress: bool = True,
+    which: str = "LA",
+    slq_steps: int | None = None,
+    block_size: int = 16,
+) -> SolverResult:
     """Top-k (which='LA') or bottom-k ('SA') eigenpairs of an operator (`operators.Operator`:
     matmat on (n, b) blocks, n, dtype, device, counters).
 

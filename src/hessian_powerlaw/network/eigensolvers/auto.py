@@ -21,6 +21,7 @@ import time
 import torch
 
 from hessian_powerlaw.network.eigensolvers.lanczos import next_block
+from hessian_powerlaw.network.operators.base import Operator
 
 # products per eigenvalue of plain (b = 1) and block (b = 16) Lanczos at tol 1e-3, by K
 PER_EIGENVALUE = {1: {100: 2.20, 1000: 2.75}, 16: {100: 3.36, 1000: 2.91}}
@@ -28,7 +29,7 @@ BASIS_PROBE = 64  # basis vectors of the reorthogonalisation timing
 LENGTH_PROBE = 1 << 19  # parameters of that timing (memory-bound: its rate holds for larger n)
 
 
-def per_eigenvalue(block, k):
+def per_eigenvalue(block: int, k: int) -> float:
     """Products per eigenvalue of Lanczos with this block width at top-k (table above)."""
     table = PER_EIGENVALUE[1 if block == 1 else 16]
     t = min(max((math.log10(max(k, 1)) - 2.0), 0.0), 1.0)
@@ -83,7 +84,7 @@ def _formulation(op, width, seconds, generator):
     return f"{kept} products ({seconds:.3g} s forward-over-reverse, {reverse:.3g} s reverse-over-reverse)"
 
 
-def choose(op, k, block, seed=0):
+def choose(op: Operator, k: int, block: int, seed: int = 0) -> tuple[str, int, str]:
     """('block' or 'lanczos', block width, one line saying why) from timings on the operator
     `op` (`operators.Operator`); may switch `op.forward_mode` to its faster formulation."""
     block = min(block, max(1, k // 4))

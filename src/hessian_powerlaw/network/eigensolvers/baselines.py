@@ -7,10 +7,25 @@ import numpy as np
 import scipy.sparse.linalg
 import torch
 
-from hessian_powerlaw.network.eigensolvers.result import SolverResult, explicit_residuals, progress_bar
+from hessian_powerlaw.network.eigensolvers.result import (
+    Matmat,
+    SolverResult,
+    explicit_residuals,
+    progress_bar,
+)
 
 
-def arpack(matmat, n, k, tol=1e-3, steps_per_k=2.0, seed=0, dtype=torch.float32, device="cpu", progress=True):
+def arpack(
+    matmat: Matmat,
+    n: int,
+    k: int,
+    tol: float = 1e-3,
+    steps_per_k: float = 2.0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> SolverResult:
     """Top-k eigenpairs by ARPACK (implicitly restarted Lanczos), residuals checked explicitly."""
     ncv = min(n, max(int(steps_per_k * k) + 1, k + 20))
     v0 = np.random.default_rng(seed).standard_normal(n)
@@ -45,8 +60,16 @@ def arpack(matmat, n, k, tol=1e-3, steps_per_k=2.0, seed=0, dtype=torch.float32,
 
 
 def power_iteration(
-    matmat, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.float32, device="cpu", progress=True
-):
+    matmat: Matmat,
+    n: int,
+    k: int,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> SolverResult:
     """PyHessian's deflated power iteration: the k eigenvalues of largest |lambda|, one at a time."""
     gen = torch.Generator().manual_seed(seed)
     found, values, converged = [], [], True

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.network.device import available_bytes
-from hessian_powerlaw.network.eigensolvers.result import SolverError, SolverResult, progress_bar
+from hessian_powerlaw.network.eigensolvers.result import Matmat, SolverError, SolverResult, progress_bar
 
 DENSE_LIMIT = 16384  # parameters: a 2 GiB float64 matrix, eigh in minutes on 2 cores
 ASYMMETRY = {torch.float32: 1e-4, torch.float64: 1e-10}
 
 
-def check_size(n, dtype=torch.float64, device="cpu"):
+def check_size(n: int, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> None:
     """Refuse, with the reason, a matrix too large to build and decompose."""
     element = torch.tensor([], dtype=dtype).element_size()
     need = 3 * n * n * element  # the matrix, its eigenvectors and LAPACK's workspace
@@ -36,7 +36,14 @@ def check_size(n, dtype=torch.float64, device="cpu"):
         )
 
 
-def dense_matrix(matmat, n, dtype=torch.float64, device="cpu", block=512, progress=False):
+def dense_matrix(
+    matmat: Matmat,
+    n: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    block: int = 512,
+    progress: bool = False,
+) -> torch.Tensor:
     """H (n, n) from products H @ I[:, i:i+block], symmetrised after the symmetry check."""
     check_size(n, dtype, device)
     bar = progress_bar(n, "dense Hessian", progress)
@@ -62,15 +69,29 @@ def dense_matrix(matmat, n, dtype=torch.float64, device="cpu", block=512, progre
     return (h + h.T) / 2
 
 
-def full_spectrum(matmat, n, dtype=torch.float64, device="cpu", progress=False):
+def full_spectrum(
+    matmat: Matmat,
+    n: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
     """All n eigenvalues (n,), descending, as float64 numpy (no eigenvectors: faster)."""
     h = dense_matrix(matmat, n, dtype, device, progress=progress)
     return torch.linalg.eigvalsh(h).flip(0).double().cpu().numpy()
 
 
 def dense(
-    matmat, n, k, tol=1e-3, seed=0, dtype=torch.float64, device="cpu", progress=True, relative_to="value"
-):
+    matmat: Matmat,
+    n: int,
+    k: int,
+    tol: float = 1e-3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    relative_to: str = "value",
+) -> SolverResult:
     """Top-k eigenpairs from the full decomposition; `full` holds all n eigenvalues.
 
     Residuals ||H v - lambda v|| are explicit (from the matrix), relative to |lambda|

@@ -8,7 +8,13 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from hessian_powerlaw.network.eigensolvers.result import SolverError, SolverResult, progress_bar, steps_for
+from hessian_powerlaw.network.eigensolvers.result import (
+    Matmat,
+    SolverError,
+    SolverResult,
+    progress_bar,
+    steps_for,
+)
 
 # A basis column whose new component has norm <= DEPENDENT eps ||H|| is round-off (dependent);
 # a Ritz value with |theta| <= NOISE_FLOOR eps ||H|| is zero to the products' working precision.
@@ -19,25 +25,25 @@ REPAIR = 10
 CHECK_EVERY = 8  # a single vector's orthogonality is measured at least every 8th step
 
 
-def lanczos(matmat, n, k, **kwargs):
+def lanczos(matmat: Matmat, n: int, k: int, **kwargs: object) -> SolverResult:
     """Top-k eigenpairs by Lanczos with full reorthogonalisation: block Lanczos with b = 1."""
     return block_lanczos(matmat, n, k, block=1, **kwargs)
 
 
 def block_lanczos(
-    matmat,
-    n,
-    k,
-    tol=1e-3,
-    steps_per_k=6.0,
-    block=16,
-    seed=0,
-    dtype=torch.float32,
-    device="cpu",
-    progress=True,
-    relative_to="value",
-    steps=None,
-):
+    matmat: Matmat,
+    n: int,
+    k: int,
+    tol: float = 1e-3,
+    steps_per_k: float = 6.0,
+    block: int = 16,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    relative_to: str | float = "value",
+    steps: int | None = None,
+) -> SolverResult:
     """Top-k eigenpairs of the symmetric n x n operator `matmat` ((n, b) -> (n, b) tensors) by
     (block) Lanczos with full reorthogonalisation; a SolverResult with eigenvalues (k,) and
     vectors (n, k).
@@ -146,7 +152,9 @@ def _project_out(w, basis):
     return w, cancelled
 
 
-def next_block(w, basis, gen, floor, health):
+def next_block(
+    w: torch.Tensor, basis: torch.Tensor, gen: torch.Generator, floor: float, health: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(Q, R) with w (n, b) = Q R + (a part in span(basis) and round-off): Q orthonormal and
     orthogonal to the orthonormal rows of `basis` (m, n).
 

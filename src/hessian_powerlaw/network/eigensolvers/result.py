@@ -3,12 +3,19 @@ the progress bar."""
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from hessian_powerlaw.network.device import available_bytes
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+Matmat = Callable[[torch.Tensor], torch.Tensor]  # (n, b) block -> H @ block, (n, b)
 
 
 class SolverError(RuntimeError):
@@ -37,17 +44,24 @@ class SolverResult:
     choice: str | None = None  # solver='auto': what it chose and why
 
 
-def basis_bytes(n, k, steps_per_k, element_size):
+def basis_bytes(n: int, k: int, steps_per_k: float, element_size: int) -> int:
     """Memory of the Krylov basis (n x steps) plus the K Ritz vectors."""
     return n * (steps_for(k, steps_per_k) + k) * element_size
 
 
-def steps_for(k, steps_per_k):
+def steps_for(k: int, steps_per_k: float) -> int:
     """Krylov steps for k eigenpairs at `steps_per_k` steps each, plus 100."""
     return int(math.ceil(steps_per_k * k)) + 100
 
 
-def check_memory(n, k, steps_per_k, element_size, device, limit=None):
+def check_memory(
+    n: int,
+    k: int,
+    steps_per_k: float,
+    element_size: int,
+    device: str | torch.device,
+    limit: int | None = None,
+) -> None:
     """Refuse, naming the K that fits, when the basis would not fit in memory."""
     budget = 0.8 * (available_bytes(device) if limit is None else limit)
     need = basis_bytes(n, k, steps_per_k, element_size)
@@ -60,7 +74,9 @@ def check_memory(n, k, steps_per_k, element_size, device, limit=None):
         )
 
 
-def explicit_residuals(matmat, vectors, values, block=32, scale=None):
+def explicit_residuals(
+    matmat: Matmat, vectors: torch.Tensor, values: np.ndarray, block: int = 32, scale: float | None = None
+) -> np.ndarray:
     """||H v_i - lambda_i v_i|| / |lambda_i| (or / `scale`) with products in blocks of `block`."""
     out = []
     for i in range(0, vectors.shape[1], block):
@@ -72,7 +88,7 @@ def explicit_residuals(matmat, vectors, values, block=32, scale=None):
     return np.concatenate(out).astype(float)
 
 
-def progress_bar(total, desc, enabled):
+def progress_bar(total: int, desc: str, enabled: bool) -> "tqdm | None":
     """A tqdm bar on stderr over `total` items, or None when not enabled."""
     if not enabled:
         return None

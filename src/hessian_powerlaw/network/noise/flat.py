@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp
 
@@ -28,7 +29,7 @@ class FlatLoss:
         torch's label smoothing of the cross-entropy (0 for none).
     """
 
-    def __init__(self, model, x, y, label_smoothing=0.0):
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0):
         import copy
 
         self.model = copy.deepcopy(model).double().eval()
@@ -40,7 +41,7 @@ class FlatLoss:
         self.y = y
         self.smoothing = float(label_smoothing)
 
-    def params(self, theta):
+    def params(self, theta: ArrayLike) -> dict[str, torch.Tensor]:
         """{name: tensor} views of the flat vector `theta` (shape (n,))."""
         parts = torch.split(torch.as_tensor(theta, dtype=torch.float64), [math.prod(s) for s in self.shapes])
         return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
@@ -49,26 +50,28 @@ class FlatLoss:
         out = functional_call(self.model, self.params(theta), (x,))
         return nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing)
 
-    def loss(self, theta, x=None, y=None):
+    def loss(self, theta: ArrayLike, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
         """The mean loss (float) at theta on (x, y), by default the training data."""
         x, y = (self.x, self.y) if x is None else (x, y)
         with torch.no_grad():
             return float(self._value(theta, x, y))
 
-    def gradient(self, theta, x=None, y=None):
+    def gradient(
+        self, theta: ArrayLike, x: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> np.ndarray:
         """The gradient (n,) at theta on (x, y), by default the training data."""
         x, y = (self.x, self.y) if x is None else (x, y)
         theta = torch.as_tensor(np.array(theta), dtype=torch.float64)
         return grad(lambda t: self._value(t, x, y))(theta).numpy()
 
-    def hvp(self, theta, vector):
+    def hvp(self, theta: ArrayLike, vector: ArrayLike) -> np.ndarray:
         """The Hessian-vector product (n,) at theta on the training data (forward over reverse)."""
         theta = torch.as_tensor(np.array(theta), dtype=torch.float64)
         vector = torch.as_tensor(np.array(vector), dtype=torch.float64)
         gradient = grad(lambda t: self._value(t, self.x, self.y))
         return jvp(gradient, (theta,), (vector,))[1].numpy()
 
-    def ggn_vp(self, theta, vector):
+    def ggn_vp(self, theta: ArrayLike, vector: ArrayLike) -> np.ndarray:
         """The generalised Gauss-Newton product J^T (diag p - p p^T) J v / m (n,) at theta: the
         Hessian's part that is positive semi-definite, equal to the Hessian where the network
         fits its (smoothed) targets exactly."""
@@ -84,7 +87,7 @@ class FlatLoss:
         _, pullback = vjp(logits, theta)
         return pullback(mjv)[0].numpy()
 
-    def module(self, theta):
+    def module(self, theta: ArrayLike) -> nn.Module:
         """A float64 copy of the network holding the parameters theta (eval mode)."""
         import copy
 

@@ -11,6 +11,8 @@ Numpy over flat vectors and callables (like `projection`), so that a toy loss wi
 minimum set tests it and a network (`flat.FlatLoss`) uses it.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 __all__ = ["NewtonError", "newton_minimum"]
@@ -45,8 +47,16 @@ def _cg(hvp, g, mu, max_iter, rtol):
 
 
 def newton_minimum(
-    theta, loss, gradient, hvp, gtol=1e-9, max_steps=100, max_cg=500, damping=1.0, progress=None
-):
+    theta: np.ndarray,
+    loss: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    hvp: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    gtol: float = 1e-9,
+    max_steps: int = 100,
+    max_cg: int = 500,
+    damping: float = 1.0,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[np.ndarray, dict]:
     """Damped Newton-CG from theta until the gradient's norm is below `gtol`.
 
     Parameters

@@ -31,7 +31,16 @@ COLUMNS = ("run", "iteration", "loss", "val_loss", "trace", "trace_se", "connect
 class Run:
     """A re-runnable SGD run over flat float64 parameter vectors (see the module docstring)."""
 
-    def __init__(self, init_seed, lr=0.1, momentum=0.9, batch_size=25, seed=0, data_root=None, n_train=None):
+    def __init__(
+        self,
+        init_seed: int,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        batch_size: int = 25,
+        seed: int = 0,
+        data_root: str | None = None,
+        n_train: int | None = None,
+    ):
         if not (lr > 0 and 0 <= momentum < 1 and batch_size >= 1):
             raise TrainingError(
                 f"need lr > 0, 0 <= momentum < 1, batch size >= 1 (got {lr}, {momentum}, {batch_size})"
@@ -47,15 +56,19 @@ class Run:
         self.lr, self.momentum, self.batch_size, self.seed = lr, momentum, batch_size, seed
         self.buffers = {}  # iteration -> momentum buffer of the states this run produced
 
-    def loss(self, theta, x=None, y=None):
+    def loss(self, theta: np.ndarray, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
         """The loss at theta (on the training data by default)."""
         return self.flat.loss(theta, x, y)
 
-    def gradient(self, theta, x=None, y=None):
+    def gradient(
+        self, theta: np.ndarray, x: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> np.ndarray:
         """The gradient at theta (on the training data by default)."""
         return self.flat.gradient(theta, x, y)
 
-    def advance(self, theta, buffer, start, steps):
+    def advance(
+        self, theta: np.ndarray, buffer: np.ndarray, start: int, steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(theta, buffer) after `steps` SGD steps from iteration `start`."""
         theta, buffer = np.array(theta), np.array(buffer)
         for t in range(start, start + steps):
@@ -65,7 +78,7 @@ class Run:
             theta = theta - self.lr * buffer
         return theta, buffer
 
-    def states(self, steps, every):
+    def states(self, steps: int, every: int) -> list[tuple[int, np.ndarray]]:
         """[(iteration, theta)] every `every` steps from initialisation (momentum kept)."""
         theta, buffer, out = self.theta0.copy(), np.zeros_like(self.theta0), []
         for start in range(0, steps + 1, every):
@@ -77,19 +90,29 @@ class Run:
             out.append((start, theta))
         return out
 
-    def between(self, a, theta_a, b):
+    def between(self, a: int, theta_a: np.ndarray, b: int) -> np.ndarray:
         """The state at (a + b) // 2, re-run from the state at a."""
         middle = (a + b) // 2
         theta, buffer = self.advance(theta_a, self.buffers[a], a, middle - a)
         self.buffers[middle] = buffer
         return theta
 
-    def trace(self, theta):
+    def trace(self, theta: np.ndarray) -> float:
         """The exact trace of the Hessian of the training loss at theta."""
         return exact_trace(self.flat.module(theta), self.x)
 
 
-def path_records(run, steps, every, after=0, cache=None, points=10, max_steps=200_000, name="run", min_gap=1):
+def path_records(
+    run: Run,
+    steps: int,
+    every: int,
+    after: int = 0,
+    cache: dict | None = None,
+    points: int = 10,
+    max_steps: int = 200_000,
+    name: str = "run",
+    min_gap: int = 1,
+) -> list[dict]:
     """The projected path of `run` from iteration `after` on (COLUMNS): states every `every`
     steps up to `steps`, projected below the lowest recorded training loss, bisected where
     consecutive minima are not line connected (down to `min_gap` iterations)."""
@@ -128,7 +151,7 @@ class SavedCache(dict):
     """{iteration: (minimum, steps, loss)} kept in an .npz file, rewritten (atomically) after
     every new projection, so that a killed projection run resumes where it stopped."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path):
         super().__init__()
         self.path = path
         if Path(path).is_file():
@@ -150,7 +173,7 @@ class SavedCache(dict):
             np.savez(handle, **arrays)
 
 
-def trace_fit(rows):
+def trace_fit(rows: list[dict]) -> dict:
     """The least-squares slope of the trace against the iteration along a projected path."""
     fit = linear_fit([r["iteration"] for r in rows], [r["trace"] for r in rows])
     return {"run": rows[0]["run"], "n_points": len(rows), **fit}

@@ -15,6 +15,8 @@ and the way to re-run a segment). Projections are kept in `cache` ({iteration: (
 loss)}, any mapping), so that a caller that saves it can resume a killed run.
 """
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 
@@ -22,7 +24,15 @@ class ProjectionError(ValueError):
     """A state from which gradient descent does not reach the threshold, or bad settings."""
 
 
-def project(theta, loss, gradient, lr, threshold, max_steps=100_000, momentum=0.0):
+def project(
+    theta: np.ndarray,
+    loss: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    lr: float,
+    threshold: float,
+    max_steps: int = 100_000,
+    momentum: float = 0.0,
+) -> tuple[np.ndarray, int, float]:
     """(minimum, steps, final loss): full-batch gradient descent (heavy ball with `momentum`,
     the run's own, as the paper's projection keeps every hyper-parameter but the noise) from
     `theta` (shape (n,)) at step `lr` until loss(theta) < threshold; ProjectionError when
@@ -49,25 +59,27 @@ def project(theta, loss, gradient, lr, threshold, max_steps=100_000, momentum=0.
     )
 
 
-def line_connected(a, b, loss, threshold, points=10):
+def line_connected(
+    a: np.ndarray, b: np.ndarray, loss: Callable[[np.ndarray], float], threshold: float, points: int = 10
+) -> bool:
     """Whether the loss is below `threshold` at `points` evenly spaced points of the segment
     from a to b (both ends included)."""
     return all(float(loss((1 - t) * a + t * b)) < threshold for t in np.linspace(0.0, 1.0, points))
 
 
 def projected_path(
-    states,
-    between,
-    loss,
-    gradient,
-    lr,
-    threshold,
-    cache=None,
-    points=10,
-    max_steps=100_000,
-    momentum=0.0,
-    min_gap=1,
-):
+    states: Iterable[tuple[int, np.ndarray]],
+    between: Callable[[int, np.ndarray, int], np.ndarray],
+    loss: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    lr: float,
+    threshold: float,
+    cache: dict | None = None,
+    points: int = 10,
+    max_steps: int = 100_000,
+    momentum: float = 0.0,
+    min_gap: int = 1,
+) -> list[dict]:
     """Rows {iteration, minimum, steps, loss, connected_to_next} of the projected path, in
     iteration order, bisecting unconnected segments.
 

@@ -16,8 +16,10 @@ cross-entropy, no weight decay.
 import math
 import sys
 import time
+from pathlib import Path
 
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from hessian_powerlaw.network import datasets
@@ -39,7 +41,7 @@ SMALL_NET = {
 NOISES = DESCENT_NOISES
 
 
-def smoothing_floor(label_smoothing, classes):
+def smoothing_floor(label_smoothing: float, classes: int) -> float:
     """The least label-smoothed cross-entropy, the entropy of the smoothed targets: the loss of
     a genuine minimum that fits every image."""
     on = 1 - label_smoothing + label_smoothing / classes
@@ -47,7 +49,7 @@ def smoothing_floor(label_smoothing, classes):
     return -on * math.log(on) - ((classes - 1) * off * math.log(off) if off > 0 else 0.0)
 
 
-def load_data(settings, data_root=None):
+def load_data(settings: dict, data_root: str | None = None) -> dict:
     """{'train': (x, y), 'test': (x, y), 'classes'} of the study's seeded, pooled subset."""
     return datasets.load(
         settings["dataset"],
@@ -59,7 +61,7 @@ def load_data(settings, data_root=None):
     )
 
 
-def data_of(meta):
+def data_of(meta: dict) -> dict:
     """The data a saved small-network state was trained on (its metadata's settings)."""
     settings = {k: meta.get(k, SMALL_NET[k]) for k in SMALL_NET if k != "data_seed"}
     return load_data({**settings, "data_seed": meta["seed"]}, meta.get("data_root") or None)
@@ -101,7 +103,16 @@ def _meta(settings, model, data, init_seed, phase, data_root=None):
     }
 
 
-def minimum(settings, init_seed, out, epochs=10000, lr=0.1, data_root=None, progress=True, refine_steps=0):
+def minimum(
+    settings: dict,
+    init_seed: int,
+    out: str | Path,
+    epochs: int = 10000,
+    lr: float = 0.1,
+    data_root: str | None = None,
+    progress: bool = True,
+    refine_steps: int = 0,
+) -> dict:
     """Full-batch GD from the seeded initialisation for `epochs` steps, then (`refine_steps` > 0)
     up to that many Levenberg-Marquardt steps on the Gauss-Newton matrix (`newton.newton_minimum`,
     float64: the saved model is then float64); saves the model file `out` and returns its metadata
@@ -218,8 +229,17 @@ class _Noise:
 
 
 def descend(
-    model_path, noise, lr, steps, batch_size=25, every=100, seed=0, top_k=20, refresh=500, trace=False
-):
+    model_path: str | Path,
+    noise: str,
+    lr: float,
+    steps: int,
+    batch_size: int = 25,
+    every: int = 100,
+    seed: int = 0,
+    top_k: int = 20,
+    refresh: int = 500,
+    trace: bool = False,
+) -> tuple[nn.Module, dict, dict, dict]:
     """Constant-rate noisy descent from a saved state: (model, meta, history, data) with the
     full-batch loss (and with `trace` the exact Hessian trace) at step 0 and every `every` steps;
     `data` is the state's data set (`data_of`)."""
@@ -267,7 +287,7 @@ def descend(
     return model, meta, history, data
 
 
-def flatness(losses, tolerance=0.05):
+def flatness(losses: ArrayLike, tolerance: float = 0.05) -> tuple[float, bool]:
     """(relative change of the mean loss between the last two quarters of a run, flat?): flat
     when that change is within `tolerance` or within 3 standard errors of the fluctuation."""
     n = len(losses)

@@ -64,7 +64,7 @@ def _coefficients(model):
     return np.array(p), p0, np.array(q), q0, np.array(start)
 
 
-def start(model):
+def start(model: str) -> np.ndarray:
     """The starting point (4,) of a valley: off the valley by 0.1 in theta1 and theta2, so that
     the first (equilibration) steps fall into it."""
     return _coefficients(model)[4]
@@ -77,13 +77,13 @@ def _uv(model, theta):
     return phi @ p + p0, phi @ q + q0
 
 
-def loss(model, theta):
+def loss(model: str, theta: np.ndarray) -> np.ndarray:
     """L(theta) for theta of shape (..., 4)."""
     a, b = _uv(model, theta)
     return np.abs(a) * theta[..., 0] ** 2 + np.abs(b) * theta[..., 1] ** 2
 
 
-def gradient(model, theta):
+def gradient(model: str, theta: np.ndarray) -> np.ndarray:
     """dL/dtheta, shape (..., 4) (away from the kinks a = 0, b = 0)."""
     p, _, q, _, _ = _coefficients(model)
     a, b = _uv(model, theta)
@@ -95,7 +95,7 @@ def gradient(model, theta):
     return g
 
 
-def hessian(model, theta):
+def hessian(model: str, theta: np.ndarray) -> np.ndarray:
     """The exact 4 x 4 Hessian at one point theta (4,)."""
     p, _, q, _, _ = _coefficients(model)
     a, b = _uv(model, theta)
@@ -106,26 +106,26 @@ def hessian(model, theta):
     return h
 
 
-def trace(model, theta):
+def trace(model: str, theta: np.ndarray) -> np.ndarray:
     """tr H = 2(u + v): it depends on phi only. Shape theta.shape[:-1]."""
     a, b = _uv(model, theta)
     return 2 * (np.abs(a) + np.abs(b))
 
 
-def logdet(model, theta):
+def logdet(model: str, theta: np.ndarray) -> np.ndarray:
     """log det of the non-degenerate block, log(4 u v). Shape theta.shape[:-1]."""
     a, b = _uv(model, theta)
     return np.log(4 * np.abs(a) * np.abs(b))
 
 
-def noise_scale(batch_size, data_size):
+def noise_scale(batch_size: int, data_size: int) -> float:
     """c = (1/S)(1 - S/M): the SGD noise covariance per unit of Hessian for a batch of S of M."""
     if not (isinstance(batch_size, int) and isinstance(data_size, int) and 1 <= batch_size <= data_size):
         raise ValleyError(f"need integers 1 <= batch size <= data size, got {batch_size} and {data_size}")
     return (1 - batch_size / data_size) / batch_size
 
 
-def noise_covariance(model, noise, theta, c, sigma2):
+def noise_covariance(model: str, noise: str, theta: np.ndarray, c: float, sigma2: float) -> np.ndarray:
     """The 4 x 4 covariance of the noise model at theta (4,)."""
     cov = np.zeros((4, 4))
     a, b = _uv(model, theta)
@@ -138,7 +138,9 @@ def noise_covariance(model, noise, theta, c, sigma2):
     return cov
 
 
-def noise_draws(model, noise, theta, c, sigma2, rng):
+def noise_draws(
+    model: str, noise: str, theta: np.ndarray, c: float, sigma2: float, rng: np.random.Generator
+) -> np.ndarray:
     """One draw of the noise per row of theta (R, 4): shape (R, 4)."""
     xi = np.zeros_like(theta)
     if noise == "none":
@@ -153,12 +155,14 @@ def noise_draws(model, noise, theta, c, sigma2, rng):
     return xi
 
 
-def isotropic_variance(model, c):
+def isotropic_variance(model: str, c: float) -> float:
     """sigma^2 = c tr(H_nd) / 2 at the start: the SGD noise's total variance, spread evenly."""
     return c * float(trace(model, start(model))) / 2
 
 
-def predicted_rates(model, noise, lr, c, sigma2, theta=None):
+def predicted_rates(
+    model: str, noise: str, lr: float, c: float, sigma2: float, theta: np.ndarray | None = None
+) -> tuple[float, float]:
     """(trace change, log-det change) per step at the valley point below theta (default the
     start), from the stationary E theta_i^2 of the discrete process (the drift formula above)."""
     theta = start(model) if theta is None else np.asarray(theta)
@@ -192,7 +196,7 @@ def _stable(model, lr):
         )
 
 
-def run(model, noise, lr, repeats=100, seed=0, **settings):
+def run(model: str, noise: str, lr: float, repeats: int = 100, seed: int = 0, **settings: int) -> dict:
     """One toy experiment: `repeats` noisy descents from the valley's start, each
     `equilibrate_steps` steps, then `measure_steps` more over which the trace and log-det
     changes are measured. Returns a record of plain numbers (mean and standard error over the

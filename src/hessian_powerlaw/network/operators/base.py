@@ -27,6 +27,6 @@ class Operator(Protocol):
         """The loss at the current parameters (mean over the data)."""
 
 
-def own_copy(model, dtype):
+def own_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """A copy of `model` in eval mode at `dtype`: operators never change the caller's model."""
     return copy.deepcopy(model).eval().to(dtype)

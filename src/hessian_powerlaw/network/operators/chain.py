@@ -10,7 +10,7 @@ class UnsupportedModel(ValueError):
     """A model this operator cannot handle (use HessianOperator)."""
 
 
-def plan(model):
+def plan(model: nn.Module) -> tuple[list[nn.Module], list[tuple[nn.Module, list[nn.Module]]]]:
     """(ops before the first affine layer, [(affine module, ops after it)]) or UnsupportedModel.
 
     The layers are read from what forward() does (traced by torch.fx), not only from the
@@ -75,7 +75,7 @@ def _check_chain(model, leaves):
         raise UnsupportedModel("forward() does not apply each layer once, in the order they are registered")
 
 
-def pair(v):
+def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
     """An int or pair of ints as a pair."""
     return (v, v) if isinstance(v, int) else tuple(v)
 

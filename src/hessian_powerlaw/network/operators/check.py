@@ -6,14 +6,22 @@ import torch
 
 from hessian_powerlaw.network.eigensolvers.result import SolverError
 from hessian_powerlaw.network.operators.autograd import HessianOperator
+from hessian_powerlaw.network.operators.base import Operator
 from hessian_powerlaw.network.operators.sequential import SequentialHessian, UnsupportedModel
 
 IMPLEMENTATIONS = ("auto", "autograd", "sequential")
 
 
 def make_operator(
-    model, x, y, implementation="auto", dtype=torch.float32, shift=0.0, check=True, label_smoothing=0.0
-):
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    implementation: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    shift: float = 0.0,
+    check: bool = True,
+    label_smoothing: float = 0.0,
+) -> Operator:
     """The Hessian operator of `model` over (x, y).
 
     'autograd': HessianOperator (any model). 'sequential': SequentialHessian, exact block

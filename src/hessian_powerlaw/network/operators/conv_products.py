@@ -1,12 +1,13 @@
 """The Hessian-product terms of one Conv2d or Linear layer with b tangents (tangents laid out
 (N, b, ...)), used by the sequential operator."""
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_weight
 
 
-def tangent_kernel_on_input(module, a, dw):
+def tangent_kernel_on_input(module: nn.Conv2d | nn.Linear, a: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
     """dW * a for tangent kernels dW (b, ...) and the layer's input a: (N, b, ...)."""
     b = dw.shape[0]
     if isinstance(module, nn.Conv2d):
@@ -14,7 +15,7 @@ def tangent_kernel_on_input(module, a, dw):
     return (a @ dw.flatten(0, 1).T).unflatten(1, (b, -1))
 
 
-def kernel_on_tangent(module, da, w):
+def kernel_on_tangent(module: nn.Conv2d | nn.Linear, da: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """W * da for input tangents da (N, b, ...): (N, b, ...)."""
     if isinstance(module, nn.Conv2d):
         n, b = da.shape[:2]
@@ -22,7 +23,9 @@ def kernel_on_tangent(module, da, w):
     return da @ w.T
 
 
-def tangent_outer(module, a, dd, shape, b):
+def tangent_outer(
+    module: nn.Conv2d | nn.Linear, a: torch.Tensor, dd: torch.Tensor, shape: tuple[int, ...], b: int
+) -> torch.Tensor:
     """sum_n dd (x) a: the weight product from the output-gradient tangent, (b, *shape)."""
     if isinstance(module, nn.Conv2d):
         kw = {"stride": module.stride, "padding": module.padding}
@@ -32,7 +35,9 @@ def tangent_outer(module, a, dd, shape, b):
     return (dd.flatten(1, 2).T @ a).unflatten(0, (b, shape[0]))
 
 
-def outer_with_tangent(module, delta, da, shape, b):
+def outer_with_tangent(
+    module: nn.Conv2d | nn.Linear, delta: torch.Tensor, da: torch.Tensor, shape: tuple[int, ...], b: int
+) -> torch.Tensor:
     """sum_n delta (x) da: the weight product from the input tangent, (b, *shape)."""
     if isinstance(module, nn.Conv2d):
         # sum_n delta[n, o] corr da[n, b, c]: a convolution over the images (as channels)
@@ -42,7 +47,15 @@ def outer_with_tangent(module, delta, da, shape, b):
     return delta.T @ da.transpose(0, 1)
 
 
-def input_products(module, in_shape, w, dd, delta, dw, b):
+def input_products(
+    module: nn.Conv2d | nn.Linear,
+    in_shape: tuple[int, ...],
+    w: torch.Tensor,
+    dd: torch.Tensor,
+    delta: torch.Tensor,
+    dw: torch.Tensor,
+    b: int,
+) -> torch.Tensor:
     """Tangent of the input gradient: W^T dd + dW^T delta, shape (N, b, ...)."""
     if isinstance(module, nn.Conv2d):
         kw = {"stride": module.stride, "padding": module.padding}  # stride 1: no output padding

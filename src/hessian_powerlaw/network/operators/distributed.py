@@ -10,24 +10,27 @@ stops every rank with that rank's message (no rank waits in a collective for one
 """
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from hessian_powerlaw.network.operators.base import Operator
 
-def active():
+
+def active() -> bool:
     """Whether this process is one rank of an initialised group of more than one."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def rank():
+def rank() -> int:
     """This process's rank in the group (0 when not distributed)."""
     return dist.get_rank() if active() else 0
 
 
-def init_from_environment(device, timeout_s=600):
+def init_from_environment(device: str | torch.device, timeout_s: float = 600) -> None:
     """Initialise the process group that `torchrun` describes (WORLD_SIZE > 1 in the
     environment), NCCL on CUDA devices and gloo otherwise; nothing outside torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
@@ -38,7 +41,7 @@ def init_from_environment(device, timeout_s=600):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def shard(data):
+def shard(data: object) -> object:
     """This rank's part of an (x, y) pair of tensors (rows rank, rank + W, ...); any other data
     (each rank's own DataLoader) as given."""
     if active() and isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
@@ -49,7 +52,7 @@ def shard(data):
     return data
 
 
-def agree(error):
+def agree(error: str | None) -> None:
     """Raise on every rank when any rank reports an error (a one-line text), naming the first."""
     errors = [None] * dist.get_world_size()
     dist.all_gather_object(errors, error)
@@ -63,7 +66,7 @@ def _text(err):
 
 
 @contextmanager
-def together():
+def together() -> Iterator[None]:
     """A block every rank runs: when it raises on any rank, it raises on all (one exchange at
     its end), so that no rank goes on to a collective the failed one will never join."""
     if not active():
@@ -81,18 +84,18 @@ class DataParallel:
     """An operator over every rank's data from one whose matmat is the mean over this rank's
     samples (it exposes their number as `n_samples` after a product); `operators.base.Operator`."""
 
-    def __init__(self, op):
+    def __init__(self, op: Operator):
         self.op = op
         self.n, self.dtype, self.device = op.n, op.dtype, op.device
         self.curvature = getattr(op, "curvature", "hessian")
 
     @property
-    def hvp_count(self):
+    def hvp_count(self) -> int:
         """Products of this rank's operator so far."""
         return self.op.hvp_count
 
     @property
-    def data_passes(self):
+    def data_passes(self) -> int:
         """Passes over this rank's data so far."""
         return self.op.data_passes
 
@@ -103,7 +106,7 @@ class DataParallel:
         dist.all_reduce(counts)
         return total / counts.to(total.dtype)
 
-    def matmat(self, vectors):
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """H @ V over all ranks' samples, V of shape (n, b)."""
         local, error = None, None
         try:
@@ -115,7 +118,7 @@ class DataParallel:
         agree(error)
         return self._reduce(local, self.op.n_samples)
 
-    def loss(self):
+    def loss(self) -> float:
         """The mean loss over every rank's data (weighted by sample counts)."""
         local = torch.tensor([self.op.loss()], dtype=torch.float64, device=self.device)
         return float(self._reduce(local, self.op.n_samples)[0])

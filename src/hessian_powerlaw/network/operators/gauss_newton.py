@@ -48,7 +48,7 @@ class EmpiricalFisher(LossHessian):
 
     curvature = "fisher"
 
-    def __init__(self, *args, chunk_size=64, **kwargs):
+    def __init__(self, *args: object, chunk_size: int = 64, **kwargs: object):
         super().__init__(*args, chunk_size=chunk_size, **kwargs)
 
     def _sample_gradient(self, params, x, y):

@@ -18,6 +18,8 @@ Products are forward-over-reverse; where torch's forward mode fails on the first
 the operator switches to reverse-over-reverse, which gives the same products.
 """
 
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
@@ -25,7 +27,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 from hessian_powerlaw.network.operators.base import own_copy
 
 
-def is_pair(data):
+def is_pair(data: object) -> bool:
     """Whether data is an in-memory (inputs, targets) pair of tensors."""
     return isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
@@ -44,7 +46,7 @@ _MEAN_LOSSES = (
 )
 
 
-def plain_mean(loss_fn, y):
+def plain_mean(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor) -> bool:
     """Whether loss_fn(outputs, y) is the plain mean over samples of a per-sample loss (a known
     torch loss, mean reduction, no class weights, no ignored targets in y), so that the data
     may be cut into chunks weighted by their sizes."""
@@ -61,7 +63,9 @@ def _to(x, device, dtype):
     return x.to(device, dtype) if x.is_floating_point() else x.to(device)
 
 
-def batches(data):
+def batches(
+    data: tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """(x, y) pairs of `data`: an (x, y) tuple of tensors is one batch; an iterable of
     (x, y) pairs (a DataLoader) is read as it is."""
     return [data] if is_pair(data) else data
@@ -70,7 +74,15 @@ def batches(data):
 class LossHessian:
     """H over `data` (see the module docstring), implementing `operators.base.Operator`."""
 
-    def __init__(self, model, loss_fn, data, names=None, dtype=torch.float32, chunk_size=None):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        data: tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+        names: list[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk_size: int | None = None,
+    ):
         self.model = model = own_copy(model, dtype)
         self.loss_fn, self.dtype, self.chunk_size = loss_fn, dtype, chunk_size
         first = next(model.parameters(), None)
@@ -128,7 +140,7 @@ class LossHessian:
             for i in range(0, len(x), step):
                 yield x[i : i + step], y[i : i + step]
 
-    def matmat(self, vectors):
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """H @ V for V of shape (n, b): b products in one pass over the data."""
         try:
             return self._matmat(vectors)
@@ -177,7 +189,7 @@ class LossHessian:
             )
         return "the data hold no samples"
 
-    def loss(self):
+    def loss(self) -> float:
         """The mean loss over the data at the model's parameters."""
         with torch.no_grad():
             return float(self._mean_loss(self.params))

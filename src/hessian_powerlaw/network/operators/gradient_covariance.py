@@ -17,7 +17,15 @@ from hessian_powerlaw.network.operators.base import own_copy
 class GradientCovariance:
     """C over (x, y) at batch size `batch`, implementing `operators.base.Operator`."""
 
-    def __init__(self, model, x, y, batch=1, dtype=torch.float32, label_smoothing=0.0):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch: int = 1,
+        dtype: torch.dtype = torch.float32,
+        label_smoothing: float = 0.0,
+    ):
         model = own_copy(model, dtype)
         self.dtype, self.batch = dtype, int(batch)
         self.device = next(model.parameters()).device
@@ -65,15 +73,15 @@ class GradientCovariance:
         self.hvp_count = 0
         self.data_passes = 1  # the gradients, once
 
-    def matmat(self, vectors):
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """C @ V for V of shape (n, b)."""
         self.hvp_count += vectors.shape[1]
         return self.centred.T @ (self.centred @ vectors.to(self.dtype)) / self.m
 
-    def trace(self):
+    def trace(self) -> float:
         """tr C = mean squared norm of the centred batch gradients (exact)."""
         return float((self.centred.double() ** 2).sum() / self.m)
 
-    def loss(self):
+    def loss(self) -> float:
         """The mean loss over the data (computed with the batch gradients)."""
         return self._loss

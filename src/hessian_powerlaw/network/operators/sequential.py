@@ -207,15 +207,15 @@ class SequentialHessian:
 
     def __init__(
         self,
-        model,
-        x,
-        y,
-        chunk_size=None,
-        group_size=None,
-        dtype=torch.float32,
-        shift=0.0,
-        cache_bytes=None,
-        label_smoothing=0.0,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        chunk_size: int | None = None,
+        group_size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        shift: float = 0.0,
+        cache_bytes: int | None = None,
+        label_smoothing: float = 0.0,
     ):
         plan(model)  # UnsupportedModel before any copy
         self.model = model = own_copy(model, dtype)
@@ -310,7 +310,7 @@ class SequentialHessian:
                 dd = input_products(module, primal.inputs[i].shape, self.params[w], dd, delta, tangents[w], b)
         return out
 
-    def matmat(self, vectors):
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """H @ V for V of shape (n, b): b products in one pass over the data."""
         vectors = vectors.to(self.device, self.dtype)
         b = vectors.shape[1]
@@ -337,11 +337,11 @@ class SequentialHessian:
         )
         return out + self.shift * vectors
 
-    def matvec(self, vector):
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
         """H v for one vector (n,)."""
         return self.matmat(vector.reshape(-1, 1))[:, 0]
 
-    def loss(self):
+    def loss(self) -> float:
         """The mean (label-smoothed) cross-entropy over the data."""
         with torch.no_grad():
             total = sum(
