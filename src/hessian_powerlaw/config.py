@@ -16,7 +16,13 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    """The config schema (a fresh copy: callers may change it)."""
+    """The configuration schema (JSON Schema, read from the package's ``config.schema.yaml``).
+
+    Returns
+    -------
+    dict
+        A fresh copy: callers may change it.
+    """
     return copy.deepcopy(_parsed_schema())
 
 
@@ -39,7 +45,25 @@ def _with_defaults(validator_class):
 
 
 def validate(config: dict, source: str = "config") -> dict:
-    """Validate `config` in place (filling defaults); raise ConfigError naming the key."""
+    """Validate `config` in place, filling in defaults.
+
+    Parameters
+    ----------
+    config : dict
+        A configuration as read from YAML; changed in place (defaults added).
+    source : str
+        What to name in errors (the file, or 'options').
+
+    Returns
+    -------
+    dict
+        `config` itself, validated and complete.
+
+    Raises
+    ------
+    ConfigError
+        One line naming `source` and the offending key (schema and cross-field checks).
+    """
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
     _check_finite(config, source)
@@ -117,8 +141,26 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def load_config(path: str | Path) -> dict:
-    """Read and validate a YAML config file (at most 1 MiB, no YAML aliases: a 'billion
-    laughs' document is refused before it expands)."""
+    """Read and validate a YAML config file.
+
+    The file may hold at most 1 MiB and no YAML aliases (a 'billion laughs' document is refused
+    before it expands); keys it leaves out get the schema's defaults.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+
+    Returns
+    -------
+    dict
+        The validated configuration, defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key that is wrong, or why the file cannot be read.
+    """
     path = Path(path)
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -144,5 +186,11 @@ def load_config(path: str | Path) -> dict:
 
 
 def defaults() -> dict:
-    """The configuration with every default filled in."""
+    """The configuration with every default filled in.
+
+    Returns
+    -------
+    dict
+        The validated configuration of an empty file: every key of the schema at its default.
+    """
     return validate({}, source="defaults")

@@ -42,8 +42,25 @@ def regular_input(path: str | os.PathLike) -> Path:
 
 
 def distinct(paths: Iterable[str | os.PathLike]) -> list:
-    """`paths` as given, if no file appears twice (by its resolved path); InputError otherwise:
-    an aggregator must not count one input as two samples."""
+    """`paths` as given, if no file appears twice (by its resolved path).
+
+    An aggregator must not count one input as two samples.
+
+    Parameters
+    ----------
+    paths : iterable of str or os.PathLike
+        Input files.
+
+    Returns
+    -------
+    list
+        The paths, in the order given.
+
+    Raises
+    ------
+    InputError
+        Naming the first file given twice.
+    """
     seen = {}
     for path in paths:
         key = Path(path).resolve()
@@ -54,7 +71,23 @@ def distinct(paths: Iterable[str | os.PathLike]) -> list:
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """The JSON object in a regular file; InputError naming the file if it is not one."""
+    """The JSON object in a regular file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A JSON file holding an object.
+
+    Returns
+    -------
+    dict
+        The object.
+
+    Raises
+    ------
+    InputError
+        One line naming the file if it is missing, not a regular file, not JSON or not an object.
+    """
     path = regular_input(path)
     try:
         value = json.loads(path.read_text())
@@ -94,17 +127,41 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 text to `path` atomically."""
+    """Write UTF-8 text to `path` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (replaced only once completely written).
+    text : str
+        The content.
+    """
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
-    """Write a JSON object to `path` atomically (NaN and inf refused)."""
+    """Write a JSON object to `path` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (replaced only once completely written).
+    obj : dict
+        A JSON-serialisable object; NaN and infinity are refused.
+    """
     write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
 def save_npy(path: str | os.PathLike, array: npt.ArrayLike) -> None:
-    """Write an array to a .npy file atomically (no pickles)."""
+    """Write an array to a .npy file atomically (no pickles).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .npy file (replaced only once completely written).
+    array : array_like
+        Any numeric array; object arrays are refused by numpy's ``allow_pickle=False``.
+    """
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
@@ -125,7 +182,20 @@ def _cell(value):
 
 
 def to_tsv(rows: Iterable[dict], columns: Sequence[str]) -> str:
-    """Rows (dicts) as TSV text with the given columns, in that order."""
+    """Rows (dicts) as TSV text with the given columns, in that order.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        The rows; a missing key, None or NaN is an empty cell, a float has 6 significant digits.
+    columns : sequence of str
+        The header, in order.
+
+    Returns
+    -------
+    str
+        The TSV text, header first, one line per row.
+    """
     out = io.StringIO()
     out.write("\t".join(columns) + "\n")
     for row in rows:
@@ -134,7 +204,17 @@ def to_tsv(rows: Iterable[dict], columns: Sequence[str]) -> str:
 
 
 def write_tsv(path: str | os.PathLike, rows: Iterable[dict], columns: Sequence[str]) -> None:
-    """Write rows as a TSV file atomically."""
+    """Write rows as a TSV file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (replaced only once completely written).
+    rows : iterable of dict
+        The rows, as for `to_tsv`.
+    columns : sequence of str
+        The header, in order.
+    """
     write_text(path, to_tsv(rows, columns))
 
 
@@ -158,8 +238,20 @@ TEXT_COLUMNS = frozenset(
 
 
 def read_tsv(path: str | os.PathLike) -> list[dict]:
-    """Rows of a TSV written by write_tsv, with numbers and booleans converted back (except in
-    TEXT_COLUMNS, which stay text; empty cells are None)."""
+    """Rows of a TSV written by `write_tsv`, with numbers and booleans converted back.
+
+    Columns in TEXT_COLUMNS stay text; empty cells are None.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TSV file with a header line.
+
+    Returns
+    -------
+    list of dict
+        One {column: value} per data line.
+    """
     with open(regular_input(path), newline="") as handle:
         lines = [line for line in handle if not line.startswith("#")]
     return [

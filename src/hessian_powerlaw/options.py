@@ -196,7 +196,18 @@ def path(name: str) -> tuple[str, ...]:
 
 
 def flag(name: str) -> str:
-    """The command-line flag of option `name`."""
+    """The command-line flag of option `name`.
+
+    Parameters
+    ----------
+    name : str
+        An option of the table.
+
+    Returns
+    -------
+    str
+        The flag, e.g. ``--spectrum-k`` (the table's own flag where it names one).
+    """
     return TABLE[name][1] or "--" + name.replace("_", "-")
 
 
@@ -206,7 +217,18 @@ def _schema():
 
 
 def schema_node(name: str) -> dict:
-    """The config schema's entry for an option (type, bounds, enum, default, description)."""
+    """The config schema's entry for an option.
+
+    Parameters
+    ----------
+    name : str
+        An option of the table.
+
+    Returns
+    -------
+    dict
+        Its schema entry: type, bounds, enum, default, description.
+    """
     node = _schema()
     for key in path(name):
         node = node["properties"][key]
@@ -214,7 +236,20 @@ def schema_node(name: str) -> dict:
 
 
 def values(config: dict, names: Iterable[str]) -> dict:
-    """{name: value} of the options `names` in a validated config."""
+    """The values of some options in a validated config.
+
+    Parameters
+    ----------
+    config : dict
+        A validated configuration.
+    names : iterable of str
+        Options of the table.
+
+    Returns
+    -------
+    dict
+        {name: value}, each read at the option's config path.
+    """
     out = {}
     for name in names:
         value = config
@@ -225,7 +260,20 @@ def values(config: dict, names: Iterable[str]) -> dict:
 
 
 def with_values(config: dict, settings: dict) -> dict:
-    """A copy of `config` with the given {option name: value} set at their paths."""
+    """A copy of `config` with some options set.
+
+    Parameters
+    ----------
+    config : dict
+        A configuration (not changed).
+    settings : dict
+        {option name: value}, each set at the option's config path.
+
+    Returns
+    -------
+    dict
+        The changed copy (not validated).
+    """
     config = copy.deepcopy(config)
     for name, value in settings.items():
         *parents, leaf = path(name)

@@ -80,8 +80,38 @@ def spectrum_record(
     seed: int = 0,
     **options: object,
 ) -> tuple:
-    """(record, eigenvalues, residuals, `vectors.RitzVectors` or None) of a factory-built model, or with
-    options['blocks'] a list of block records (one per parameter group) and no arrays."""
+    """The top-K spectrum of a model your own factory builds, as a record.
+
+    Parameters
+    ----------
+    model_factory : str
+        ``package.module:function`` returning a ``torch.nn.Module``.
+    data_factory : str
+        ``package.module:function`` returning (x, y) tensors or an iterable of (x, y) batches.
+    state_dict : str or os.PathLike, optional
+        Weights to load into the model (``torch.load(weights_only=True)``).
+    loss : str, default "cross-entropy"
+        A name of LOSSES.
+    k : int, default 100
+        Eigenvalues.
+    bootstrap : int, default 0
+        Bootstrap draws of the fit's KS p-value.
+    seed : int, default 0
+        Seed of the solver and the bootstrap.
+    **options
+        Passed to `top_spectrum` (solver, tol, dtype, blocks, ...).
+
+    Returns
+    -------
+    tuple
+        (record, eigenvalues (K,), residuals (K,), `vectors.RitzVectors` or None); with
+        options['blocks'] (a list of block records, one per parameter group, None, None, None).
+
+    Raises
+    ------
+    FactoryError
+        One line naming the factory that cannot be imported, called or used.
+    """
     if loss not in LOSSES:
         raise FactoryError(f"unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
     start = time.perf_counter()
@@ -103,8 +133,26 @@ def spectrum_record(
 def summarise(
     result: Spectrum | dict, base: dict, bootstrap: int = 0, seed: int = 0, start: float | None = None
 ) -> tuple:
-    """(record, eigenvalues, residuals) of a Spectrum, or (block rows, None, None) of a dict of
-    them; `base` holds the keys every row starts with."""
+    """Records of a `top_spectrum` result.
+
+    Parameters
+    ----------
+    result : Spectrum or dict
+        One spectrum, or {block name: Spectrum} of a per-block run.
+    base : dict
+        The keys every record starts with.
+    bootstrap : int, default 0
+        Bootstrap draws of the fit's KS p-value.
+    seed : int, default 0
+        Seed of the bootstrap.
+    start : float, optional
+        A ``time.perf_counter()`` reading: the record's 'seconds' are counted from it.
+
+    Returns
+    -------
+    tuple
+        (record, eigenvalues (K,), residuals (K,)) of a Spectrum, or (block rows, None, None).
+    """
     if isinstance(result, dict):
         rows = [{**base, "block": name, **_summary(s, bootstrap, seed)} for name, s in result.items()]
         return rows, None, None

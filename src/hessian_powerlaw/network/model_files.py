@@ -16,11 +16,33 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> None:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode, meta) from a file written by train(); never unpickles objects.
+    """A model and its metadata from a file written by `train`; never unpickles objects.
 
     The network is first built on the 'meta' device (no memory) and its shapes checked against
     the saved weights, which are then assigned: metadata that asks for a huge network cannot
-    allocate anything before it is found not to match the file."""
+    allocate anything before it is found not to match the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file of `train` (``torch.save`` of tensors and plain metadata).
+    device : str or torch.device, default "cpu"
+        Where the weights go.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode.
+    meta : dict
+        The training settings and results stored with it.
+
+    Raises
+    ------
+    TrainingError
+        One line naming the file when it is not a model file of this package or does not match.
+    FileNotFoundError
+        When there is no such file.
+    """
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
         meta = saved["meta"]

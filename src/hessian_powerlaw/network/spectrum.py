@@ -32,12 +32,32 @@ def eval_data(
     split: str = "train",
     dataset: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images of the Hessian (first n_eval of them; 0 = all): by default the training
-    images the model was trained on, with its training labels (noisy or shuffled ones too).
+    """The data of the Hessian of a trained model.
 
-    split 'test': the test images of that data set, true labels. dataset: another data set of
-    the same image shape (its own normalisation, true labels; Table 7's CIFAR-100 model on
-    CIFAR-10), its training or test split."""
+    By default the training images the model was trained on (the first `n_eval` of them), with
+    its training labels (noisy or shuffled ones too).
+
+    Parameters
+    ----------
+    meta : dict
+        The model file's metadata (data set, subset seed, normalisation, labels).
+    n_eval : int, default 0
+        Images kept; 0 keeps all.
+    data_root : str, optional
+        Where the data sets lie (default: the metadata's, then the package's own).
+    split : str, default "train"
+        'test': the test images of that data set, with true labels.
+    dataset : str, optional
+        Another data set of the same image shape (its own normalisation, true labels; Table 7's
+        CIFAR-100 model on CIFAR-10), its training or test split.
+
+    Returns
+    -------
+    x : torch.Tensor
+        Images, shape (N, C, H, W), float32.
+    y : torch.Tensor
+        Labels, shape (N,), int64.
+    """
     if split not in EVAL_SPLITS:
         raise ValueError(f"unknown eval split {split!r} (choose from {', '.join(EVAL_SPLITS)})")
     spec = meta
@@ -63,15 +83,36 @@ def eval_data(
 
 @dataclass(frozen=True)
 class SpectrumSettings:
-    """The settings of one network spectrum: the dnn-spectrum options of the option table
-    (`options.COMMANDS['dnn-spectrum']`, with `k` for spectrum_k) and the command's own flags.
+    """The settings of one network spectrum.
+
+    The dnn-spectrum options of the option table (`options.COMMANDS['dnn-spectrum']`, with `k`
+    for spectrum_k) and the command's own flags.
 
     operator 'hessian' is the loss Hessian (with weight_decay_term, of the loss plus the
     training's weight-decay term wd/2 ||theta||^2); 'ggn' the generalised Gauss-Newton matrix
     and 'fisher' the empirical Fisher of the same loss (`operators.gauss_newton`);
     'gradient-covariance' the covariance of the batch gradients at batch size gradient_batch.
-    trace_probes: products of the deflated trace estimate (exact for the dense solver and the
-    gradient covariance). vectors: also return the Ritz vectors (`vectors.RitzVectors`)."""
+
+    Attributes
+    ----------
+    k, n_eval, solver, tol, dtype, device, verify, steps_per_k, seed, memory_limit : various
+        The dnn-spectrum options of these names (the configuration reference; `k` is spectrum_k).
+    slq_steps, block_size, weight_decay_term, hessian, bootstrap, bootstrap_seed : various
+        Likewise.
+    eval_split, eval_dataset, operator, gradient_batch, gap_k : various
+        Likewise.
+    data_root : str or None
+        Where the data sets lie.
+    progress : bool
+        Progress on stderr.
+    variant : str
+        The record's name for this spectrum ('spectrum', or a fidelity variant).
+    trace_probes : int
+        Products of the deflated trace estimate (exact for the dense solver and the gradient
+        covariance).
+    vectors : bool
+        Also return the Ritz vectors (`vectors.RitzVectors`).
+    """
 
     k: int = 1000
     n_eval: int = 0

@@ -46,7 +46,13 @@ class RitzVectors:
             raise ValueError(f"vectors of shape {tuple(self.flat.shape)} do not fit {rows} parameters")
 
     def named(self) -> dict[str, np.ndarray]:
-        """{parameter name: numpy array of shape (K, *parameter shape)}."""
+        """The vectors as named arrays, one per trainable parameter.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            {parameter name: array of shape (K, *parameter shape)}.
+        """
         out, start = {}, 0
         flat = self.flat.detach().cpu().numpy()
         for name, shape in self.layout:
@@ -56,7 +62,14 @@ class RitzVectors:
         return out
 
     def save(self, path: str | Path) -> None:
-        """Write `path` atomically: .npz named arrays, anything else the flat .npy matrix."""
+        """Write the vectors to `path` atomically.
+
+        Parameters
+        ----------
+        path : str or Path
+            A .npz file gets the named arrays (`named`); any other name the flat (n_params, K)
+            matrix as .npy.
+        """
         if str(path).endswith(".npz"):
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                 np.savez(handle, **self.named())

@@ -132,7 +132,20 @@ def batched_eigenvalues(hessians: list[np.ndarray], backend: str) -> list[np.nda
 
 
 def new_record(path: str | os.PathLike, source: str = "local") -> dict:
-    """An empty protein record for `path` (status 'failed' until the analysis fills it)."""
+    """An empty protein record for `path`: status 'failed' until the analysis fills it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The structure file.
+    source : str, default "local"
+        Where the file came from ('local' or 'rcsb').
+
+    Returns
+    -------
+    dict
+        Every PROTEIN_KEYS key, None where not yet known.
+    """
     record = dict.fromkeys(PROTEIN_KEYS)
     record.update(file=str(path), source=source, status="failed")
     return record

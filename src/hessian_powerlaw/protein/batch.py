@@ -27,7 +27,18 @@ def available_cpus() -> int:
 
 
 def resolve_jobs(jobs: int) -> int:
-    """Entries at once for a --jobs value (0: one per available CPU)."""
+    """Entries analysed at once for a --jobs value.
+
+    Parameters
+    ----------
+    jobs : int
+        The flag's value; 0 means one per available CPU.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     return jobs or available_cpus()
 
 
@@ -63,14 +74,35 @@ def analyse_many(
     records_dir: str | os.PathLike | None = None,
     jobs: int = 1,
 ) -> Iterator[tuple[int, dict]]:
-    """Yield (index, record) for each task (path, pdb_id) of the list `tasks` as it finishes.
+    """Yield (index, record) for each task of `tasks` as it finishes.
 
     jobs 1: here, in order; on the torch and cuda backends sorted by file size and solved in
     batches of equal order (`analysis.analyse_stream`, BATCH_BYTES of Hessians at a time).
     jobs > 1: that many worker processes (at most one per task), one BLAS thread each, the
-    largest files submitted first. A worker that dies (killed, out of
-    memory) breaks the pool: the unfinished entries are then rerun one process each, so only
-    the entry that kills its process gets a failed record.
+    largest files submitted first. A worker that dies (killed, out of memory) breaks the pool:
+    the unfinished entries are then rerun one process each, so only the entry that kills its
+    process gets a failed record.
+
+    Parameters
+    ----------
+    tasks : list of tuple
+        (path, pdb_id) of each structure file; pdb_id may be empty.
+    cfg : dict
+        The protein SETTINGS (cutoff, K, eigen_backend, ...), as for `analysis.analyse`.
+    source : str, default "local"
+        Stored in every record ('local' or 'rcsb').
+    records_dir : str or os.PathLike, optional
+        Where finished records and spectra are kept: an entry whose record is there is not
+        analysed again (`cache.analyse_cached`).
+    jobs : int, default 1
+        Worker processes.
+
+    Yields
+    ------
+    index : int
+        The task's position in `tasks`.
+    record : dict
+        Its PROTEIN_KEYS record (status 'ok', 'skipped' or 'failed' with the reason).
     """
     if jobs <= 1 or len(tasks) <= 1:
         order = list(range(len(tasks)))

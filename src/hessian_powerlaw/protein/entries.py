@@ -14,7 +14,27 @@ STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 def read_entries(
     path: str | os.PathLike, batch: int | None = None, batch_size: int | None = None
 ) -> list[dict]:
-    """Rows {pdb_id, path} (text; empty cells "") of an entries file, optionally one batch."""
+    """The rows of an entries file (the output of `select`), optionally one batch of them.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TSV with the columns pdb_id and path.
+    batch : int, optional
+        The batch to return (0-based); all rows when None.
+    batch_size : int, optional
+        Rows per batch (with `batch`).
+
+    Returns
+    -------
+    list of dict
+        {pdb_id, path} as text (empty cells "").
+
+    Raises
+    ------
+    ConfigError
+        When the file lacks the pdb_id or path column.
+    """
     rows = read_tsv(path)
     if rows and not {"pdb_id", "path"} <= set(rows[0]):
         raise ConfigError(f"{path}: an entries file needs the columns pdb_id and path")
@@ -24,8 +44,18 @@ def read_entries(
 
 
 def local_entries(pattern: str | os.PathLike) -> list[dict]:
-    """Structure files of a directory or glob, with their entry ids, sorted by id (the first
-    file of an id is kept)."""
+    """Structure files of a directory or glob, with their entry ids.
+
+    Parameters
+    ----------
+    pattern : str or os.PathLike
+        A directory (its PDB and mmCIF files, gzipped or not) or a glob pattern.
+
+    Returns
+    -------
+    list of dict
+        {pdb_id, path} sorted by id; the first file of an id is kept.
+    """
     path = Path(pattern)
     if path.is_dir():
         files = [p for p in path.iterdir() if is_structure(p.name)]

@@ -47,8 +47,24 @@ def terminal(attribute: str, operator: str, value: object) -> dict:
     }
 
 
-def build_query(query: str, min_residues: int, max_residues: int, start: int = 0) -> dict:
-    """The Search API v2 request for the study's selection, one page from `start`."""
+def build_query(query: dict, min_residues: int, max_residues: int, start: int = 0) -> dict:
+    """The RCSB Search API v2 request for the study's selection, one page.
+
+    Parameters
+    ----------
+    query : dict
+        The config's pdb.query: experimental method, resolution limit, polymer types, sequence
+        identity cutoff, the API's url and rows per page.
+    min_residues, max_residues : int
+        The range of deposited polymer residues.
+    start : int, default 0
+        The first result of the page.
+
+    Returns
+    -------
+    dict
+        The JSON request body.
+    """
     return {
         "query": {
             "type": "group",
@@ -182,14 +198,33 @@ def _retry_after(value):
 
 
 def search_entries(
-    query: str,
+    query: dict,
     min_residues: int,
     max_residues: int,
     retries: int = 5,
     timeout: float = 60,
     backoff: float = 1.0,
 ) -> list[str]:
-    """Unique entry ids (search order) of the study's selection, all pages."""
+    """Entry ids of the study's selection from the RCSB Search API, every page.
+
+    Parameters
+    ----------
+    query : dict
+        The config's pdb.query, as for `build_query`.
+    min_residues, max_residues : int
+        The range of deposited polymer residues.
+    retries : int, default 5
+        Retries of a failed request.
+    timeout : float, default 60
+        Seconds per request.
+    backoff : float, default 1.0
+        Seconds before the first retry, doubling each time.
+
+    Returns
+    -------
+    list of str
+        Unique entry ids, in search order.
+    """
     ids, start = [], 0
     while True:
         payload = build_query(query, min_residues, max_residues, start)
@@ -233,7 +268,25 @@ def verify_mmcif_gz(data: bytes, pdb_id: str | None = None) -> None:
 
 
 def cache_path(cache: str | os.PathLike, pdb_id: str) -> Path:
-    """Where the cached mmCIF of `pdb_id` lies in `cache`."""
+    """Where the cached mmCIF of an entry lies.
+
+    Parameters
+    ----------
+    cache : str or os.PathLike
+        The cache directory.
+    pdb_id : str
+        A four-character PDB id.
+
+    Returns
+    -------
+    Path
+        ``cache/<ID>.cif.gz``, the id in upper case.
+
+    Raises
+    ------
+    ValueError
+        For an id that is not 4 characters, digit first (it never reaches a path or a URL).
+    """
     return Path(cache) / f"{validate_id(pdb_id)}.cif.gz"
 
 
@@ -289,7 +342,33 @@ def download_entries(
     timeout: float = 60,
     backoff: float = 1.0,
 ) -> list[dict]:
-    """Fetch entries with bounded parallelism; rows in input order, progress on stderr."""
+    """Fetch entries into the cache with bounded parallelism, progress on stderr.
+
+    A cached file is verified and kept; a download is verified (gzip, mmCIF, the entry's id)
+    before it is moved into place.
+
+    Parameters
+    ----------
+    ids : iterable of str
+        PDB ids.
+    cache : str or os.PathLike
+        The cache directory.
+    base_url : str
+        Where ``<id>.cif.gz`` files are served (RCSB's download host, or a mirror).
+    workers : int, default 4
+        Downloads at once.
+    retries : int, default 5
+        Retries of a failed request.
+    timeout : float, default 60
+        Seconds per request.
+    backoff : float, default 1.0
+        Seconds before the first retry, doubling each time.
+
+    Returns
+    -------
+    list of dict
+        {pdb_id, path, status ('downloaded', 'cached' or 'failed'), reason}, in input order.
+    """
     ids = list(ids)
     rows = [None] * len(ids)
     with ThreadPoolExecutor(max_workers=workers) as pool:

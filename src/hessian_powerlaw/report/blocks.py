@@ -11,8 +11,23 @@ if TYPE_CHECKING:
 
 
 def blocks_figure(rows: list[dict], title: str = "Per-block Hessian spectra") -> "Figure":
-    """beta ± sigma per block (blue: power law by the KS test, red: not; grey: no fit) and
-    each block's lambda_max, in the table's order."""
+    """beta ± sigma per block and each block's lambda_max, in the table's order.
+
+    Blue: a power law by the KS test; red: not; grey: no fit.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The per-block table of ``dnn-spectrum --blocks`` (block, beta, beta_sigma, verdict,
+        lambda_max, ...).
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels.
+    """
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 6), sharex=True)
     x = list(range(len(rows)))
     for i, row in enumerate(rows):

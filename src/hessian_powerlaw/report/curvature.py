@@ -51,8 +51,26 @@ def points(metrics: dict, from_epoch: int = 0) -> list[dict]:
 
 
 def run_row(name: str, metrics: dict, from_epoch: int = 0) -> dict:
-    """One run's summary: the trace change per optimizer step is the slope of a line through
-    the trace measurements from `from_epoch` on."""
+    """One run's summary row.
+
+    The trace change per optimizer step is the slope of a line through the trace measurements
+    from `from_epoch` on.
+
+    Parameters
+    ----------
+    name : str
+        The run name (its settings are read from it).
+    metrics : dict
+        The run's metrics file (its 'curvature' measurements).
+    from_epoch : int, default 0
+        The first epoch of the fit (after the early phase).
+
+    Returns
+    -------
+    dict
+        The run's settings (GROUP_KEYS, lr, seed), the number of measurements and the trace
+        rate per step with its fit.
+    """
     spec, final = metrics["spec"], metrics["final"]
     pts = points(metrics, from_epoch)
     if not pts:
@@ -88,7 +106,18 @@ def group_name(row: dict) -> str:
 
 
 def lr_fits(rows: list[dict]) -> list[dict]:
-    """Per group of runs differing only in lr and seed (at least two lrs): trace rate = a + b lr^2."""
+    """Per group of runs differing only in lr and seed (at least two lrs): trace rate = a + b lr^2.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `run_row`.
+
+    Returns
+    -------
+    list of dict
+        One row per group: its name and the line's fit (`regression.linear_fit`).
+    """
     groups = defaultdict(list)
     for row in rows:
         groups[group_name(row)].append(row)
@@ -102,8 +131,20 @@ def lr_fits(rows: list[dict]) -> list[dict]:
 
 
 def negative_fits(named_metrics: list[tuple[str, dict]]) -> list[dict]:
-    """Per optimizer group (lr kept apart): sum of negative bottom-K eigenvalues = a + b train loss,
-    over every measurement of every seed."""
+    """Per optimizer group (lr kept apart): sum of negative bottom-K eigenvalues = a + b train loss.
+
+    Every measurement of every seed is a point.
+
+    Parameters
+    ----------
+    named_metrics : list of (str, dict)
+        (run name, metrics) of the curvature runs (`records.metrics_files`).
+
+    Returns
+    -------
+    list of dict
+        One row per group: its name and the line's fit (`regression.linear_fit`).
+    """
     groups = defaultdict(list)
     for _, metrics in named_metrics:
         spec = {**metrics["spec"], "n_train": metrics["final"]["n_train_used"]}

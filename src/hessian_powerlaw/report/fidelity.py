@@ -36,8 +36,20 @@ COLUMNS = (
 
 
 def rows(items: Iterable[tuple[str, dict, np.ndarray]], ks: Iterable[int]) -> list[dict]:
-    """items: (variant, record, eigenvalues). One row per K in `ks` (that the spectrum holds)
-    with xmin at the K-th value, plus one with the KS-chosen xmin within the largest K."""
+    """The estimator's fidelity rows: beta at several K, and with a KS-chosen xmin.
+
+    Parameters
+    ----------
+    items : iterable of (str, dict, numpy.ndarray)
+        (variant, record, eigenvalues (M,) descending) of each spectrum.
+    ks : iterable of int
+        Tail sizes K; those the spectrum holds get a row with xmin at the K-th value.
+
+    Returns
+    -------
+    list of dict
+        Per variant, one row per K, then one with the KS-chosen xmin within the largest K.
+    """
     out = []
     for variant, rec, values in items:
         base = {key: rec.get(key) for key in COLUMNS if key not in FIT_COLUMNS}
@@ -67,7 +79,18 @@ def _fit(function, values, k):
 
 
 def markdown(table: list[dict]) -> str:
-    """The fidelity table as markdown, with the study's values."""
+    """The fidelity table as markdown, with the study's values.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows of `rows`.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     lines = [
         f"Study: beta {STUDY['beta']} ± {STUDY['beta_sigma']} at K = {STUDY['k']} ({STUDY['source']}).",
         "",

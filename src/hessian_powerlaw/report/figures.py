@@ -56,7 +56,22 @@ def rank_size(ax: "Axes", values: np.ndarray, rec: dict, title: str, prefix: str
 
 
 def save(fig: "Figure", out_dir: str | Path, name: str) -> list[Path]:
-    """Write name.png and name.pdf atomically; returns their paths."""
+    """Write a figure as name.png and name.pdf, atomically, and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    out_dir : str or Path
+        The directory.
+    name : str
+        The file name without extension.
+
+    Returns
+    -------
+    list of Path
+        The PNG and the PDF.
+    """
     paths = []
     for ext in ("png", "pdf"):
         path = Path(out_dir) / f"{name}.{ext}"
@@ -77,7 +92,21 @@ def _grid(n, width=4.2, height=3.3):
 
 
 def spectra_figure(items: list[tuple[str, np.ndarray, dict]], ylabel: str, suptitle: str) -> "Figure":
-    """items: (title, values, record); one rank-size panel each (study Fig 1/9)."""
+    """One rank-size panel per spectrum, with its fitted power law (the study's Fig 1/9).
+
+    Parameters
+    ----------
+    items : list of (str, numpy.ndarray, dict)
+        (title, values (M,) descending, record with the fit).
+    ylabel : str
+        The value axis' label.
+    suptitle : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = _grid(len(items))
     if not items:
         axes[0].text(0.5, 0.5, "nothing fitted", ha="center", va="center")
@@ -90,7 +119,18 @@ def spectra_figure(items: list[tuple[str, np.ndarray, dict]], ylabel: str, supti
 
 
 def gaps_figure(items: list[tuple[str, np.ndarray, dict]]) -> "Figure":
-    """Eigengaps delta_k = lambda_k - lambda_(k+1) of each network with their fit (Fig 2)."""
+    """Eigengaps delta_k = lambda_k - lambda_(k+1) of each network, with their fit (the study's Fig 2).
+
+    Parameters
+    ----------
+    items : list of (str, numpy.ndarray, dict)
+        (title, eigenvalues (K,) descending, record with the 'gap_' fit keys).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One rank-size panel per item.
+    """
     fig, axes = _grid(len(items))
     for ax, (title, values, rec) in zip(axes, items, strict=False):
         gaps = -np.diff(np.sort(values)[::-1])
@@ -104,7 +144,17 @@ def gaps_figure(items: list[tuple[str, np.ndarray, dict]]) -> "Figure":
 def overlay_figure(
     protein_items: list[tuple[str, np.ndarray, dict]], dnn_items: list[tuple[str, np.ndarray, dict]]
 ) -> "Figure":
-    """Every spectrum's top K, normalised (rank/K, value/xmin), proteins and networks together."""
+    """Every spectrum's top K, normalised (rank/K, value/xmin), proteins and networks together.
+
+    Parameters
+    ----------
+    protein_items, dnn_items : list of (str, numpy.ndarray, dict)
+        (name, spectrum (M,) descending, record with the fit) of each side.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, ax = plt.subplots(figsize=(6.5, 5))
     groups = (
         (protein_items, "tab:green", "-", "proteins"),
@@ -130,7 +180,17 @@ def overlay_figure(
 
 
 def size_bin_histograms(records: list[dict]) -> "Figure":
-    """Histograms of s and d_ks/d_c per protein size bin (Fig 10)."""
+    """Histograms of s and d_ks/d_c per protein size bin (the study's Fig 10).
+
+    Parameters
+    ----------
+    records : list of dict
+        Protein records.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     ok = [r for r in records if r.get("status") == "ok"]
     fig, axes = plt.subplots(2, len(SIZE_BINS), figsize=(4 * len(SIZE_BINS), 6), squeeze=False)
     for col, (name, low, high) in enumerate(SIZE_BINS):
@@ -150,7 +210,18 @@ def size_bin_histograms(records: list[dict]) -> "Figure":
 
 
 def sweep_figure(records: list[dict]) -> "Figure":
-    """s and d_ks/d_c against every swept dimension of the trained runs (Fig 6/7)."""
+    """s and d_ks/d_c against every swept dimension of the trained runs (the study's Fig 6/7).
+
+    Parameters
+    ----------
+    records : list of dict
+        Network records.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        An empty note when no dimension was swept.
+    """
     trained = [r for r in records if r.get("epochs") and r.get("beta") is not None]
     dims = [d for d in SWEEP_DIMS if len({r.get(d) for r in trained}) > 1]
     fig, axes = plt.subplots(2, max(len(dims), 1), figsize=(4.2 * max(len(dims), 1), 6), squeeze=False)
@@ -217,7 +288,17 @@ def palette(n: int) -> list[tuple[float, float, float, float]]:
 
 
 def trace_figure(runs: list[tuple[str, dict]]) -> "Figure":
-    """Hessian trace, top eigenvalue and training loss against epoch, mean ± std over seeds."""
+    """Hessian trace, top eigenvalue and training loss against epoch, mean ± std over seeds.
+
+    Parameters
+    ----------
+    runs : list of (str, dict)
+        (run name, metrics) of the curvature runs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     groups = _curvature_groups(runs)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     panels = (
@@ -254,7 +335,19 @@ def fit_line(ax: "Axes", x: np.ndarray, fit: dict, color: object) -> None:
 
 
 def lr_figure(runs: list[tuple[str, dict]], from_epoch: int = 0) -> "Figure":
-    """Trace change per optimizer step against lr² with a linear fit per group (study Fig 2b)."""
+    """Trace change per optimizer step against lr², with a linear fit per group (the study's Fig 2b).
+
+    Parameters
+    ----------
+    runs : list of (str, dict)
+        (run name, metrics) of the curvature runs.
+    from_epoch : int, default 0
+        The first epoch of each run's trace fit.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from hessian_powerlaw.report.curvature import linear_fit, run_row
 
     rows = [run_row(name, metrics, from_epoch) for name, metrics in runs]
@@ -283,8 +376,19 @@ def lr_figure(runs: list[tuple[str, dict]], from_epoch: int = 0) -> "Figure":
 
 
 def negative_figure(runs: list[tuple[str, dict]]) -> "Figure":
-    """Sum of the negative bottom-K eigenvalues against training loss, every measurement,
-    with a linear fit per group (study Fig 2a: the intercept is near zero)."""
+    """Sum of the negative bottom-K eigenvalues against training loss, every measurement.
+
+    With a linear fit per group (the study's Fig 2a: the intercept is near zero).
+
+    Parameters
+    ----------
+    runs : list of (str, dict)
+        (run name, metrics) of the curvature runs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from hessian_powerlaw.report.curvature import linear_fit
 
     groups = _curvature_groups(runs)
@@ -306,9 +410,20 @@ def negative_figure(runs: list[tuple[str, dict]]) -> "Figure":
 
 
 def noise_figure(runs: list[tuple[str, dict]]) -> "Figure":
-    """Trace and log-determinant of the top-K block over training per optimizer: SGD against
-    full-batch GD with isotropic noise of matched magnitude (study Fig 2c-d): the runs at the
-    learning rates of the GD runs, or all runs when there is none."""
+    """Trace and log-determinant of the top-K block over training, per optimizer.
+
+    SGD against full-batch GD with isotropic noise of matched magnitude (the study's Fig 2c-d):
+    the runs at the learning rates of the GD runs, or all runs when there is none.
+
+    Parameters
+    ----------
+    runs : list of (str, dict)
+        (run name, metrics) of the curvature runs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     full_batch = {m["spec"]["lr"] for _, m in runs if m["spec"]["optimizer"] in ("gd", "gd-noise")}
     groups = _curvature_groups([(n, m) for n, m in runs if not full_batch or m["spec"]["lr"] in full_batch])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -327,8 +442,19 @@ def noise_figure(runs: list[tuple[str, dict]]) -> "Figure":
 
 
 def fidelity_figure(table: list[dict]) -> "Figure":
-    """beta against K for every spectrum variant of the trained runs (filled: xmin at the K-th
-    value; open: xmin by KS minimisation, drawn at its tail size), the study's value marked."""
+    """beta against K for every spectrum variant of the trained runs, the study's value marked.
+
+    Filled: xmin at the K-th value; open: xmin by KS minimisation, drawn at its tail size.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows of `fidelity.rows`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from hessian_powerlaw.report.fidelity import STUDY
 
     fig, ax = plt.subplots(figsize=(7, 4.8))

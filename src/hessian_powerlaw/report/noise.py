@@ -101,7 +101,18 @@ RECORD_KEYS = {
 
 
 def missing_keys(record: dict) -> list[str]:
-    """The keys a record lacks for its experiment ('experiment' when it names none known)."""
+    """The keys a record lacks for its experiment.
+
+    Parameters
+    ----------
+    record : dict
+        A record of `toy-valley`, `noise-equilibrium` or `noise-trace`.
+
+    Returns
+    -------
+    list of str
+        The missing keys of RECORD_KEYS; ['experiment (...)'] when it names no known experiment.
+    """
     if not isinstance(record, dict) or record.get("experiment") not in RECORD_KEYS:
         return ["experiment (toy-valley, equilibrium or trace-run)"]
     return [key for key in RECORD_KEYS[record["experiment"]] if key not in record]
@@ -115,8 +126,21 @@ RUN_KEY = {
 
 
 def check_records(records: list[dict], paths: Iterable[str]) -> None:
-    """ValueError when the network records (equilibrium, trace-run) come from different networks
-    (their rows would merge) or one run appears twice (it would count as two samples)."""
+    """Refuse records that would merge or count twice.
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records.
+    paths : iterable of str
+        Their files, named in errors.
+
+    Raises
+    ------
+    ValueError
+        When the network records (equilibrium, trace-run) come from different networks (their
+        rows would merge) or one run appears twice (it would count as two samples).
+    """
     networks, runs = {}, {}
     for record, path in zip(records, paths, strict=True):
         if record["experiment"] not in RUN_KEY:
@@ -148,14 +172,37 @@ def _mean_se(values):
 
 
 def toy_rows(records: list[dict]) -> list[dict]:
-    """One row per (noise, lr) of the trace valley, sorted."""
+    """One row per (noise, lr) of the trace valley, sorted.
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records (other experiments are skipped).
+
+    Returns
+    -------
+    list of dict
+        Sorted by noise model, then lr.
+    """
     rows = [{key: r[key] for key in TOY_COLUMNS} for r in _of(records, "toy-valley") if r["model"] == "trace"]
     return sorted(rows, key=lambda row: (row["noise"], row["lr"]))
 
 
 def toy_trace_rate(rows: list[dict]) -> list[dict]:
-    """Per noise model: the trace change per step against lr^2 (least squares), beside the
-    slope of the predicted rates (the drift formula of `network.noise.valleys`)."""
+    """Per noise model: the trace change per step against lr^2 (least squares).
+
+    Beside it, the slope of the predicted rates (the drift formula of `network.noise.valleys`).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `toy_rows`.
+
+    Returns
+    -------
+    list of dict
+        One row per noise model.
+    """
     out = []
     groups = defaultdict(list)
     for row in rows:
@@ -177,7 +224,18 @@ def toy_trace_rate(rows: list[dict]) -> list[dict]:
 
 
 def toy_anticorrelated(records: list[dict]) -> list[dict]:
-    """One row per noise model of the anticorrelated valley (changes over the measurement)."""
+    """One row per noise model of the anticorrelated valley (changes over the measurement).
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records (other experiments are skipped).
+
+    Returns
+    -------
+    list of dict
+        Sorted by noise model.
+    """
     rows = []
     for r in _of(records, "toy-valley"):
         if r["model"] != "anticorrelated":
@@ -194,13 +252,35 @@ def toy_anticorrelated(records: list[dict]) -> list[dict]:
 
 
 def negative_points(records: list[dict]) -> list[dict]:
-    """The equilibrium records' Fig. 2a points (POINT_COLUMNS), by batch size and lr."""
+    """The equilibrium records' Fig. 2a points (POINT_COLUMNS), by batch size and lr.
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records (other experiments are skipped).
+
+    Returns
+    -------
+    list of dict
+        One row per equilibrium record.
+    """
     rows = [{key: r[key] for key in POINT_COLUMNS} for r in _of(records, "equilibrium")]
     return sorted(rows, key=lambda row: (row["batch_size"], row["lr"]))
 
 
 def negative_vs_loss(points: list[dict]) -> dict:
-    """The sum of the negative eigenvalues against the excess training loss: one row."""
+    """The sum of the negative eigenvalues against the excess training loss: one line.
+
+    Parameters
+    ----------
+    points : list of dict
+        Rows of `negative_points`.
+
+    Returns
+    -------
+    dict
+        Slope, intercept, their standard errors, R^2 and the number of points.
+    """
     fit = linear_fit([p["excess_loss"] for p in points], [p["negative_sum"] for p in points])
     losses = [p["excess_loss"] for p in points] or [math.nan]
     return {
@@ -214,8 +294,21 @@ def negative_vs_loss(points: list[dict]) -> dict:
 
 
 def trace_rows(records: list[dict]) -> list[dict]:
-    """Per (noise, lr): the trace rate's mean and standard error over initialisations, and the
-    noise's own part of it, the rate minus that of GD from the same minimum at the same lr."""
+    """Per (noise, lr): the trace rate's mean and standard error over initialisations.
+
+    Beside it, the noise's own part: the rate minus that of GD from the same minimum at the same
+    lr.
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records (other experiments are skipped).
+
+    Returns
+    -------
+    list of dict
+        One row per (noise, lr).
+    """
     runs = _of(records, "trace-run")
     gd = {(r["init_seed"], r["lr"]): r["trace_rate"] for r in runs if r["noise"] == "gd"}
     groups = defaultdict(list)
@@ -243,7 +336,19 @@ def trace_rows(records: list[dict]) -> list[dict]:
 
 
 def trace_rate_fits(rows: list[dict]) -> list[dict]:
-    """SGD's trace rate, and its noise part (SGD minus GD), against lr^2."""
+    """SGD's trace rate, and its noise part (SGD minus GD), against lr^2.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `trace_rows`.
+
+    Returns
+    -------
+    list of dict
+        One row per quantity ('sgd trace_rate', 'sgd noise_rate'): its line's fit and the number
+        of learning rates.
+    """
     sgd = [r for r in rows if r["noise"] == "sgd"]
     out = []
     for y in ("trace_rate", "noise_rate"):
@@ -269,7 +374,18 @@ def _table(rows, columns, formats=None):
 
 
 def markdown(tables: dict[str, list[dict]]) -> str:
-    """noise.md: every table that has rows, each with what the paper says beside it."""
+    """noise.md: every table that has rows, each with what the paper says beside it.
+
+    Parameters
+    ----------
+    tables : dict of str to list of dict
+        {table name: rows} of the other functions of this module.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     parts = ["# The noise study, reproduced at its own scale", ""]
     sections = (
         (

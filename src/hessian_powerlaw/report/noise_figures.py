@@ -215,7 +215,15 @@ def trace_figure(records: list[dict]) -> "Figure":
 
 
 def write_all(records: list[dict], out_dir: str | Path) -> None:
-    """Every figure of FIGURES as PNG and PDF in out_dir."""
+    """Every figure of FIGURES as PNG and PDF in `out_dir`.
+
+    Parameters
+    ----------
+    records : list of dict
+        The noise study's records.
+    out_dir : str or Path
+        The directory.
+    """
     makers = (toy_trace_figure, toy_rate_figure, anticorrelated_figure, negative_figure, trace_figure)
     for name, make in zip(FIGURES, makers, strict=True):
         save(make(records), out_dir, name)

@@ -12,7 +12,18 @@ from hessian_powerlaw.report.tables import SIZE_BINS
 
 
 def dnn_items(paths: Iterable[str | Path]) -> list[tuple[str, np.ndarray, dict]]:
-    """(run, eigenvalues, record) of the network records whose spectrum file sits beside them."""
+    """The network records whose spectrum file sits beside them, with that spectrum.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Network record files (JSON).
+
+    Returns
+    -------
+    list of (str, numpy.ndarray, dict)
+        (run, eigenvalues (K,), record); records without a readable spectrum are left out.
+    """
     items = []
     for path in distinct(paths):
         record = read_json(path)
@@ -25,9 +36,26 @@ def dnn_items(paths: Iterable[str | Path]) -> list[tuple[str, np.ndarray, dict]]
 def protein_items(
     records: list[dict], records_dir: str | Path, per_bin: int
 ) -> tuple[list[tuple[str, np.ndarray, dict]], list[tuple[str, np.ndarray, dict]]]:
-    """([(title, sigma, record)] of the proteins closest to their size bin's median s, per_bin
-    each; [(id, sigma, record)] of up to 300 fitted proteins for the overlay). An entry whose
-    spectrum file is missing or damaged is left out, with a warning."""
+    """The protein spectra the figures show.
+
+    An entry whose spectrum file is missing or damaged is left out, with a warning.
+
+    Parameters
+    ----------
+    records : list of dict
+        Protein records.
+    records_dir : str or Path
+        Where their spectrum files lie.
+    per_bin : int
+        Proteins shown per size bin.
+
+    Returns
+    -------
+    shown : list of (str, numpy.ndarray, dict)
+        (title, sigma, record) of the proteins closest to their size bin's median s.
+    overlay : list of (str, numpy.ndarray, dict)
+        (id, sigma, record) of up to 300 fitted proteins.
+    """
     spectra = {}
     for r in records:
         if r["status"] == "ok" and SAFE_NAME.match(r["pdb_id"] or ""):
@@ -62,7 +90,18 @@ def spectrum_file(path: str | Path, n_modes: int) -> np.ndarray | None:
 
 
 def metrics_files(paths: Iterable[str | Path]) -> list[tuple[str, dict]]:
-    """(run name, metrics) of finished training runs (their metrics JSON has a final record)."""
+    """The metrics of finished training runs.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Metrics files (JSON) of `train`.
+
+    Returns
+    -------
+    list of (str, dict)
+        (run name, metrics) of those with a final record.
+    """
     runs = []
     for path in distinct(paths):
         metrics = read_json(path)

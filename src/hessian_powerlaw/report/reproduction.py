@@ -48,7 +48,18 @@ SIZE_BIN = re.compile(r"^3N (?:(?P<low>\d+)-(?P<high>\d+)|all)$")
 
 
 def study_rows(path: str | Path | None = None) -> list[dict]:
-    """The study's rows: the bundled values, or a TSV of the same columns."""
+    """The study's published rows.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A TSV of the same columns; default the values bundled with the package.
+
+    Returns
+    -------
+    list of dict
+        One row per published value (table, dataset, model, setting, K, d_ks, verdict, beta, ...).
+    """
     if path is None:
         path = resources.files("hessian_powerlaw") / "data" / "study" / "powerlaw_study.tsv"
     rows = read_tsv(path)
@@ -162,9 +173,24 @@ def rows(
     only_run: bool = False,
     proteins: dict[str, list[dict]] | None = None,
 ) -> list[dict]:
-    """The reproduction table: every study row (with only_run, those with records).
+    """The reproduction table: every study row beside ours.
 
-    records: network records; proteins: {experiment: rows of its protein table}."""
+    Parameters
+    ----------
+    study : list of dict
+        The study's rows (`study_rows`).
+    records : iterable of dict
+        Network records of the reproduction experiments (run EXPERIMENT_sSEED).
+    only_run : bool, default False
+        Keep only the rows with records.
+    proteins : dict of str to list of dict, optional
+        {experiment: rows of its protein table}.
+
+    Returns
+    -------
+    list of dict
+        The study's columns, ours, and whether the verdicts and betas agree.
+    """
     grouped = by_experiment(records)
     proteins = proteins or {}
     table = []
@@ -190,7 +216,18 @@ def rows(
 
 
 def summary(table: list[dict]) -> dict:
-    """(rows run, verdicts compared, verdicts agreeing, betas compared, betas within 2 sigma)."""
+    """Agreement counts of a reproduction table.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows of `rows`.
+
+    Returns
+    -------
+    dict
+        rows, run, verdicts (compared), verdicts agreeing, betas (compared), betas within 2 sigma.
+    """
     run = [r for r in table if r.get("n_seeds")]
     verdicts = [r for r in run if r.get("verdict_agrees")]
     betas = [r for r in run if r.get("beta_within_2sigma")]
@@ -213,7 +250,18 @@ def _fmt(value, digits=3):
 
 
 def markdown(table: list[dict]) -> str:
-    """The table as Markdown, with the agreement count on top."""
+    """The reproduction table as Markdown, with the agreement counts on top.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows of `rows`.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     count = summary(table)
     lines = [
         f"{count['run']} of {count['rows']} rows run; verdicts agree in {count['verdicts_agree']} of "

@@ -33,8 +33,20 @@ def _points(records):
 
 
 def slope_figure(records: list[dict]) -> "Figure":
-    """s against test accuracy, lambda_max and trace (three panels), with the Pearson r of each
-    over all points; experiments with another K than the most common one are left out."""
+    """s against test accuracy, lambda_max and trace, with the Pearson r of each over all points.
+
+    Experiments with another K than the most common one are left out.
+
+    Parameters
+    ----------
+    records : list of dict
+        Network records of the reproduction.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+    """
     groups = _points(records)
     ks = [r["k"] for members in groups.values() for r in members]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), squeeze=False)

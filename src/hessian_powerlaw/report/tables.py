@@ -24,8 +24,20 @@ def _mean_std(values):
 
 
 def size_bin_rows(records: list[dict]) -> list[dict]:
-    """Per size bin (3N) and overall: count, mean and sample std of beta, s and d_ks/d_c,
-    and the fraction passing the KS test. Only records with status 'ok' count."""
+    """Per size bin (3N) and overall: count, mean and sample std of beta, s and d_ks/d_c.
+
+    Also the fraction passing the KS test. Only records with status 'ok' count.
+
+    Parameters
+    ----------
+    records : list of dict
+        Protein records.
+
+    Returns
+    -------
+    list of dict
+        One row per size bin, then 'all'.
+    """
     ok = [r for r in records if r.get("status") == "ok"]
     skipped = len(records) - len(ok)
     rows = []
@@ -72,7 +84,20 @@ def _pm(mean, std):
 
 
 def size_bins_markdown(rows: list[dict], k_label: str | float) -> str:
-    """The protein size-bin table as markdown, beside the study's values."""
+    """The protein size-bin table as markdown, beside the study's values.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `size_bin_rows`.
+    k_label : str or float
+        The K of the fits, as shown in the title.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     lines = [
         f"Protein size bins (K = {k_label}; mean ± sample std; study = source study, 9166 entries)",
         "",
@@ -98,7 +123,18 @@ def _fmt(value, spec):
 
 
 def dnn_markdown(records: list[dict]) -> str:
-    """Networks in the layout of the source study's Table 1, with the eigengap fit beside."""
+    """Networks in the layout of the source study's Table 1, with the eigengap fit beside.
+
+    Parameters
+    ----------
+    records : list of dict
+        Network records.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     lines = [
         "| run | dataset | model | optimizer | batch | epochs | test acc | K | d_ks | d_c | power law "
         "| beta | s | gap beta | gap s | HVPs | status |",
@@ -120,7 +156,20 @@ COMPARISON_COLUMNS = ("side", "name", "count", "k", "beta", "beta_err", "s", "s_
 
 
 def comparison_rows(bin_rows: list[dict], dnn_records: list[dict]) -> list[dict]:
-    """Protein size bins (mean ± std over entries) beside networks (estimate ± sigma)."""
+    """Protein size bins (mean ± std over entries) beside networks (estimate ± sigma).
+
+    Parameters
+    ----------
+    bin_rows : list of dict
+        Rows of `size_bin_rows`.
+    dnn_records : list of dict
+        Network records.
+
+    Returns
+    -------
+    list of dict
+        One row per size bin, then one per network.
+    """
     rows = []
     for b in bin_rows:
         rows.append(
@@ -157,7 +206,18 @@ def comparison_rows(bin_rows: list[dict], dnn_records: list[dict]) -> list[dict]
 
 
 def side_summaries(protein_records: list[dict], dnn_records: list[dict]) -> list[str]:
-    """One line per side: mean s over fitted entries (trained networks only) and its distance from 1."""
+    """One line per side: mean s over fitted entries (trained networks only) and its distance from 1.
+
+    Parameters
+    ----------
+    protein_records, dnn_records : list of dict
+        The records of each side.
+
+    Returns
+    -------
+    list of str
+        The lines.
+    """
     lines = []
     proteins = [r["s"] for r in protein_records if r.get("status") == "ok"]
     trained = [r["s"] for r in dnn_records if r.get("epochs") and r.get("s") is not None]
@@ -171,7 +231,20 @@ def side_summaries(protein_records: list[dict], dnn_records: list[dict]) -> list
 
 
 def comparison_markdown(rows: list[dict], summaries: list[str]) -> str:
-    """The protein/network comparison table as markdown."""
+    """The protein/network comparison table as markdown.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `comparison_rows`.
+    summaries : list of str
+        Lines of `side_summaries`.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     lines = [
         "| side | group | n | K | beta | s | d_ks/d_c | power law |",
         "|---|---|---:|---:|---|---|---:|---:|",
@@ -189,7 +262,18 @@ def comparison_markdown(rows: list[dict], summaries: list[str]) -> str:
 
 
 def comparison_html(markdown: str) -> str:
-    """A self-contained HTML page of the comparison Markdown (table + summary lines)."""
+    """A self-contained HTML page of the comparison Markdown (table and summary lines).
+
+    Parameters
+    ----------
+    markdown : str
+        The output of `comparison_markdown`.
+
+    Returns
+    -------
+    str
+        The HTML text.
+    """
     import html
 
     table, _, notes = markdown.partition("\n\n")
@@ -207,7 +291,20 @@ def comparison_html(markdown: str) -> str:
 
 
 def curvature_markdown(rows: list[dict], lr_fits: list[dict], negative_fits: list[dict]) -> str:
-    """Per-run trace change rates, then the learning-rate and negative-eigenvalue fits."""
+    """Per-run trace change rates, then the learning-rate and negative-eigenvalue fits.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `curvature.run_row`.
+    lr_fits, negative_fits : list of dict
+        Rows of `curvature.lr_fits` and `curvature.negative_fits`.
+
+    Returns
+    -------
+    str
+        The markdown text.
+    """
     lines = [
         "| run | optimizer | lr | seed | epochs measured | trace first | trace last | trace change / step "
         "| λ_max last | neg. sum last | loss last | HVPs |",

@@ -43,7 +43,31 @@ def equilibrium(
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
-    """SGD at (batch_size, lr) for `steps` steps from the minimum, then the full spectrum."""
+    """SGD at (batch_size, lr) from a minimum, then the full spectrum of the end state.
+
+    Parameters
+    ----------
+    minimum_path : str or os.PathLike
+        A model file of `noise-minimum`.
+    batch_size : int
+        SGD's batch size.
+    lr : float
+        SGD's constant learning rate.
+    steps : int, default 20000
+        SGD steps.
+    every : int, default 200
+        Steps between loss measurements.
+    seed : int, default 0
+        Seed of the batches.
+    progress : bool, default False
+        A progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        The 'equilibrium' record (`report.noise.RECORD_KEYS`): losses, the excess loss over the
+        smoothing floor, whether the loss had levelled off, and the spectrum's sums.
+    """
     clock = time.perf_counter()
     model, meta, history, data = descend(
         minimum_path, "sgd", lr, steps, batch_size=batch_size, every=every, seed=seed
@@ -85,7 +109,37 @@ def trace_run(
     refresh: int = 500,
     rate_from: float = 0.2,
 ) -> dict:
-    """The exact trace along `steps` steps of `noise` descent at `lr` from the minimum."""
+    """The exact Hessian trace along noisy descent from a minimum.
+
+    Parameters
+    ----------
+    minimum_path : str or os.PathLike
+        A model file of `noise-minimum`.
+    noise : str
+        One of DESCENT_NOISES: 'sgd', 'gd', 'isotropic' or 'isotropic-topk' (`small_net.descend`).
+    lr : float
+        The constant learning rate.
+    batch_size : int, default 25
+        The minibatch size (and the size the isotropic noise is matched to).
+    steps : int, default 5000
+        Descent steps.
+    every : int, default 250
+        Steps between trace measurements.
+    seed : int, default 0
+        Seed of the noise.
+    top_k : int, default 20
+        Dimension of the top-eigenvector subspace of 'isotropic-topk'.
+    refresh : int, default 500
+        Steps between recomputations of that subspace.
+    rate_from : float, default 0.2
+        The trace rate is fitted from this fraction of the run on (after the early phase).
+
+    Returns
+    -------
+    dict
+        The 'trace-run' record (`report.noise.RECORD_KEYS`): the trace history and its rate per
+        step.
+    """
     marks = [i for i in range(0, steps + 1, every)] + ([steps] if steps % every else [])
     if sum(m >= rate_from * steps for m in marks) < 3:
         raise TrainingError(
@@ -125,14 +179,30 @@ def trace_run(
 def displacement(
     minimum_path: str | os.PathLike, scales: list[float], seed: int = 0, rel_cut: float = 1e-3
 ) -> dict:
-    """The full spectrum of the minimum displaced by each of `scales` along one seeded direction
-    in its non-degenerate subspace (eigenvalues above `rel_cut` times the largest).
+    """The full spectrum of a minimum displaced along one direction of its non-degenerate subspace.
 
-    The direction is delta = sum_i z_i v_i / sqrt(lambda_i), z ~ N(0, 1): every non-degenerate
-    mode gets the same share of the quadratic loss rise (as at equilibrium under SGD-like noise),
-    scaled so that delta^T H delta / 2 = 1: a displacement by eps raises the loss by about eps^2.
-    Returns a record whose 'points' hold, per scale, the loss, its excess over the smoothing
-    floor, its rise over the minimum and the negative-eigenvalue sum (`spectrum_sums`)."""
+    The direction is delta = sum_i z_i v_i / sqrt(lambda_i), z ~ N(0, 1), over the modes with
+    eigenvalues above `rel_cut` times the largest: every non-degenerate mode gets the same share
+    of the quadratic loss rise (as at equilibrium under SGD-like noise), scaled so that
+    delta^T H delta / 2 = 1: a displacement by eps raises the loss by about eps^2.
+
+    Parameters
+    ----------
+    minimum_path : str or os.PathLike
+        A model file of `noise-minimum`.
+    scales : list of float
+        The displacements eps.
+    seed : int, default 0
+        Seed of z.
+    rel_cut : float, default 1e-3
+        Modes below this fraction of the largest eigenvalue count as degenerate.
+
+    Returns
+    -------
+    dict
+        The record; its 'points' hold, per scale, the loss, its excess over the smoothing floor,
+        its rise over the minimum and the negative-eigenvalue sum (`spectrum.spectrum_sums`).
+    """
     scales = [float(e) for e in scales]
     if not scales or not all(np.isfinite(e) and e >= 0 for e in scales):
         raise TrainingError(f"scales must be finite and >= 0, got {scales}")

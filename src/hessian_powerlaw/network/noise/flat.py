@@ -42,7 +42,18 @@ class FlatLoss:
         self.smoothing = float(label_smoothing)
 
     def params(self, theta: ArrayLike) -> dict[str, torch.Tensor]:
-        """{name: tensor} views of the flat vector `theta` (shape (n,))."""
+        """Named parameter tensors viewing a flat vector.
+
+        Parameters
+        ----------
+        theta : array_like
+            Parameters, shape (n,) (cast to float64).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            {name: view of theta in that parameter's shape}.
+        """
         parts = torch.split(torch.as_tensor(theta, dtype=torch.float64), [math.prod(s) for s in self.shapes])
         return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
 
@@ -51,7 +62,19 @@ class FlatLoss:
         return nn.functional.cross_entropy(out, y, label_smoothing=self.smoothing)
 
     def loss(self, theta: ArrayLike, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
-        """The mean loss (float) at theta on (x, y), by default the training data."""
+        """The mean loss at theta.
+
+        Parameters
+        ----------
+        theta : array_like
+            Parameters, shape (n,).
+        x, y : torch.Tensor, optional
+            Data (default the training data).
+
+        Returns
+        -------
+        float
+        """
         x, y = (self.x, self.y) if x is None else (x, y)
         with torch.no_grad():
             return float(self._value(theta, x, y))
@@ -59,22 +82,58 @@ class FlatLoss:
     def gradient(
         self, theta: ArrayLike, x: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> np.ndarray:
-        """The gradient (n,) at theta on (x, y), by default the training data."""
+        """The gradient of the mean loss at theta.
+
+        Parameters
+        ----------
+        theta : array_like
+            Parameters, shape (n,).
+        x, y : torch.Tensor, optional
+            Data (default the training data).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n,), float64.
+        """
         x, y = (self.x, self.y) if x is None else (x, y)
         theta = torch.as_tensor(np.array(theta), dtype=torch.float64)
         return grad(lambda t: self._value(t, x, y))(theta).numpy()
 
     def hvp(self, theta: ArrayLike, vector: ArrayLike) -> np.ndarray:
-        """The Hessian-vector product (n,) at theta on the training data (forward over reverse)."""
+        """The Hessian-vector product at theta on the training data (forward over reverse).
+
+        Parameters
+        ----------
+        theta, vector : array_like
+            Parameters and direction, shape (n,) each.
+
+        Returns
+        -------
+        numpy.ndarray
+            H(theta) vector, shape (n,), float64.
+        """
         theta = torch.as_tensor(np.array(theta), dtype=torch.float64)
         vector = torch.as_tensor(np.array(vector), dtype=torch.float64)
         gradient = grad(lambda t: self._value(t, self.x, self.y))
         return jvp(gradient, (theta,), (vector,))[1].numpy()
 
     def ggn_vp(self, theta: ArrayLike, vector: ArrayLike) -> np.ndarray:
-        """The generalised Gauss-Newton product J^T (diag p - p p^T) J v / m (n,) at theta: the
-        Hessian's part that is positive semi-definite, equal to the Hessian where the network
-        fits its (smoothed) targets exactly."""
+        """The generalised Gauss-Newton product J^T (diag p - p p^T) J v / m at theta.
+
+        The Hessian's part that is positive semi-definite, equal to the Hessian where the network
+        fits its (smoothed) targets exactly.
+
+        Parameters
+        ----------
+        theta, vector : array_like
+            Parameters and direction v, shape (n,) each.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n,), float64.
+        """
         theta = torch.as_tensor(np.array(theta), dtype=torch.float64)
         vector = torch.as_tensor(np.array(vector), dtype=torch.float64)
 
@@ -88,7 +147,18 @@ class FlatLoss:
         return pullback(mjv)[0].numpy()
 
     def module(self, theta: ArrayLike) -> nn.Module:
-        """A float64 copy of the network holding the parameters theta (eval mode)."""
+        """A float64 copy of the network holding the parameters theta (eval mode).
+
+        Parameters
+        ----------
+        theta : array_like
+            Parameters, shape (n,).
+
+        Returns
+        -------
+        torch.nn.Module
+            A new module; the one given to FlatLoss is not changed.
+        """
         import copy
 
         model = copy.deepcopy(self.model)

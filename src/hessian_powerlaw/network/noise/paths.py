@@ -29,7 +29,26 @@ COLUMNS = ("run", "iteration", "loss", "val_loss", "trace", "trace_se", "connect
 
 
 class Run:
-    """A re-runnable SGD run over flat float64 parameter vectors (see the module docstring)."""
+    """A re-runnable SGD run over flat float64 parameter vectors (see the module docstring).
+
+    Parameters
+    ----------
+    init_seed : int
+        Seed of the network's initialisation.
+    lr : float, default 0.1
+        SGD's learning rate.
+    momentum : float, default 0.9
+        Heavy-ball momentum.
+    batch_size : int, default 25
+        Minibatch size.
+    seed : int, default 0
+        Seed of the batches: step t draws its batch from seed and t alone, so that any stretch of
+        the run can be re-run from a saved state.
+    data_root : str, optional
+        Where the data sets lie.
+    n_train : int, optional
+        Training images (default the small network's).
+    """
 
     def __init__(
         self,
@@ -57,19 +76,60 @@ class Run:
         self.buffers = {}  # iteration -> momentum buffer of the states this run produced
 
     def loss(self, theta: np.ndarray, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
-        """The loss at theta (on the training data by default)."""
+        """The loss at theta.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Parameters, shape (n,).
+        x, y : torch.Tensor, optional
+            Data (default the training data).
+
+        Returns
+        -------
+        float
+            The mean label-smoothed cross-entropy.
+        """
         return self.flat.loss(theta, x, y)
 
     def gradient(
         self, theta: np.ndarray, x: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> np.ndarray:
-        """The gradient at theta (on the training data by default)."""
+        """The gradient at theta.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Parameters, shape (n,).
+        x, y : torch.Tensor, optional
+            Data (default the training data).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n,).
+        """
         return self.flat.gradient(theta, x, y)
 
     def advance(
         self, theta: np.ndarray, buffer: np.ndarray, start: int, steps: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(theta, buffer) after `steps` SGD steps from iteration `start`."""
+        """`steps` SGD steps from iteration `start`.
+
+        Parameters
+        ----------
+        theta, buffer : numpy.ndarray
+            Parameters and momentum buffer at iteration `start`, shape (n,) each (not changed).
+        start : int
+            The iteration of (theta, buffer).
+        steps : int
+            Steps to take.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (theta, buffer) at iteration start + steps.
+        """
         theta, buffer = np.array(theta), np.array(buffer)
         for t in range(start, start + steps):
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + t)
@@ -79,7 +139,20 @@ class Run:
         return theta, buffer
 
     def states(self, steps: int, every: int) -> list[tuple[int, np.ndarray]]:
-        """[(iteration, theta)] every `every` steps from initialisation (momentum kept)."""
+        """The run's states every `every` steps from initialisation (momentum kept).
+
+        Parameters
+        ----------
+        steps : int
+            The last iteration.
+        every : int
+            Iterations between kept states.
+
+        Returns
+        -------
+        list of (int, numpy.ndarray)
+            (iteration, theta) pairs.
+        """
         theta, buffer, out = self.theta0.copy(), np.zeros_like(self.theta0), []
         for start in range(0, steps + 1, every):
             if start:
@@ -91,14 +164,40 @@ class Run:
         return out
 
     def between(self, a: int, theta_a: np.ndarray, b: int) -> np.ndarray:
-        """The state at (a + b) // 2, re-run from the state at a."""
+        """The state half-way between two iterations, re-run from the earlier one.
+
+        Parameters
+        ----------
+        a : int
+            The earlier iteration (its momentum buffer must be known to this run).
+        theta_a : numpy.ndarray
+            The parameters at a, shape (n,).
+        b : int
+            The later iteration.
+
+        Returns
+        -------
+        numpy.ndarray
+            The parameters at (a + b) // 2.
+        """
         middle = (a + b) // 2
         theta, buffer = self.advance(theta_a, self.buffers[a], a, middle - a)
         self.buffers[middle] = buffer
         return theta
 
     def trace(self, theta: np.ndarray) -> float:
-        """The exact trace of the Hessian of the training loss at theta."""
+        """The exact trace of the Hessian of the training loss at theta.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Parameters, shape (n,).
+
+        Returns
+        -------
+        float
+            tr H (`trace.exact_trace`).
+        """
         return exact_trace(self.flat.module(theta), self.x)
 
 
@@ -113,9 +212,36 @@ def path_records(
     name: str = "run",
     min_gap: int = 1,
 ) -> list[dict]:
-    """The projected path of `run` from iteration `after` on (COLUMNS): states every `every`
-    steps up to `steps`, projected below the lowest recorded training loss, bisected where
-    consecutive minima are not line connected (down to `min_gap` iterations)."""
+    """The projected path of a run (COLUMNS), from iteration `after` on.
+
+    States every `every` steps up to `steps` are projected below the lowest recorded training
+    loss and bisected where consecutive minima are not line connected (down to `min_gap`
+    iterations).
+
+    Parameters
+    ----------
+    run : Run
+        The SGD run.
+    steps, every : int
+        The last iteration, and iterations between states.
+    after : int, default 0
+        The first iteration kept.
+    cache : dict, optional
+        {iteration: (minimum, steps, loss)} of projections already made (a SavedCache resumes).
+    points : int, default 10
+        Points of each segment's line-connectedness test.
+    max_steps : int, default 200000
+        Gradient steps of one projection at most.
+    name : str, default "run"
+        The rows' run column.
+    min_gap : int, default 1
+        Iterations between two states below which bisection stops.
+
+    Returns
+    -------
+    list of dict
+        One row per projected state, in iteration order.
+    """
     states = [(i, theta) for i, theta in run.states(steps, every) if i >= after]
     threshold = min(run.loss(theta) for _, theta in states)
     rows = projected_path(
@@ -148,8 +274,16 @@ def path_records(
 
 
 class SavedCache(dict):
-    """{iteration: (minimum, steps, loss)} kept in an .npz file, rewritten (atomically) after
-    every new projection, so that a killed projection run resumes where it stopped."""
+    """Projections {iteration: (minimum, steps, loss)} kept in an .npz file.
+
+    The file is rewritten (atomically) after every new projection, so that a killed projection
+    run resumes where it stopped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The .npz file (read when it exists; never unpickled).
+    """
 
     def __init__(self, path: str | Path):
         super().__init__()
@@ -174,6 +308,17 @@ class SavedCache(dict):
 
 
 def trace_fit(rows: list[dict]) -> dict:
-    """The least-squares slope of the trace against the iteration along a projected path."""
+    """The least-squares slope of the trace against the iteration along a projected path.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One run's rows of `path_records` (at least one).
+
+    Returns
+    -------
+    dict
+        run, n_points and the line's fit (`regression.linear_fit`).
+    """
     fit = linear_fit([r["iteration"] for r in rows], [r["trace"] for r in rows])
     return {"run": rows[0]["run"], "n_points": len(rows), **fit}

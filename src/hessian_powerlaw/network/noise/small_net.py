@@ -113,10 +113,38 @@ def minimum(
     progress: bool = True,
     refine_steps: int = 0,
 ) -> dict:
-    """Full-batch GD from the seeded initialisation for `epochs` steps, then (`refine_steps` > 0)
-    up to that many Levenberg-Marquardt steps on the Gauss-Newton matrix (`newton.newton_minimum`,
-    float64: the saved model is then float64); saves the model file `out` and returns its metadata
-    (with the loss every epochs/100 steps as 'history', and the refinement's as 'refine')."""
+    """Train the study's small network to a minimum and save it.
+
+    Full-batch GD from the seeded initialisation for `epochs` steps, then (`refine_steps` > 0)
+    up to that many Levenberg-Marquardt steps on the Gauss-Newton matrix
+    (`newton.newton_minimum`, float64: the saved model is then float64).
+
+    Parameters
+    ----------
+    settings : dict
+        The small network's settings (SMALL_NET: data set, training size, pooling, width, label
+        smoothing, normalisation, data seed).
+    init_seed : int
+        Seed of the initialisation.
+    out : str or Path
+        The model file to write (atomically).
+    epochs : int, default 10000
+        Full-batch gradient steps.
+    lr : float, default 0.1
+        Their learning rate.
+    data_root : str, optional
+        Where the data sets lie.
+    progress : bool, default True
+        Progress on stderr.
+    refine_steps : int, default 0
+        Levenberg-Marquardt steps after the descent.
+
+    Returns
+    -------
+    dict
+        The model file's metadata, with the loss every epochs/100 steps as 'history' and the
+        refinement's as 'refine' and 'refine_history'.
+    """
     settings = {**SMALL_NET, **settings}
     data = load_data(settings, data_root)
     x, y = data["train"]

@@ -197,10 +197,33 @@ def _stable(model, lr):
 
 
 def run(model: str, noise: str, lr: float, repeats: int = 100, seed: int = 0, **settings: int) -> dict:
-    """One toy experiment: `repeats` noisy descents from the valley's start, each
-    `equilibrate_steps` steps, then `measure_steps` more over which the trace and log-det
-    changes are measured. Returns a record of plain numbers (mean and standard error over the
-    repeats; the changes are over the measurement window, the rates per step)."""
+    """One toy experiment: `repeats` noisy descents from the valley's start.
+
+    Each descent takes `equilibrate_steps` steps, then `measure_steps` more over which the
+    trace and log-det changes are measured.
+
+    Parameters
+    ----------
+    model : str
+        A valley of VALLEYS.
+    noise : str
+        A noise model of NOISES.
+    lr : float
+        The learning rate.
+    repeats : int, default 100
+        Independent descents.
+    seed : int, default 0
+        Seed of the noise.
+    **settings
+        equilibrate_steps, measure_steps, trajectory_points, batch_size and data_size (the SGD
+        noise scale c = (1/S)(1 - S/M)).
+
+    Returns
+    -------
+    dict
+        A record of plain numbers: means and standard errors over the repeats of the changes over
+        the measurement window and the rates per step, beside the predicted rates.
+    """
     settings = {**DEFAULTS, **settings, "repeats": repeats}
     _check(lr, repeats, {k: settings[k] for k in ("equilibrate_steps", "measure_steps", "trajectory_points")})
     if noise not in NOISES:

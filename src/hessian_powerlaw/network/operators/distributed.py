@@ -26,13 +26,28 @@ def active() -> bool:
 
 
 def rank() -> int:
-    """This process's rank in the group (0 when not distributed)."""
+    """This process's rank in the group.
+
+    Returns
+    -------
+    int
+        0 when not distributed.
+    """
     return dist.get_rank() if active() else 0
 
 
 def init_from_environment(device: str | torch.device, timeout_s: float = 600) -> None:
-    """Initialise the process group that `torchrun` describes (WORLD_SIZE > 1 in the
-    environment), NCCL on CUDA devices and gloo otherwise; nothing outside torchrun."""
+    """Initialise the process group that `torchrun` describes; nothing outside torchrun.
+
+    Under torchrun (WORLD_SIZE > 1 in the environment): NCCL on CUDA devices, gloo otherwise.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        The device of this rank ('cuda' picks the rank's local GPU).
+    timeout_s : float, default 600
+        Seconds a collective may wait for the other ranks.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     backend = "nccl" if str(device).startswith("cuda") else "gloo"
