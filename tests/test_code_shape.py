@@ -31,7 +31,9 @@ def _functions(tree, prefix=""):
 def _missing_hints(node):
     args = node.args
     every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-    missing = [a.arg for a in every if a is not None and a.annotation is None and a.arg not in ("self", "cls")]
+    missing = [
+        a.arg for a in every if a is not None and a.annotation is None and a.arg not in ("self", "cls")
+    ]
     if node.returns is None and node.name != "__init__":
         missing.append("return")
     return missing

@@ -33,7 +33,11 @@ def _cli_names():
                 except ImportError:
                     names.add(full)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+            ):
                 names.add(f"{modules[node.value.id]}.{node.attr}")
     return names
 

@@ -37,10 +37,15 @@ def per_eigenvalue(block: int, k: int) -> float:
 
 
 def _seconds(work, repeat=1):
-    start = time.perf_counter()
+    """The shortest of `repeat` timings of work(): a scheduling hiccup in one of them (on a
+    loaded machine) must not be multiplied into the prediction (the basis term scales the
+    per-vector cost by steps^2)."""
+    best = math.inf
     for _ in range(repeat):
+        start = time.perf_counter()
         work()
-    return (time.perf_counter() - start) / repeat
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _step_costs(n, width, dtype, device, generator):
@@ -59,7 +64,7 @@ def _step_costs(n, width, dtype, device, generator):
             torch.cuda.synchronize()
 
     step(width)  # warm-up
-    short, long = (_seconds(lambda m=m: step(m), repeat=3) * n / length for m in (width, BASIS_PROBE + width))
+    short, long = (_seconds(lambda m=m: step(m), repeat=5) * n / length for m in (width, BASIS_PROBE + width))
     return short, max(long - short, 0.0) / BASIS_PROBE
 
 
