@@ -2,7 +2,7 @@ from synthetic import write_metrics, write_network
 
 from conftest import BUNDLED
 from hessian_powerlaw.protein.cache import analyse_cached
-from hessian_powerlaw.report import figures
+from hessian_powerlaw.report import curvature_figures, figures
 from hessian_powerlaw.report.records import dnn_items, metrics_files, protein_items
 
 
@@ -37,10 +37,10 @@ def test_every_figure_is_written_as_png_and_pdf(tmp_path):
         "sweeps": figures.sweep_figure([r for _, _, r in networks]),
         "overlay": figures.overlay_figure(overlay, networks),
         "bins": figures.size_bin_histograms(records),
-        "trace": figures.trace_figure(runs),
-        "lr": figures.lr_figure(runs),
-        "negative": figures.negative_figure(runs),
-        "noise": figures.noise_figure(runs),
+        "trace": curvature_figures.trace_figure(runs),
+        "lr": curvature_figures.lr_figure(runs),
+        "negative": curvature_figures.negative_figure(runs),
+        "noise": curvature_figures.noise_figure(runs),
     }
     for name, fig in made.items():
         written = figures.save(fig, out, name)

@@ -9,7 +9,7 @@ import pytest
 
 from hessian_powerlaw import cli
 from hessian_powerlaw.io import InputError, atomic_path, distinct, read_json, write_text
-from hessian_powerlaw.report import noise
+from hessian_powerlaw.report import noise_records
 
 
 @pytest.fixture
@@ -150,10 +150,10 @@ def _trace_run(init_seed, width=30, lr=0.05):
 def test_noise_tables_refuse_mixed_networks_and_repeated_runs():
     paths = ["a.json", "b.json"]
     with pytest.raises(ValueError, match="different networks .*width 30 vs 40"):
-        noise.check_records([_trace_run(0), _trace_run(1, width=40)], paths)
+        noise_records.check_records([_trace_run(0), _trace_run(1, width=40)], paths)
     with pytest.raises(ValueError, match="b.json repeats the run of a.json"):
-        noise.check_records([_trace_run(0), _trace_run(0)], paths)
-    noise.check_records([_trace_run(0), _trace_run(1)], paths)
+        noise_records.check_records([_trace_run(0), _trace_run(0)], paths)
+    noise_records.check_records([_trace_run(0), _trace_run(1)], paths)
 
 
 @pytest.mark.parametrize("text", ["[]", "0", "false", "- a\n- b\n", "just text"])

@@ -187,9 +187,9 @@ def cmd_noise_project(args: argparse.Namespace) -> None:
 
 def read_records(paths: Iterable[str | Path]) -> list[dict]:
     """The JSON records of the noise study; a one-line error names an unreadable or
-    incomplete one (report.noise.missing_keys)."""
+    incomplete one (report.noise_records.missing_keys)."""
     from hessian_powerlaw.io import distinct, read_json
-    from hessian_powerlaw.report.noise import check_records, missing_keys
+    from hessian_powerlaw.report.noise_records import check_records, missing_keys
 
     records = []
     for path in distinct(paths):

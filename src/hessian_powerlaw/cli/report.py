@@ -62,15 +62,15 @@ def cmd_curvature_table(args: argparse.Namespace) -> None:
 
 def cmd_curvature_plots(args: argparse.Namespace) -> None:
     """`curvature-plots`: the figures of the curvature measured during training."""
-    from hessian_powerlaw.report import figures
+    from hessian_powerlaw.report import curvature_figures, figures
     from hessian_powerlaw.report.records import metrics_files
 
     runs = metrics_files(args.metrics)
     out = Path(args.out_dir)
-    written = figures.save(figures.trace_figure(runs), out, "curvature_trace")
-    written += figures.save(figures.lr_figure(runs, args.rate_from_epoch), out, "curvature_lr")
-    written += figures.save(figures.negative_figure(runs), out, "curvature_negative")
-    written += figures.save(figures.noise_figure(runs), out, "curvature_noise")
+    written = figures.save(curvature_figures.trace_figure(runs), out, "curvature_trace")
+    written += figures.save(curvature_figures.lr_figure(runs, args.rate_from_epoch), out, "curvature_lr")
+    written += figures.save(curvature_figures.negative_figure(runs), out, "curvature_negative")
+    written += figures.save(curvature_figures.noise_figure(runs), out, "curvature_noise")
     print(f"curvature-plots: {len(written)} files in {out}", file=sys.stderr)
 
 

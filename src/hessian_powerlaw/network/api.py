@@ -315,18 +315,26 @@ def top_spectrum(
     solver : {"auto", "block", "lanczos", "arpack", "dense", "power", "slq"}, default "auto"
         Block or single-vector Lanczos (auto: whichever the operator's measured costs favour),
         ARPACK, the dense Hessian (small models), power iteration, or slq's Ritz values.
-    device, blocks : str or torch.device, str
-        ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``"layer"`` or globs over
-        parameter names for one spectrum per diagonal block (None).
-    tol, dtype : float, {torch.float32, torch.float64}
-        Relative residual of a converged Ritz pair, in (0, 1) (1e-3); precision of the products.
-    seed, progress : int, bool
-        Seed of the start vectors and the data check (0); a progress bar on stderr (False).
-    slq_steps, block_size : int, optional
-        Lanczos steps of slq (default max(3k, k + 100)); vectors per product of block (16).
-    curvature, vectors : {"hessian", "ggn", "fisher"}, bool
-        The loss Hessian (default), the generalised Gauss-Newton matrix or the empirical
-        Fisher; keep the Ritz vectors in ``Spectrum.vectors``, shape (n_params, k) (False).
+    device : str or torch.device, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU when there is one).
+    blocks : str, optional
+        ``"layer"`` or globs over parameter names: one spectrum per diagonal block.
+    tol : float, default 1e-3
+        Relative residual of a converged Ritz pair, in (0, 1).
+    dtype : {torch.float32, torch.float64}, default torch.float32
+        Precision of the products.
+    seed : int, default 0
+        Seed of the start vectors and of the data check.
+    progress : bool, default False
+        A progress bar on stderr.
+    slq_steps : int, optional
+        Lanczos steps of slq (default max(3k, k + 100)).
+    block_size : int, optional
+        Vectors per product of block Lanczos (default 16).
+    curvature : {"hessian", "ggn", "fisher"}, default "hessian"
+        The loss Hessian, the generalised Gauss-Newton matrix or the empirical Fisher.
+    vectors : bool, default False
+        Keep the Ritz vectors in ``Spectrum.vectors``, shape (n_params, k).
 
     Returns
     -------

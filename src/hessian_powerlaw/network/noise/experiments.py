@@ -65,7 +65,7 @@ def equilibrium(
     Returns
     -------
     dict
-        The 'equilibrium' record (`report.noise.RECORD_KEYS`): losses, the excess loss over the
+        The 'equilibrium' record (`report.noise_records.RECORD_KEYS`): losses, the excess loss over the
         smoothing floor, whether the loss had levelled off, and the spectrum's sums.
     """
     clock = time.perf_counter()
@@ -137,7 +137,7 @@ def trace_run(
     Returns
     -------
     dict
-        The 'trace-run' record (`report.noise.RECORD_KEYS`): the trace history and its rate per
+        The 'trace-run' record (`report.noise_records.RECORD_KEYS`): the trace history and its rate per
         step.
     """
     marks = [i for i in range(0, steps + 1, every)] + ([steps] if steps % every else [])
