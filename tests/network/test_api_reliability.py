@@ -5,6 +5,7 @@ products chosen for a model whose forward() they do not describe, data that chan
 to pass, changes to the caller's model, and arguments that used to give tracebacks."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -366,3 +367,30 @@ def test_auto_on_a_network_names_its_choice():
     assert result.solver in ("block", "lanczos") and result.choice.startswith(result.solver)
     dense = hp.top_spectrum(model, nn.CrossEntropyLoss(), (x, y), k=20, solver="dense")
     np.testing.assert_allclose(result.eigenvalues, dense.eigenvalues, rtol=1e-2)
+
+
+def test_an_unconverged_spectrum_warns_and_says_so(monkeypatch):
+    # a benchmark once used an unconverged run as its reference because nothing said so
+    import hessian_powerlaw.network.api as api
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    data = (torch.randn(40, 6), torch.randint(0, 3, (40,)))
+    solve = api.top_eigenpairs
+
+    def stopped(*args, **kwargs):
+        result = solve(*args, **kwargs)
+        result.converged = False  # as at the step limit
+        return result
+
+    monkeypatch.setattr(api, "top_eigenpairs", stopped)
+    with pytest.warns(RuntimeWarning, match="lanczos stopped after .* without reaching tol 0.001"):
+        spectrum = hp.top_spectrum(model, torch.nn.CrossEntropyLoss(), data, k=4, solver="lanczos")
+    assert not spectrum.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fixed-budget method claims nothing
+        hp.top_spectrum(model, torch.nn.CrossEntropyLoss(), data, k=4, solver="slq")
+    monkeypatch.setattr(api, "top_eigenpairs", solve)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a converged run stays quiet
+        assert hp.top_spectrum(model, torch.nn.CrossEntropyLoss(), data, k=4, solver="lanczos").converged

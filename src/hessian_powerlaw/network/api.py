@@ -17,6 +17,7 @@ import copy
 import fnmatch
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -246,6 +247,9 @@ def _check_products(op, seed):
         )
 
 
+FIXED_BUDGET = ("slq", "power")  # their values are what a fixed budget gives: no convergence claim
+
+
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
     if not 1 <= k < op.n:
         raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
@@ -263,6 +267,15 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         slq_steps=slq_steps,
         block_size=block_size,
     )
+    if not result.converged and solver not in FIXED_BUDGET:
+        name = result.choice.split(":")[0] if result.choice else solver
+        warnings.warn(
+            f"top_spectrum: {name} stopped after {result.steps} Krylov vectors without reaching tol "
+            f"{tol} (worst residual {float(np.max(result.residuals)):.2g}); Spectrum.converged is False "
+            "and the values near the K-th may be too low: loosen tol or try another solver",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return Spectrum(
         eigenvalues=np.asarray(result.eigenvalues, dtype=float),
         residuals=np.asarray(result.residuals, dtype=float),
@@ -346,6 +359,11 @@ def top_spectrum(
     TypeError, ValueError, DeviceError, SolverError
         One line naming the argument no spectrum can be computed from; data that change
         between passes; a non-symmetric Hessian; a missing device; a basis too large for memory.
+
+    Warns
+    -----
+    RuntimeWarning
+        When an iterative solver stops before its tolerance (``Spectrum.converged`` is False).
 
     Examples
     --------
