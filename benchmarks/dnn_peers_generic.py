@@ -168,6 +168,18 @@ def markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+COMMAND = " ".join(["python benchmarks/dnn_peers_generic.py", *sys.argv[1:]])
+
+
+def commands(rows):
+    """The distinct commands that made the rows, in order (each row keeps its own)."""
+    return list(dict.fromkeys(r["command"] for r in rows))
+
+
+def footer(rows):
+    return "\n" + "".join(f"`{c}`\n" for c in commands(rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, nargs="+", default=[50, 100])
@@ -182,9 +194,7 @@ def main():
     args = parser.parse_args()
     if args.table_only:
         saved = json.loads(Path(args.out).read_text())
-        return write_text(
-            Path(args.out).with_suffix(".md"), markdown(saved["rows"]) + f"\n`{saved['command']}`\n"
-        )
+        return write_text(Path(args.out).with_suffix(".md"), markdown(saved["rows"]) + footer(saved["rows"]))
     torch.set_num_threads(2)
     out = Path(args.out)
     saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
@@ -215,12 +225,17 @@ def main():
                 "seconds": round(seconds, 2),
             }
             rows.append(
-                {**row, "max_rel_error": error, "reference": about, **({"choice": choice} if choice else {})}
+                {
+                    **row,
+                    "max_rel_error": error,
+                    "command": COMMAND,
+                    "reference": about,
+                    **({"choice": choice} if choice else {}),
+                }
             )
             print(json.dumps(rows[-1]), flush=True)
-            command = "python benchmarks/dnn_peers_generic.py " + " ".join(sys.argv[1:])
-            write_json(out, {"command": command.strip(), "rows": rows})
-            write_text(out.with_suffix(".md"), markdown(rows) + f"\n`{command.strip()}`\n")
+            write_json(out, {"command": "; then ".join(commands(rows)), "rows": rows})
+            write_text(out.with_suffix(".md"), markdown(rows) + footer(rows))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 
 from hessian_powerlaw.network.arguments import check_arguments, check_data
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.eigensolvers import FIXED_BUDGET, top_eigenpairs
 from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
 from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
@@ -184,9 +184,6 @@ def _check_products(op, seed):
             "relative): torch does not compute this model's second derivatives exactly (e.g. "
             "parametrizations.weight_norm), so no spectrum of it can be trusted"
         )
-
-
-FIXED_BUDGET = ("slq", "power")  # their values are what a fixed budget gives: no convergence claim
 
 
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):

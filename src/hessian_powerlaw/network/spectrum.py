@@ -10,7 +10,7 @@ import torch
 
 from hessian_powerlaw.fit import FitError, gap_fit, power_law_fit
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.eigensolvers import top_eigenpairs
+from hessian_powerlaw.network.eigensolvers import FIXED_BUDGET, top_eigenpairs
 from hessian_powerlaw.network.eigensolvers.dense import check_size
 from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.operators import distributed
@@ -351,7 +351,7 @@ def fit_record(
     the fixed-budget methods, SLQ and power iteration, whose values are fitted as they come:
     that is the method; `converged` and `max_residual` say how good they are), and none when
     fewer than K eigenvalues lie above the solver's noise floor (a Hessian of rank below K)."""
-    if not record["converged"] and record["solver"] not in ("slq", "power"):
+    if not record["converged"] and record["solver"] not in FIXED_BUDGET:
         record.update(
             status="not_converged",
             reason=f"{record['solver']} did not converge to tol {record['tol']} in {record.get('steps')} "

@@ -55,6 +55,7 @@ SOLVERS = {
     "power": power_iteration,
     "dense": dense,
 }
+FIXED_BUDGET = ("slq", "power")  # their values are what a fixed budget gives: no convergence claim
 NAMES = (*SOLVERS, "auto")  # auto: block or lanczos, chosen by timing the operator (auto.py)
 __all__ = [
     "DENSE_LIMIT",
