@@ -61,5 +61,8 @@ def test_generic_peer_comparison_holds_one_complete_object_per_model_tool_and_k(
     ours = [row for row in rows if row["tool"].startswith("hessian-powerlaw")]
     assert {row["model"] for row in ours} == {"cnn", "transformer", "resnet18"}
     assert all(row["max_rel_error"] < 1e-3 for row in ours)
-    # the ResNet18 rows are measured against a float64 reference that is known to have converged
-    assert all("converged" in row["reference"] for row in rows if row["model"] == "resnet18")
+    # the ResNet18 rows are measured against a float64 reference that is known to have converged:
+    # ARPACK's, whose explicit residuals the benchmark checks and states
+    resnet = [row for row in rows if row["model"] == "resnet18"]
+    assert resnet and all("explicit residuals <=" in row["reference"] for row in resnet)
+    assert {row["k"] for row in resnet} == {50, 100}

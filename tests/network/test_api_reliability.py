@@ -296,6 +296,16 @@ def test_converged_means_small_residuals_for_every_solver():
     assert np.max(power.residuals) > 0.1
 
 
+def test_every_solver_runs_with_its_progress_bar(capsys):
+    # arpack's and power iteration's bars have no total, and `if bar:` on such a tqdm raises
+    from hessian_powerlaw.network.eigensolvers import SOLVERS, top_eigenpairs
+
+    values = np.concatenate([[1.0, 0.7, 0.5], np.linspace(0.3, 0.01, 57)])
+    for solver in SOLVERS:
+        result = top_eigenpairs(Diagonal(values), 3, solver=solver, progress=True, slq_steps=40)
+        np.testing.assert_allclose(result.eigenvalues, values[:3], rtol=1e-2, err_msg=solver)
+
+
 class Timed(Diagonal):
     """A diagonal operator whose products take a set time: per call, and per vector in a block."""
 

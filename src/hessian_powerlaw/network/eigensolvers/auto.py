@@ -12,7 +12,8 @@ measured power-law spectrum (benchmarks/measured/krylov_floor*: K = 100: b = 1 2
 the faster. An operator with two product formulations (`forward_mode`: forward-over-reverse or
 reverse-over-reverse; which is faster depends on the model: measured in
 benchmarks/measured/dnn_peers_generic.md) then has the chosen width timed in the other one and
-keeps the faster. The products of the measurement count in the result.
+keeps the faster (an operator whose products run through cached gradient graphs,
+`generic.LossHessian.cached`, has one). The products of the measurement count in the result.
 """
 
 import math
@@ -20,6 +21,7 @@ import time
 
 import torch
 
+from hessian_powerlaw.network.eigensolvers.basis_products import one_blas_thread
 from hessian_powerlaw.network.eigensolvers.lanczos import next_block
 from hessian_powerlaw.network.operators.base import Operator
 
@@ -63,8 +65,11 @@ def _step_costs(n, width, dtype, device, generator):
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
 
-    step(width)  # warm-up
-    short, long = (_seconds(lambda m=m: step(m), repeat=5) * n / length for m in (width, BASIS_PROBE + width))
+    with one_blas_thread(device):  # as the solver runs it
+        step(width)  # warm-up
+        short, long = (
+            _seconds(lambda m=m: step(m), repeat=5) * n / length for m in (width, BASIS_PROBE + width)
+        )
     return short, max(long - short, 0.0) / BASIS_PROBE
 
 
@@ -77,6 +82,8 @@ def _time_products(op, width, generator):
 def _formulation(op, width, seconds, generator):
     """Time the chosen width in the operator's other product formulation and keep the faster;
     a short phrase for the record."""
+    if getattr(op, "cached", False):
+        return "cached reverse-over-reverse products"
     if not getattr(op, "forward_mode", False):
         return "reverse-over-reverse products" if hasattr(op, "forward_mode") else "the operator's products"
     op.forward_mode = False

@@ -33,7 +33,7 @@ def arpack(
 
     def apply(x):
         x = torch.as_tensor(np.asarray(x).reshape(n, -1), dtype=dtype, device=device)
-        if bar:
+        if bar is not None:
             bar.update(x.shape[1])
         return matmat(x).double().cpu().numpy()
 
@@ -44,7 +44,7 @@ def arpack(
         values, vecs = scipy.sparse.linalg.eigsh(op, k=k, which="LA", tol=tol, ncv=ncv, v0=v0)
     except scipy.sparse.linalg.ArpackNoConvergence as err:
         values, vecs, converged = err.eigenvalues, err.eigenvectors, False
-    if bar:
+    if bar is not None:
         bar.close()
     order = np.argsort(values)[::-1]
     vectors = torch.as_tensor(vecs[:, order], dtype=dtype, device=device)
@@ -84,7 +84,7 @@ def power_iteration(
             v /= torch.linalg.vector_norm(v)
             hv = matmat(v[:, None])[:, 0]
             new = float(torch.dot(hv, v))
-            if bar:
+            if bar is not None:
                 bar.update(1)
             v = hv
             done = value is not None and abs(new - value) / (abs(value) + 1e-6) < tol
@@ -96,7 +96,7 @@ def power_iteration(
             v -= torch.dot(v, u) * u
         found.append(v / torch.linalg.vector_norm(v))
         values.append(value)
-    if bar:
+    if bar is not None:
         bar.close()
     vectors = torch.stack(found, dim=1)
     order = np.argsort(values)[::-1]

@@ -52,9 +52,9 @@ def dense_matrix(
         eye = torch.zeros(n, min(block, n - i), dtype=dtype, device=device)
         eye[i : i + eye.shape[1]].fill_diagonal_(1.0)
         columns.append(matmat(eye).to(dtype))
-        if bar:
+        if bar is not None:
             bar.update(eye.shape[1])
-    if bar:
+    if bar is not None:
         bar.close()
     h = torch.cat(columns, dim=1)
     if not bool(torch.isfinite(h).all()):

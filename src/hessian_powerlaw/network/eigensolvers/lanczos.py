@@ -8,6 +8,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from hessian_powerlaw.network.eigensolvers.basis_products import coefficients, one_blas_thread, subtract
 from hessian_powerlaw.network.eigensolvers.result import (
     Matmat,
     SolverError,
@@ -54,6 +55,13 @@ def block_lanczos(
     reports the estimates then. Ritz values at or below the noise floor (NOISE_FLOOR eps ||H||)
     are zero to working precision: they count as converged once their residual is below the floor.
     """
+    with one_blas_thread(device):
+        return _block_lanczos(
+            matmat, n, k, tol, steps_per_k, block, seed, dtype, device, progress, relative_to, steps
+        )
+
+
+def _block_lanczos(matmat, n, k, tol, steps_per_k, block, seed, dtype, device, progress, relative_to, steps):
     max_cols = min(n, steps or steps_for(k, steps_per_k))
     block = min(block, max(1, k // 4), max_cols)  # a block much wider than K wastes products
     check_every = max(10, k // 20) if block == 1 else max(block, k // 10)
@@ -80,13 +88,13 @@ def block_lanczos(
             w -= rows[j - b_prev.shape[1] : j].T @ b_prev.T
         j += width
         q, r = next_block(w, rows[:j], gen, DEPENDENT * eps * norm, health)
-        if bar:
+        if bar is not None:
             bar.update(width)
         done = j + width > max_cols
         if (j >= k and j - checked >= check_every and not steps) or done:
             checked = j
             theta, s, top, estimates, converged = _check(t[:j, :j], r, width, k, tol, eps, norm, relative_to)
-            if bar:
+            if bar is not None:
                 bar.set_postfix(worst=f"{estimates.max():.1e}")
             if converged and not steps:
                 break
@@ -97,7 +105,7 @@ def block_lanczos(
         t[j : j + cols, j - width : j] = r.double().cpu().numpy()
         t[j - width : j, j : j + cols] = t[j : j + cols, j - width : j].T
         b_prev = r
-    if bar:
+    if bar is not None:
         bar.close()
     if theta is None:
         raise SolverError(f"Lanczos stopped after {j} columns, before K={k}")
@@ -133,7 +141,7 @@ def _orthogonalize(w, *against):
     for _ in range(2):  # "twice is enough"
         for basis in against:
             if basis.shape[0]:
-                w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
+                w = subtract(w, basis, coefficients(basis, w))
     return w
 
 
@@ -145,10 +153,10 @@ def _project_out(w, basis):
     the basis twice, the part of a step that grows with the basis; the second is rare in
     Lanczos, whose three-term recurrence has already removed the large components."""
     before = torch.linalg.vector_norm(w, dim=0)
-    w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
+    w = subtract(w, basis, coefficients(basis, w))
     cancelled = bool((torch.linalg.vector_norm(w, dim=0) < before / math.sqrt(2)).any())
     if cancelled:
-        w = torch.addmm(w, basis.T, basis @ w, alpha=-1)
+        w = subtract(w, basis, coefficients(basis, w))
     return w, cancelled
 
 
@@ -174,11 +182,11 @@ def next_block(
     r2 = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
     if not (cancelled or q.shape[1] > 1 or basis.shape[0] % CHECK_EVERY == 0):
         return _replace_weak(q, r, r2, basis, gen, floor, health)
-    c = basis @ q
+    c = coefficients(basis, q)
     left = float(c.abs().max()) if c.numel() else 0.0
     health["orthogonality"] = max(health["orthogonality"], left)
     if left > REPAIR * torch.finfo(q.dtype).eps * math.sqrt(basis.shape[0]):
-        q, r2 = torch.linalg.qr(torch.addmm(q, basis.T, c, alpha=-1))
+        q, r2 = torch.linalg.qr(subtract(q, basis, c))
         r = r2 @ r
     return _replace_weak(q, r, r2, basis, gen, floor, health)
 
