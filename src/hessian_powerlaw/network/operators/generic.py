@@ -16,7 +16,8 @@ BatchNorm/residual CNN the working set, not the arithmetic, sets a product's cos
 Cached products: with in-memory data, each chunk's gradient graph is built once and kept, and a
 product is one reverse pass through it (the pullback of the gradient: reverse-over-reverse
 without recomputing the forward and backward passes), 1.3-2x cheaper per vector than recomputing
-them (benchmarks/measured/dnn_peers_generic.md). The graph holds the chunk's activations and
+them on the peer benchmark's models (one-off timings; the end-to-end effect is in
+benchmarks/measured/dnn_peers_generic.md). The graph holds the chunk's activations and
 their gradients, so the cache is built only where its size, estimated from the tensors one chunk
 saves (twice that, for what the estimate misses), is at most CACHE_SHARE of the device's free
 memory; `cache=False` never builds it, `cache=True` always (an error where it cannot be).
@@ -141,8 +142,12 @@ class LossHessian:
             (hv,) = pullback(self._unflatten(v))
         return self._flatten(hv)
 
+    def _budget(self):
+        """Samples x vectors per chunk on this operator's device (CHUNK_BUDGET)."""
+        return CHUNK_BUDGET["cuda" if self.device.type == "cuda" else "cpu"]
+
     def _chunks(self, vectors=1):
-        budget = CHUNK_BUDGET["cuda" if self.device.type == "cuda" else "cpu"]
+        budget = self._budget()
         for x, y in batches(self.data):
             x, y = _to(x, self.device, self.dtype), y.to(self.device)
             step = self.chunk_size
@@ -238,7 +243,7 @@ class LossHessian:
         """H @ V through the cached graphs, vmapped over groups of vectors sized so that a group
         times a chunk's samples stays within CHUNK_BUDGET (the working set of the uncached path)."""
         vectors = vectors.to(self.device, self.dtype)
-        budget = CHUNK_BUDGET["cuda" if self.device.type == "cuda" else "cpu"]
+        budget = self._budget()
         out, count = torch.zeros_like(vectors), 0
         for size, pullback in self._pullbacks:
             product = lambda v, pullback=pullback: self._flatten(pullback(self._unflatten(v))[0])  # noqa: E731
