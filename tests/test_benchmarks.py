@@ -1,12 +1,16 @@
-"""The benchmarks' machine-read outputs: `protein_speed.py --entries` ends with the ratio line, and
-the committed peer comparison holds one complete object per (tool, K)."""
+"""The benchmarks' machine-read outputs: `protein_speed.py --entries` ends with the ratio line, the
+committed peer comparison holds one complete object per (tool, K), and `rerun_records.py` tells a
+record that re-runs to the same result from one that does not."""
 
 import json
 import math
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import BUNDLED, EDGE
 
@@ -66,3 +70,40 @@ def test_generic_peer_comparison_holds_one_complete_object_per_model_tool_and_k(
     resnet = [row for row in rows if row["model"] == "resnet18"]
     assert resnet and all("explicit residuals <=" in row["reference"] for row in resnet)
     assert {row["k"] for row in resnet} == {50, 100}
+
+
+def _fake_record(path, beta, power_law=True):
+    """A committed record whose command writes a record with the given beta (no training)."""
+    body = json.dumps({"run": "r_s0", "status": "ok", "beta": beta, "power_law": power_law, "d_ks": 0.01})
+    writer = f"import sys, pathlib; p = pathlib.Path(sys.argv[2]); p.parent.mkdir(); p.write_text({body!r})"
+    command = f"{sys.executable} -c {shlex.quote(writer)} --out out/r_s0.json"
+    committed = {"run": "r_s0", "status": "ok", "beta": 2.0, "power_law": True, "command": command}
+    path.write_text(json.dumps(committed))
+    return path
+
+
+def _rerun(*args):
+    command = [sys.executable, str(ROOT / "benchmarks" / "rerun_records.py"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_rerun_records_compares_beta_and_verdict_and_resumes(tmp_path):
+    out = tmp_path / "reruns.json"
+    same = _rerun(_fake_record(tmp_path / "same.json", 2.0 + 1e-8), "--out", out)
+    assert same.returncode == 0, same.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["agrees"] and row["beta_diff"] == pytest.approx(1e-8, abs=1e-12)
+    # a record already checked is not run again, even when its command would now disagree
+    again = _rerun(_fake_record(tmp_path / "same.json", 3.0), "--out", out)
+    assert again.returncode == 0 and len(json.loads(out.read_text())["rows"]) == 1
+    moved = _rerun(_fake_record(tmp_path / "moved.json", 2.0 + 1e-5), "--out", tmp_path / "moved_out.json")
+    assert moved.returncode == 1 and "DIFFERS" in moved.stdout
+    flipped = _rerun(_fake_record(tmp_path / "flip.json", 2.0, power_law=False), "--out", tmp_path / "f.json")
+    assert flipped.returncode == 1
+
+
+def test_rerun_records_reports_a_failing_command(tmp_path):
+    record = tmp_path / "bad.json"
+    record.write_text(json.dumps({"run": "bad_s0", "command": "echo 'no such input' >&2; exit 3"}))
+    done = _rerun(record, "--out", tmp_path / "out.json")
+    assert done.returncode == 1 and "no such input" in done.stdout

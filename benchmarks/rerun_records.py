@@ -1,0 +1,115 @@
+"""Re-run committed reproduction records from their own ``command`` and compare the results.
+
+Each record of ``benchmarks/measured/reproduction_study/`` carries the exact command that made
+it (training and spectrum). This script runs that command in a scratch directory, with ``$DATA``
+pointing at the datasets, and compares the new record with the committed one: the verdict, the
+fit's beta (to ``--tol``, 1e-6 by default: reruns are bit-identical only on one instruction set,
+so compare on the machine that made the records), d_ks and the largest eigenvalue. Rows are
+appended to ``--out`` as they finish (atomically), and a rerun of the script skips the records
+already there, so an interrupted check resumes::
+
+    python benchmarks/rerun_records.py benchmarks/measured/reproduction_study/t8-fcn1-mnist_s0.json \\
+        --data data --out benchmarks/measured/reproduction_study/reruns.json
+
+The exit status is 1 when any record disagrees, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hessian_powerlaw.io import write_json
+
+
+def spectrum_output(command: str) -> str:
+    """The record path a command writes: the argument of its last ``--out``."""
+    tokens = shlex.split(command)
+    outs = [i for i, token in enumerate(tokens) if token == "--out"]
+    if not outs or outs[-1] + 1 >= len(tokens):
+        raise ValueError(f"the command names no --out record: {command[:80]}...")
+    return tokens[outs[-1] + 1]
+
+
+def compare(committed: dict, rerun: dict, tol: float) -> dict:
+    """One row: the committed and the rerun verdict, beta, d_ks and lambda_max, and whether they agree."""
+    row = {"run": committed["run"], "status": committed.get("status"), "rerun_status": rerun.get("status")}
+    for key in ("power_law", "beta", "d_ks", "lambda_max"):
+        row[key] = committed.get(key)
+        row[f"rerun_{key}"] = rerun.get(key)
+    if committed.get("beta") is None or rerun.get("beta") is None:
+        row["beta_diff"] = None
+        same_beta = committed.get("beta") is None and rerun.get("beta") is None
+    else:
+        row["beta_diff"] = abs(committed["beta"] - rerun["beta"])
+        same_beta = row["beta_diff"] <= tol
+    row["agrees"] = bool(
+        same_beta
+        and committed.get("power_law") == rerun.get("power_law")
+        and row["status"] == row["rerun_status"]
+    )
+    return row
+
+
+def rerun(record_path: Path, data: Path, tol: float) -> dict:
+    """Run one record's command in a scratch directory and compare its new record with the committed one."""
+    committed = json.loads(record_path.read_text())
+    command = committed["command"]
+    env = dict(os.environ, DATA=str(data.resolve()))
+    with tempfile.TemporaryDirectory(prefix="rerun-") as work:
+        start = time.perf_counter()
+        done = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            return {"run": committed["run"], "agrees": False, "error": last, "seconds": round(seconds, 1)}
+        fresh = json.loads((Path(work) / spectrum_output(command)).read_text())
+    row = compare(committed, fresh, tol)
+    row["seconds"] = round(seconds, 1)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("records", nargs="+", type=Path, help="committed record JSON files")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data"), help="MNIST/ and FashionMNIST/ (the $DATA)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON file the rows are appended to")
+    parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
+    args = parser.parse_args(argv)
+    result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
+    result.update(
+        command="python benchmarks/rerun_records.py " + " ".join(map(str, sys.argv[1:])),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        tol=args.tol,
+    )
+    done = {row["run"] for row in result["rows"]}
+    for path in args.records:
+        run = json.loads(path.read_text())["run"]
+        if run in done:
+            continue
+        row = rerun(path, args.data, args.tol)
+        result["rows"].append(row)
+        write_json(args.out, result)
+        print(
+            f"{run}: {'agrees' if row['agrees'] else 'DIFFERS'}"
+            f" (beta {row.get('beta')} -> {row.get('rerun_beta')}, {row['seconds']} s)"
+            + (f": {row['error']}" if "error" in row else ""),
+            flush=True,
+        )
+    failed = [row["run"] for row in result["rows"] if not row["agrees"]]
+    print(f"{len(result['rows']) - len(failed)} of {len(result['rows'])} records agree", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
