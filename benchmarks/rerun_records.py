@@ -5,7 +5,8 @@ it (training and spectrum). This script runs that command in a scratch directory
 pointing at the datasets, and compares the new record with the committed one: the verdict, the
 fit's beta (to ``--tol``, 1e-6 by default: reruns are bit-identical only on one instruction set,
 so compare on the machine that made the records), d_ks and the largest eigenvalue. Rows are
-appended to ``--out`` as they finish (atomically), and a rerun of the script skips the records
+appended to ``--out`` (JSON, and the same rows as a Markdown table beside it, ``.md``) as they
+finish (atomically), and a rerun of the script skips the records
 already there, so an interrupted check resumes::
 
     python benchmarks/rerun_records.py benchmarks/measured/reproduction_study/t8-fcn1-mnist_s0.json \\
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hessian_powerlaw.io import write_json
+from hessian_powerlaw.io import atomic_path, write_json
 
 
 def spectrum_output(command: str) -> str:
@@ -77,6 +78,30 @@ def rerun(record_path: Path, data: Path, tol: float) -> dict:
     return row
 
 
+def markdown(result: dict) -> str:
+    """The rows as a Markdown table under a line with the agreement count and the command."""
+    rows = result["rows"]
+    agree = sum(row["agrees"] for row in rows)
+    lines = [
+        f"{agree} of {len(rows)} records re-run from their `command` to the same verdict and a beta within"
+        f" {result['tol']:g} ({result['machine']}; `{result['command']}`).",
+        "",
+        "| run | verdict | rerun verdict | beta | rerun beta | \\|difference\\| | seconds | agrees |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['run']} | | failed: {row['error']} | | | | {row['seconds']} | no |")
+            continue
+        beta = ["" if row[key] is None else f"{row[key]:.9f}" for key in ("beta", "rerun_beta")]
+        diff = "" if row["beta_diff"] is None else f"{row['beta_diff']:.1e}"
+        lines.append(
+            f"| {row['run']} | {row['power_law']} | {row['rerun_power_law']} | {beta[0]} | {beta[1]} | {diff}"
+            f" | {row['seconds']} | {'yes' if row['agrees'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", nargs="+", type=Path, help="committed record JSON files")
@@ -87,19 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
-    result.update(
-        command="python benchmarks/rerun_records.py " + " ".join(map(str, sys.argv[1:])),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        tol=args.tol,
-    )
+    result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(), tol=args.tol)
     done = {row["run"] for row in result["rows"]}
     for path in args.records:
         run = json.loads(path.read_text())["run"]
         if run in done:
             continue
-        row = rerun(path, args.data, args.tol)
+        row = {**rerun(path, args.data, args.tol), "record": str(path)}
         result["rows"].append(row)
+        records = " ".join(shlex.quote(row["record"]) for row in result["rows"])
+        result["command"] = (
+            f"python benchmarks/rerun_records.py {records} --data {shlex.quote(str(args.data))}"
+            f" --out {shlex.quote(str(args.out))} --tol {args.tol:g}"
+        )
         write_json(args.out, result)
+        with atomic_path(args.out.with_suffix(".md")) as tmp:
+            tmp.write_text(markdown(result))
         print(
             f"{run}: {'agrees' if row['agrees'] else 'DIFFERS'}"
             f" (beta {row.get('beta')} -> {row.get('rerun_beta')}, {row['seconds']} s)"

@@ -93,6 +93,7 @@ def test_rerun_records_compares_beta_and_verdict_and_resumes(tmp_path):
     assert same.returncode == 0, same.stderr
     (row,) = json.loads(out.read_text())["rows"]
     assert row["agrees"] and row["beta_diff"] == pytest.approx(1e-8, abs=1e-12)
+    assert "1 of 1 records re-run" in out.with_suffix(".md").read_text()
     # a record already checked is not run again, even when its command would now disagree
     again = _rerun(_fake_record(tmp_path / "same.json", 3.0), "--out", out)
     assert again.returncode == 0 and len(json.loads(out.read_text())["rows"]) == 1
