@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copy the finished records (JSON) and spectra (.npy, 16 KB each) of a reproduction run into
 # benchmarks/measured/ and rebuild its table there:
-#   bash benchmarks/sync_reproduction.sh [RESULTS_DIR [OUT_DIR]]
-#   (defaults: results-study, benchmarks/measured/reproduction_study)
+#   bash benchmarks/sync_reproduction.sh [RESULTS_DIR [OUT_DIR [TABLE_ARGS...]]]
+#   (defaults: results-study, benchmarks/measured/reproduction_study; TABLE_ARGS go to
+#   `hessian-powerlaw reproduction` before the records, e.g. --only-run then records kept elsewhere)
 # Records that are already there are overwritten by the run's; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,5 @@ if compgen -G "$src/proteins/*.tsv" > /dev/null; then
 fi
 proteins=()
 compgen -G "$out/proteins/*.tsv" > /dev/null && proteins=(--proteins "$out"/proteins/*.tsv)
-hessian-powerlaw reproduction "$out"/*.json "${proteins[@]}" --out "$out/reproduction.tsv" \
+hessian-powerlaw reproduction "${@:3}" "$out"/*_s[0-9]*.json "${proteins[@]}" --out "$out/reproduction.tsv" \
     --markdown "$out/reproduction.md" --figure "$out/slope.png"

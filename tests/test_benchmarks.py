@@ -108,3 +108,36 @@ def test_rerun_records_reports_a_failing_command(tmp_path):
     record.write_text(json.dumps({"run": "bad_s0", "command": "echo 'no such input' >&2; exit 3"}))
     done = _rerun(record, "--out", tmp_path / "out.json")
     assert done.returncode == 1 and "no such input" in done.stdout
+
+
+def test_sync_reproduction_copies_records_and_builds_the_table(tmp_path):
+    """A run's records and spectra land in OUT beside the table; extra records given after OUT
+    enter the table without being copied, and files that are not records are left alone."""
+    measured = ROOT / "benchmarks" / "measured" / "reproduction_study"
+    records = tmp_path / "results" / "reproduction" / "records"
+    spectra = tmp_path / "results" / "reproduction" / "spectra"
+    records.mkdir(parents=True)
+    spectra.mkdir()
+    for name in ("t8-fcn2-mnist-w50_s0", "t8-fcn2-mnist-w70_s0"):
+        (records / f"{name}.json").write_bytes((measured / f"{name}.json").read_bytes())
+        (spectra / f"{name}.npy").write_bytes((measured / f"{name}.npy").read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reruns.json").write_text("{}")
+    extra = measured / "t8-fcn2-mnist-w30_s0.json"
+    command = ["bash", str(ROOT / "benchmarks" / "sync_reproduction.sh"), str(tmp_path / "results"), str(out)]
+    done = subprocess.run([*command, "--only-run", str(extra)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*_s0.*")) == [
+        "t8-fcn2-mnist-w50_s0.json",
+        "t8-fcn2-mnist-w50_s0.npy",
+        "t8-fcn2-mnist-w70_s0.json",
+        "t8-fcn2-mnist-w70_s0.npy",
+    ]
+    table = (out / "reproduction.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in table[1:]] == [
+        "t8-fcn2-mnist-w30",
+        "t8-fcn2-mnist-w50",
+        "t8-fcn2-mnist-w70",
+    ]
+    assert (out / "reruns.json").read_text() == "{}"
