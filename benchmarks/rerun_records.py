@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,10 +68,24 @@ def rerun(record_path: Path, data: Path, tol: float) -> dict:
     env = dict(os.environ, DATA=str(data.resolve()))
     with tempfile.TemporaryDirectory(prefix="rerun-") as work:
         start = time.perf_counter()
-        done = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True)
+        child = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=work,
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = child.communicate()
+        finally:  # interrupted: stop the training or spectrum too, not only this script
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+                child.wait()
         seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        if child.returncode != 0:
+            last = (stderr.strip().splitlines() or ["no message"])[-1]
             return {"run": committed["run"], "agrees": False, "error": last, "seconds": round(seconds, 1)}
         fresh = json.loads((Path(work) / spectrum_output(command)).read_text())
     row = compare(committed, fresh, tol)
@@ -82,9 +97,10 @@ def markdown(result: dict) -> str:
     """The rows as a Markdown table under a line with the agreement count and the command."""
     rows = result["rows"]
     agree = sum(row["agrees"] for row in rows)
+    codes = sorted({row["code"] for row in rows})
     lines = [
         f"{agree} of {len(rows)} records re-run from their `command` to the same verdict and a beta within"
-        f" {result['tol']:g} ({result['machine']}; `{result['command']}`).",
+        f" {result['tol']:g} ({result['machine']}; `{result['command']}`), by {'; '.join(codes)}.",
         "",
         "| run | verdict | rerun verdict | beta | rerun beta | \\|difference\\| | seconds | agrees |",
         "|---|---|---|---|---|---|---|---|",
@@ -102,6 +118,25 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def code_version() -> str:
+    """The package the commands run (what ``hessian-powerlaw`` imports): version, and commit if in git."""
+    import hessian_powerlaw
+
+    where = Path(hessian_powerlaw.__file__).parent
+    done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = f" at commit {done.stdout.strip()}" if done.returncode == 0 else ""
+    return f"hessian-powerlaw {hessian_powerlaw.__version__} from {where}{commit}"
+
+
+def command_line(rows: list[dict], args: argparse.Namespace) -> str:
+    """The command that checks every record in ``rows`` again (each row keeps its record's path)."""
+    records = " ".join(shlex.quote(row["record"]) for row in rows)
+    return (
+        f"python benchmarks/rerun_records.py {records} --data {shlex.quote(str(args.data))}"
+        f" --out {shlex.quote(str(args.out))} --tol {args.tol:g}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", nargs="+", type=Path, help="committed record JSON files")
@@ -112,28 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(), tol=args.tol)
+    code = code_version()
     done = {row["run"] for row in result["rows"]}
     for path in args.records:
-        run = json.loads(path.read_text())["run"]
-        if run in done:
+        if json.loads(path.read_text())["run"] in done:
             continue
-        row = {**rerun(path, args.data, args.tol), "record": str(path)}
+        row = {**rerun(path, args.data, args.tol), "record": str(path), "code": code}
         result["rows"].append(row)
-        records = " ".join(shlex.quote(row["record"]) for row in result["rows"])
-        result["command"] = (
-            f"python benchmarks/rerun_records.py {records} --data {shlex.quote(str(args.data))}"
-            f" --out {shlex.quote(str(args.out))} --tol {args.tol:g}"
-        )
+        result["command"] = command_line(result["rows"], args)
         write_json(args.out, result)
         with atomic_path(args.out.with_suffix(".md")) as tmp:
             tmp.write_text(markdown(result))
-        print(
-            f"{run}: {'agrees' if row['agrees'] else 'DIFFERS'}"
-            f" (beta {row.get('beta')} -> {row.get('rerun_beta')}, {row['seconds']} s)"
-            + (f": {row['error']}" if "error" in row else ""),
-            flush=True,
-        )
+        verdict = "agrees" if row["agrees"] else "DIFFERS"
+        detail = f": {row['error']}" if "error" in row else ""
+        betas = f"beta {row.get('beta')} -> {row.get('rerun_beta')}"
+        print(f"{row['run']}: {verdict} ({betas}){detail}", flush=True)
     failed = [row["run"] for row in result["rows"] if not row["agrees"]]
     print(f"{len(result['rows']) - len(failed)} of {len(result['rows'])} records agree", flush=True)
     return 1 if failed else 0
