@@ -44,7 +44,7 @@ def spectrum_output(command: str) -> str:
 def compare(committed: dict, rerun: dict, tol: float) -> dict:
     """One row: the committed and the rerun verdict, beta, d_ks and lambda_max, and whether they agree."""
     row = {"run": committed["run"], "status": committed.get("status"), "rerun_status": rerun.get("status")}
-    for key in ("power_law", "beta", "d_ks", "lambda_max"):
+    for key in ("power_law", "beta", "d_ks", "lambda_max", "train_loss"):
         row[key] = committed.get(key)
         row[f"rerun_{key}"] = rerun.get(key)
     if committed.get("beta") is None or rerun.get("beta") is None:
@@ -61,10 +61,33 @@ def compare(committed: dict, rerun: dict, tol: float) -> dict:
     return row
 
 
-def rerun(record_path: Path, data: Path, tol: float) -> dict:
-    """Run one record's command in a scratch directory and compare its new record with the committed one."""
+def stage_threads(record: dict, made_with: dict) -> dict:
+    """{"train": n, "spectrum": n}: the CPU threads of each stage, from the record's ``train_threads``
+    and ``threads`` or, for records older than those keys, ``made_with[run]``; a stage absent from
+    both keeps the environment's threads."""
+    known = {"train": record.get("train_threads"), "spectrum": record.get("threads")}
+    fallback = made_with.get(record["run"], {})
+    return {stage: known[stage] or fallback.get(stage) for stage in known}
+
+
+def pinned(command: str, threads: dict) -> str:
+    """``command`` with each ``hessian-powerlaw train`` / ``dnn-spectrum`` stage run on its threads."""
+    stages = []
+    for stage in command.split(" && "):
+        kind = "train" if stage.startswith("hessian-powerlaw train ") else "spectrum"
+        n = threads.get(kind)
+        stages.append(f"OMP_NUM_THREADS={n} MKL_NUM_THREADS={n} {stage}" if n else stage)
+    return " && ".join(stages)
+
+
+def rerun(record_path: Path, data: Path, tol: float, made_with: dict | None = None) -> dict:
+    """Run one record's command in a scratch directory and compare its new record with the committed one.
+
+    ``made_with``: {run: {"train": threads, "spectrum": threads}} for records that do not say theirs.
+    """
     committed = json.loads(record_path.read_text())
-    command = committed["command"]
+    threads = stage_threads(committed, made_with or {})
+    command = pinned(committed["command"], threads)
     env = dict(os.environ, DATA=str(data.resolve()))
     with tempfile.TemporaryDirectory(prefix="rerun-") as work:
         start = time.perf_counter()
@@ -86,10 +109,16 @@ def rerun(record_path: Path, data: Path, tol: float) -> dict:
         seconds = time.perf_counter() - start
         if child.returncode != 0:
             last = (stderr.strip().splitlines() or ["no message"])[-1]
-            return {"run": committed["run"], "agrees": False, "error": last, "seconds": round(seconds, 1)}
+            return {
+                "run": committed["run"],
+                "agrees": False,
+                "error": last,
+                "seconds": round(seconds, 1),
+                "threads": threads,
+            }
         fresh = json.loads((Path(work) / spectrum_output(command)).read_text())
     row = compare(committed, fresh, tol)
-    row["seconds"] = round(seconds, 1)
+    row.update(seconds=round(seconds, 1), threads=threads)
     return row
 
 
@@ -98,24 +127,31 @@ def markdown(result: dict) -> str:
     rows = result["rows"]
     agree = sum(row["agrees"] for row in rows)
     codes = sorted({row["code"] for row in rows})
+    header = ["run", "threads (train/spectrum)", "verdict", "rerun verdict", "beta", "rerun beta"]
+    header.append("\\|difference\\|")
     lines = [
         f"{agree} of {len(rows)} records re-run from their `command` to the same verdict and a beta within"
         f" {result['tol']:g} ({result['machine']}; `{result['command']}`), by {'; '.join(codes)}.",
         "",
-        "| run | verdict | rerun verdict | beta | rerun beta | \\|difference\\| | seconds | agrees |",
-        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join([*header, "seconds", "agrees"]) + " |",
+        "|" + "---|" * (len(header) + 2),
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['run']} | | failed: {row['error']} | | | | {row['seconds']} | no |")
-            continue
-        beta = ["" if row[key] is None else f"{row[key]:.9f}" for key in ("beta", "rerun_beta")]
-        diff = "" if row["beta_diff"] is None else f"{row['beta_diff']:.1e}"
-        lines.append(
-            f"| {row['run']} | {row['power_law']} | {row['rerun_power_law']} | {beta[0]} | {beta[1]} | {diff}"
-            f" | {row['seconds']} | {'yes' if row['agrees'] else 'no'} |"
-        )
+            cells = [row["run"], _threads(row), "", f"failed: {row['error']}", "", "", ""]
+        else:
+            beta = ["" if row[key] is None else f"{row[key]:.9f}" for key in ("beta", "rerun_beta")]
+            diff = "" if row["beta_diff"] is None else f"{row['beta_diff']:.1e}"
+            cells = [row["run"], _threads(row), row["power_law"], row["rerun_power_law"], *beta, diff]
+        cells += [row["seconds"], "yes" if row["agrees"] else "no"]
+        lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _threads(row: dict) -> str:
+    """'train/spectrum' threads of a row ('env' where the environment's threads ran a stage)."""
+    threads = row.get("threads") or {}
+    return "/".join(str(threads.get(stage) or "env") for stage in ("train", "spectrum"))
 
 
 def code_version() -> str:
@@ -134,6 +170,7 @@ def command_line(rows: list[dict], args: argparse.Namespace) -> str:
     return (
         f"python benchmarks/rerun_records.py {records} --data {shlex.quote(str(args.data))}"
         f" --out {shlex.quote(str(args.out))} --tol {args.tol:g}"
+        + (f" --made-with {shlex.quote(str(args.made_with))}" if args.made_with else "")
     )
 
 
@@ -144,17 +181,23 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path("data"), help="MNIST/ and FashionMNIST/ (the $DATA)"
     )
     parser.add_argument("--out", type=Path, required=True, help="JSON file the rows are appended to")
+    parser.add_argument(
+        "--made-with",
+        type=Path,
+        help="JSON {run: {train: threads, spectrum: threads}} for records older than their threads keys",
+    )
     parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(), tol=args.tol)
     code = code_version()
+    made_with = json.loads(args.made_with.read_text()) if args.made_with else {}
     done = {row["run"] for row in result["rows"]}
     for path in args.records:
         if json.loads(path.read_text())["run"] in done:
             continue
-        row = {**rerun(path, args.data, args.tol), "record": str(path), "code": code}
+        row = {**rerun(path, args.data, args.tol, made_with), "record": str(path), "code": code}
         result["rows"].append(row)
         result["command"] = command_line(result["rows"], args)
         write_json(args.out, result)

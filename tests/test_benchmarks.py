@@ -4,6 +4,7 @@ record that re-runs to the same result from one that does not."""
 
 import json
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -82,9 +83,11 @@ def _fake_record(path, beta, power_law=True):
     return path
 
 
-def _rerun(*args):
+def _rerun(*args, env=None):
     command = [sys.executable, str(ROOT / "benchmarks" / "rerun_records.py"), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
 
 
 def test_rerun_records_compares_beta_and_verdict_and_resumes(tmp_path):
@@ -141,3 +144,72 @@ def test_sync_reproduction_copies_records_and_builds_the_table(tmp_path):
         "t8-fcn2-mnist-w70",
     ]
     assert (out / "reruns.json").read_text() == "{}"
+
+
+def test_rerun_records_runs_each_stage_on_the_threads_it_was_made_with(tmp_path):
+    """Each stage of the command sees OMP_NUM_THREADS = its record key (or --made-with entry);
+    the fake spectrum stage writes the two stages' thread counts as beta = train + spectrum / 10."""
+    train = "hessian-powerlaw train --fake"
+    writer = (
+        "import json, os, sys, pathlib; p = pathlib.Path(sys.argv[2]); p.parent.mkdir(); p.write_text("
+        "json.dumps({'run': 'r_s0', 'status': 'ok', 'power_law': True,"
+        " 'beta': float(open('t').read()) + int(os.environ['OMP_NUM_THREADS']) / 10}))"
+    )
+    spectrum = f"{sys.executable} -c {shlex.quote(writer)} --out out/r_s0.json"
+    fake_train = tmp_path / "bin" / "hessian-powerlaw"  # the train stage: records its threads in ./t
+    fake_train.parent.mkdir()
+    fake_train.write_text('#!/bin/sh\necho "$OMP_NUM_THREADS" > t\n')
+    fake_train.chmod(0o755)
+    record = tmp_path / "r.json"
+    made = {
+        "run": "r_s0",
+        "status": "ok",
+        "power_law": True,
+        "beta": 3.1,
+        "command": f"{train} && {spectrum}",
+    }
+    env = {"PATH": f"{fake_train.parent}:{os.environ['PATH']}"}
+    record.write_text(json.dumps({**made, "train_threads": 3, "threads": 1}))
+    assert _rerun(record, "--out", tmp_path / "a.json", env=env).returncode == 0
+    record.write_text(json.dumps(made))  # no thread keys: --made-with says
+    made_with = tmp_path / "made.json"
+    made_with.write_text(json.dumps({"r_s0": {"train": 3, "spectrum": 1}}))
+    assert _rerun(record, "--out", tmp_path / "b.json", "--made-with", made_with, env=env).returncode == 0
+    made_with.write_text(json.dumps({"r_s0": {"train": 1, "spectrum": 3}}))
+    assert _rerun(record, "--out", tmp_path / "c.json", "--made-with", made_with, env=env).returncode == 1
+    assert "| r_s0 | 1/3 |" in (tmp_path / "c.md").read_text()
+
+
+SNAKEMAKE_LOG = """Provided cores: 2
+localrule repro_train:
+    output: results-study/reproduction/models/t1-a_s0.pt, results-study/reproduction/metrics/t1-a_s0.json
+    jobid: 2
+    wildcards: experiment=t1-a, seed=0
+    threads: 2
+localrule repro_spectrum:
+    output: results-study/reproduction/records/t1-a_s0.json, results-study/reproduction/spectra/t1-a_s0.npy
+    jobid: 1
+    wildcards: experiment=t1-a, seed=0
+localrule repro_spectrum:
+    output: results-study/reproduction/records/t1-b_s0.json, results-study/reproduction/spectra/t1-b_s0.npy
+    jobid: 3
+    threads: 2
+Finished jobid: 2 (Rule: repro_train)
+Finished job 1.
+"""
+
+
+def test_snakemake_threads_reads_each_finished_stage(tmp_path):
+    """Threads per stage from a job block (its threads line after the jobid; none = 1); an unfinished
+    job (t1-b) is left out; a later log overrides an earlier one."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "2026-01-01T000000.snakemake.log").write_text(SNAKEMAKE_LOG)
+    later = SNAKEMAKE_LOG.replace("    threads: 2\nlocalrule repro_spectrum", "localrule repro_spectrum", 1)
+    command = [sys.executable, str(ROOT / "benchmarks" / "snakemake_threads.py"), str(logs), "--out"]
+    done = subprocess.run([*command, str(tmp_path / "a.json")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "a.json").read_text()) == {"t1-a_s0": {"train": 2, "spectrum": 1}}
+    (logs / "2026-01-02T000000.snakemake.log").write_text(later)
+    subprocess.run([*command, str(tmp_path / "b.json")], check=True, capture_output=True, timeout=60)
+    assert json.loads((tmp_path / "b.json").read_text()) == {"t1-a_s0": {"train": 1, "spectrum": 1}}

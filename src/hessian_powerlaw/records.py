@@ -40,6 +40,7 @@ RUN_KEYS = (
     "train_loss",
     "train_acc",
     "test_acc",
+    "train_threads",
 )
 SPECTRUM_KEYS = (
     "variant",
@@ -57,6 +58,7 @@ SPECTRUM_KEYS = (
     "tol",
     "dtype",
     "device",
+    "threads",
     "n_modes",
     "lambda_max",
     "noise_floor",

@@ -257,6 +257,7 @@ def _record(s, meta, n_eval, hessian, device, result):
         tol=s.tol,
         dtype=s.dtype,
         device=device,
+        threads=torch.get_num_threads(),
         **_solver_keys(result, solver),
     )
     return record
