@@ -3,14 +3,18 @@
 Each record of ``benchmarks/measured/reproduction_study/`` carries the exact command that made
 it (training and spectrum). This script runs that command in a scratch directory, with ``$DATA``
 pointing at the datasets, and compares the new record with the committed one: the verdict, the
-fit's beta (to ``--tol``, 1e-6 by default: reruns are bit-identical only on one instruction set,
-so compare on the machine that made the records), d_ks and the largest eigenvalue. Rows are
-appended to ``--out`` (JSON, and the same rows as a Markdown table beside it, ``.md``) as they
-finish (atomically), and a rerun of the script skips the records
-already there, so an interrupted check resumes::
+fit's beta (to ``--tol``, 1e-6 by default), d_ks, the largest eigenvalue and the training loss.
+On a CPU the last digits depend on the instruction set and on the number of threads, so each
+stage runs on the threads that made it (the record's ``train_threads`` and ``threads``; for
+older records, ``--made-with``, which ``snakemake_threads.py`` reads from Snakemake's logs), and
+the check means something only on the machine type that made the records, with the package
+version that made them first on ``PYTHONPATH``. Rows are appended to ``--out`` (JSON, and a
+Markdown table beside it, ``.md``) as they finish, atomically; a rerun of the script skips the
+records already there, so an interrupted check resumes::
 
     python benchmarks/rerun_records.py benchmarks/measured/reproduction_study/t8-fcn1-mnist_s0.json \\
-        --data data --out benchmarks/measured/reproduction_study/reruns.json
+        --data data --made-with benchmarks/measured/reproduction_study/made_with.json \\
+        --out benchmarks/measured/reproduction_study/reruns.json
 
 The exit status is 1 when any record disagrees, 0 otherwise.
 """
