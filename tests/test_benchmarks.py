@@ -213,3 +213,19 @@ def test_snakemake_threads_reads_each_finished_stage(tmp_path):
     (logs / "2026-01-02T000000.snakemake.log").write_text(later)
     subprocess.run([*command, str(tmp_path / "b.json")], check=True, capture_output=True, timeout=60)
     assert json.loads((tmp_path / "b.json").read_text()) == {"t1-a_s0": {"train": 1, "spectrum": 1}}
+
+
+def test_local_slopes_are_equal_on_a_power_law_and_rise_on_a_cut_off_one():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("local_slopes", ROOT / "benchmarks" / "local_slopes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    k = np.arange(1, 301)
+    assert module.local_slopes(3.0 * k**-1.3) == pytest.approx((1.3, 1.3, 1.3), abs=1e-9)
+    top, middle, tail = module.local_slopes(k**-1.0 * np.exp(-k / 100))
+    assert top < middle < tail and tail > 2
+    with pytest.raises(ValueError, match="at least 20 positive"):
+        module.local_slopes(np.ones(10))
