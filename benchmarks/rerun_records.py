@@ -8,9 +8,11 @@ On a CPU the last digits depend on the instruction set and on the number of thre
 stage runs on the threads that made it (the record's ``train_threads`` and ``threads``; for
 older records, ``--made-with``, which ``snakemake_threads.py`` reads from Snakemake's logs), and
 the check means something only on the machine type that made the records, with the package
-version that made them first on ``PYTHONPATH``. Rows are appended to ``--out`` (JSON, and a
-Markdown table beside it, ``.md``) as they finish, atomically; a rerun of the script skips the
-records already there, so an interrupted check resumes::
+version that made them first on ``PYTHONPATH``: records that name their machine (``train_machine``,
+``machine``: instruction set or GPU, torch version) get a ``same_machine`` column saying whether
+the rerun ran on one that reads the same (empty for older records, which do not say). Rows are
+appended to ``--out`` (JSON, and a Markdown table beside it, ``.md``) as they finish, atomically;
+a rerun of the script skips the records already there, so an interrupted check resumes::
 
     python benchmarks/rerun_records.py benchmarks/measured/reproduction_study/t8-fcn1-mnist_s0.json \\
         --data data --made-with benchmarks/measured/reproduction_study/made_with.json \\
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 
 from hessian_powerlaw.io import atomic_path, write_json
+from hessian_powerlaw.network.device import machine
 
 
 def spectrum_output(command: str) -> str:
@@ -57,6 +60,10 @@ def compare(committed: dict, rerun: dict, tol: float) -> dict:
     else:
         row["beta_diff"] = abs(committed["beta"] - rerun["beta"])
         same_beta = row["beta_diff"] <= tol
+    made = (committed.get("train_machine"), committed.get("machine"))
+    row["same_machine"] = (
+        None if made == (None, None) else made == (rerun.get("train_machine"), rerun.get("machine"))
+    )
     row["agrees"] = bool(
         same_beta
         and committed.get("power_law") == rerun.get("power_law")
@@ -132,7 +139,7 @@ def markdown(result: dict) -> str:
     agree = sum(row["agrees"] for row in rows)
     codes = sorted({row["code"] for row in rows})
     header = ["run", "threads (train/spectrum)", "verdict", "rerun verdict", "beta", "rerun beta"]
-    header.append("\\|difference\\|")
+    header += ["\\|difference\\|", "same machine"]
     lines = [
         f"{agree} of {len(rows)} records re-run from their `command` to the same verdict and a beta within"
         f" {result['tol']:g} ({result['machine']}; `{result['command']}`), by {'; '.join(codes)}.",
@@ -142,11 +149,12 @@ def markdown(result: dict) -> str:
     ]
     for row in rows:
         if "error" in row:
-            cells = [row["run"], _threads(row), "", f"failed: {row['error']}", "", "", ""]
+            cells = [row["run"], _threads(row), "", f"failed: {row['error']}", "", "", "", ""]
         else:
             beta = ["" if row[key] is None else f"{row[key]:.9f}" for key in ("beta", "rerun_beta")]
             diff = "" if row["beta_diff"] is None else f"{row['beta_diff']:.1e}"
-            cells = [row["run"], _threads(row), row["power_law"], row["rerun_power_law"], *beta, diff]
+            same = {True: "yes", False: "no"}.get(row.get("same_machine"), "")
+            cells = [row["run"], _threads(row), row["power_law"], row["rerun_power_law"], *beta, diff, same]
         cells += [row["seconds"], "yes" if row["agrees"] else "no"]
         lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(), tol=args.tol)
+    result.update(machine=f"{platform.machine()}, {machine('cpu')}", tol=args.tol)
     code = code_version()
     made_with = json.loads(args.made_with.read_text()) if args.made_with else {}
     done = {row["run"] for row in result["rows"]}

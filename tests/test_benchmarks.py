@@ -73,12 +73,16 @@ def test_generic_peer_comparison_holds_one_complete_object_per_model_tool_and_k(
     assert {row["k"] for row in resnet} == {50, 100}
 
 
-def _fake_record(path, beta, power_law=True):
-    """A committed record whose command writes a record with the given beta (no training)."""
-    body = json.dumps({"run": "r_s0", "status": "ok", "beta": beta, "power_law": power_law, "d_ks": 0.01})
+def _fake_record(path, beta, power_law=True, made_on=None, rerun_on=None):
+    """A committed record whose command writes a record with the given beta (no training); with
+    `made_on`/`rerun_on`, the committed and the rerun record name those machines."""
+    fresh = {"run": "r_s0", "status": "ok", "beta": beta, "power_law": power_law, "d_ks": 0.01}
+    body = json.dumps({**fresh, **({"train_machine": rerun_on, "machine": rerun_on} if rerun_on else {})})
     writer = f"import sys, pathlib; p = pathlib.Path(sys.argv[2]); p.parent.mkdir(); p.write_text({body!r})"
     command = f"{sys.executable} -c {shlex.quote(writer)} --out out/r_s0.json"
     committed = {"run": "r_s0", "status": "ok", "beta": 2.0, "power_law": True, "command": command}
+    if made_on:
+        committed.update(train_machine=made_on, machine=made_on)
     path.write_text(json.dumps(committed))
     return path
 
@@ -104,6 +108,18 @@ def test_rerun_records_compares_beta_and_verdict_and_resumes(tmp_path):
     assert moved.returncode == 1 and "DIFFERS" in moved.stdout
     flipped = _rerun(_fake_record(tmp_path / "flip.json", 2.0, power_law=False), "--out", tmp_path / "f.json")
     assert flipped.returncode == 1
+
+
+def test_rerun_records_says_whether_the_rerun_ran_on_the_machine_that_made_the_record(tmp_path):
+    cases = {"same": ("AVX2 CPU", "AVX2 CPU", True), "other": ("AVX2 CPU", "AVX512 CPU", False)}
+    for name, (made_on, rerun_on, same) in {**cases, "old": (None, "AVX2 CPU", None)}.items():
+        record = _fake_record(tmp_path / f"{name}.json", 2.0, made_on=made_on, rerun_on=rerun_on)
+        out = tmp_path / f"{name}_out.json"
+        assert _rerun(record, "--out", out).returncode == 0
+        (row,) = json.loads(out.read_text())["rows"]
+        assert row["same_machine"] is same and row["agrees"]
+        cell = {True: "yes", False: "no", None: ""}[same]
+        assert f"| {cell} | " in out.with_suffix(".md").read_text().splitlines()[-1]
 
 
 def test_rerun_records_reports_a_failing_command(tmp_path):

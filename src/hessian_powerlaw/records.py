@@ -41,6 +41,7 @@ RUN_KEYS = (
     "train_acc",
     "test_acc",
     "train_threads",
+    "train_machine",
 )
 SPECTRUM_KEYS = (
     "variant",
@@ -59,6 +60,7 @@ SPECTRUM_KEYS = (
     "dtype",
     "device",
     "threads",
+    "machine",
     "n_modes",
     "lambda_max",
     "noise_floor",

@@ -146,8 +146,13 @@ def test_displacement_raises_the_loss_by_the_square_and_grows_negative_eigenvalu
     record = displacement(path, [0.0, 0.01, 0.1], seed=0)
     points = record["points"]
     assert points[0]["loss_rise"] == 0.0 and points[0]["excess_loss"] == pytest.approx(meta["excess_loss"])
-    assert points[1]["loss_rise"] == pytest.approx(1e-4, rel=0.2)  # delta^T H delta / 2 = 1
-    assert points[2]["loss_rise"] > 50 * points[1]["loss_rise"]
+    # delta^T H delta / 2 = 1: past the first-order term of a minimum reached only approximately,
+    # the rise is eps^2, up to higher orders and the ReLU kinks the displacement crosses (about
+    # 25 % at eps = 0.01 on this net, depending on the minimum reached): a square law over a
+    # decade of eps, where a linear or cubic one would give a ratio of 10 or 1000
+    quadratic = [p["loss_rise"] - p["linear_rise"] for p in points]
+    assert quadratic[1] == pytest.approx(1e-4, rel=0.4)
+    assert 50 < quadratic[2] / quadratic[1] < 200
     assert points[2]["negative_sum"] < points[0]["negative_sum"] <= 0
     assert 0 < record["n_nondegenerate"] < meta["n_params"]
     with pytest.raises(small_net.TrainingError, match="scales"):

@@ -171,3 +171,7 @@ def test_record_holds_the_command_that_remakes_it(tmp_path):
     assert record["trace_estimator"] == "deflated-hutchinson" and record["trace_hvps"] == 32
     assert record["trace"] > record["lambda_max"] > 0 and record["peak_mb"] > 100
     assert record["gap_k"] == 9 and record["gap_beta_expected"] == pytest.approx(1 + 1 / (record["s"] + 1))
+    # what a bit-identical rerun needs besides the command: each stage's threads and machine
+    assert record["train_threads"] >= 1 and record["threads"] >= 1
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert record["train_machine"] == record["machine"] == f"{capability} CPU, torch {torch.__version__}"

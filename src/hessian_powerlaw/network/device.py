@@ -35,3 +35,15 @@ def available_bytes(device: str | torch.device) -> int:
     import psutil
 
     return psutil.virtual_memory().available
+
+
+def machine(device: str | torch.device) -> str:
+    """What a result's rounding depends on besides its settings and threads: the instruction set
+    torch's CPU kernels use (AVX2, AVX512, ...) or the GPU's name, and the torch version; a rerun
+    is bit-identical only on a machine that reads the same."""
+    where = (
+        torch.cuda.get_device_name(torch.device(device))
+        if str(device).startswith("cuda")
+        else f"{torch.backends.cpu.get_cpu_capability()} CPU"
+    )
+    return f"{where}, torch {torch.__version__}"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from hessian_powerlaw.fit import FitError, gap_fit, power_law_fit
-from hessian_powerlaw.network.device import pick_device
+from hessian_powerlaw.network.device import machine, pick_device
 from hessian_powerlaw.network.eigensolvers import FIXED_BUDGET, top_eigenpairs
 from hessian_powerlaw.network.eigensolvers.dense import check_size
 from hessian_powerlaw.network.model_files import load_model
@@ -258,6 +258,7 @@ def _record(s, meta, n_eval, hessian, device, result):
         dtype=s.dtype,
         device=device,
         threads=torch.get_num_threads(),
+        machine=machine(device),
         **_solver_keys(result, solver),
     )
     return record

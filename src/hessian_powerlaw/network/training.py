@@ -11,7 +11,7 @@ from torch import nn
 
 from hessian_powerlaw.io import write_json
 from hessian_powerlaw.network import datasets
-from hessian_powerlaw.network.device import pick_device
+from hessian_powerlaw.network.device import machine, pick_device
 from hessian_powerlaw.network.errors import DIVERGED, TrainingError, diverged
 from hessian_powerlaw.network.model_files import save_atomic
 from hessian_powerlaw.network.models import build, n_params
@@ -286,6 +286,7 @@ def _final_meta(model, spec, classes, device, train_set, test_set):
         "test_acc": test_acc,
         "device": device,
         "train_threads": torch.get_num_threads(),  # CPU rounding depends on it: reruns need the same
+        "train_machine": machine(device),  # and on the instruction set
         "in_shape": list(train_set[0].shape[1:]),
         "classes": classes,
     }

@@ -201,7 +201,9 @@ def displacement(
     -------
     dict
         The record; its 'points' hold, per scale, the loss, its excess over the smoothing floor,
-        its rise over the minimum and the negative-eigenvalue sum (`spectrum.spectrum_sums`).
+        its rise over the minimum, the first-order part of that rise (eps g.delta, g the gradient
+        at the minimum: what a minimum reached only approximately adds to the quadratic eps^2)
+        and the negative-eigenvalue sum (`spectrum.spectrum_sums`).
     """
     scales = [float(e) for e in scales]
     if not scales or not all(np.isfinite(e) and e >= 0 for e in scales):
@@ -224,13 +226,21 @@ def displacement(
     delta = vectors[:, keep] @ (z / values[keep].sqrt())
     delta = (delta * (2.0 / float(delta @ hessian @ delta)) ** 0.5).numpy()
     base = flat.loss(flat.theta0)
+    slope = float(flat.gradient(flat.theta0) @ delta)
     points = []
     for eps in scales:
         theta = flat.theta0 + eps * delta
         sums = spectrum_sums(torch.linalg.eigvalsh(spectrum_at(theta)).numpy())
         loss = flat.loss(theta)
         points.append(
-            {"scale": eps, "train_loss": loss, "excess_loss": loss - floor, "loss_rise": loss - base, **sums}
+            {
+                "scale": eps,
+                "train_loss": loss,
+                "excess_loss": loss - floor,
+                "loss_rise": loss - base,
+                "linear_rise": eps * slope,
+                **sums,
+            }
         )
     return {
         "experiment": "displacement",
