@@ -245,3 +245,33 @@ def test_local_slopes_are_equal_on_a_power_law_and_rise_on_a_cut_off_one():
     assert top < middle < tail and tail > 2
     with pytest.raises(ValueError, match="at least 20 positive"):
         module.local_slopes(np.ones(10))
+
+
+def test_reproduction_cost_counts_parts_and_prices_rows_left_by_their_done_peers(tmp_path):
+    """Two FCN records of the study's config: their part counts them done, the other seeds of the
+    same networks are priced at their spectra plus training per epoch, and rows of networks with
+    no done peer (other widths, the Fig. 20 covariance operator) stay unpriced."""
+    measured = ROOT / "benchmarks" / "measured" / "reproduction_study"
+    records = {}
+    for name in ("t8-fcn2-mnist_s0", "t8-fcn2-mnist-init_s0"):
+        (tmp_path / f"{name}.json").write_bytes((measured / f"{name}.json").read_bytes())
+        records[name] = json.loads((measured / f"{name}.json").read_text())
+    out = tmp_path / "cost.md"
+    config = ROOT / "workflow" / "configs" / "reproduce_study.yaml"
+    script = ROOT / "benchmarks" / "reproduction_cost.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(config), str(tmp_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    trained, init = records["t8-fcn2-mnist_s0"], records["t8-fcn2-mnist-init_s0"]
+    spent = (
+        trained["spectrum_seconds"] + trained["train_seconds"] + init["spectrum_seconds"]
+    )  # init: 0 epochs
+    left = 2 * (trained["spectrum_seconds"] + trained["train_seconds"]) + 2 * init["spectrum_seconds"]
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.read_text().splitlines()}
+    assert rows["fcn"][1:] == ["23", "2", f"{spent / 3600:.1f}", "21", f"{left / 3600:.1f}", "17 |"]
+    assert rows["figures"][-1] == "5 |" and rows["all"][2] == "2"
+    assert "| t8-fcn2-mnist_s0 |" in out.read_text()
