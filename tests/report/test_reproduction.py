@@ -158,3 +158,27 @@ def test_protein_rows_read_entries_and_size_bins():
     assert table["t12-bin-all"]["n_seeds"] == 3 and table["t12-bin-all"][
         "power_law_fraction"
     ] == pytest.approx(2 / 3)
+
+
+def test_a_size_bin_agrees_by_the_standard_error_of_our_mean_not_by_the_study_spread():
+    """Four entries at beta 2.15 against the bin's 1.976 ± 0.143 (a spread over the study's
+    entries): 0.174 off is more than 2 * 0.143 / sqrt(4), although well within the spread."""
+    sample = [
+        {"pdb_id": f"X{i}", "n_residues": 200, "status": "ok", "k": 100, "beta": 2.15, "beta_sigma": 0.115}
+        | {"s": 1 / 1.15, "d_ks": 0.01, "d_c": 0.136, "power_law": True}
+        for i in range(4)
+    ]
+    table = {
+        r["id"]: r
+        for r in reproduction.rows(reproduction.study_rows(), [], proteins={"bins-bundled": sample})
+    }
+    assert table["t12-bin-300-1000"]["beta_within_2sigma"] == "no"
+    assert table["t12-bin-300-1000"]["verdict_agrees"] == "yes"
+
+
+def test_markdown_gives_each_beta_its_sigma(records):
+    one = [record("t6-n6000_s0", power_law_spectrum(1.0))]
+    text = reproduction.markdown(reproduction.rows(reproduction.study_rows(), one, only_run=True))
+    (line,) = [line for line in text.splitlines() if line.startswith("| Table 6") and "N=6000" in line]
+    sigma = one[0]["beta_sigma"]  # one seed: the fit's sigma, not a spread of 0
+    assert f"{one[0]['beta']:.3f} ± {sigma:.3f}" in line and sigma > 0.02

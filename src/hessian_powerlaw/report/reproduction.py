@@ -149,10 +149,11 @@ def agreement(study: dict, row: dict) -> tuple[str | None, str | None]:
     """(verdict agrees, beta within 2 combined sigma): yes/no, or None where not applicable.
 
     Our verdict is the majority over seeds (a power law when at least half pass). Our sigma
-    combines the fit's (beta-1)/sqrt(K) with the spread over seeds: sqrt(sigma^2 + sd^2 / n).
-    For a size bin of proteins the study's ± is the spread of beta over its proteins, so ours
-    agrees when our mean over n proteins lies within 2 sd / sqrt(n) of the study's mean (our
-    proteins a sample of the study's population)."""
+    combines the fit's (beta-1)/sqrt(K) with the spread over seeds (`beta_uncertainty`), and
+    beta agrees within 2 sqrt(sigma^2 + sigma_study^2). For a size bin of proteins the study's
+    ± is the spread sd of beta over its proteins, so ours agrees when our mean over n proteins
+    lies within 2 sd / sqrt(n) of the study's mean (our proteins a sample of the study's
+    population, whose mean over thousands of entries is exact by comparison)."""
     if not row.get("n_seeds"):
         return None, None
     verdict = None
@@ -160,11 +161,23 @@ def agreement(study: dict, row: dict) -> tuple[str | None, str | None]:
         verdict = (row["power_law_fraction"] >= 0.5) == (study["study_power_law"] == "yes")
     within = None
     if study.get("study_beta") is not None and study.get("study_beta_sigma") is not None:
-        sigma = math.hypot(row["beta_sigma"], row["beta_sd"] / math.sqrt(row["n_seeds"]))
-        within = abs(row["beta_mean"] - study["study_beta"]) <= 2 * math.hypot(
-            sigma, study["study_beta_sigma"]
-        )
+        if _is_size_bin(study):
+            bound = 2 * study["study_beta_sigma"] / math.sqrt(row["n_seeds"])
+        else:
+            bound = 2 * math.hypot(beta_uncertainty(row), study["study_beta_sigma"])
+        within = abs(row["beta_mean"] - study["study_beta"]) <= bound
     return _yes_no(verdict), _yes_no(within)
+
+
+def _is_size_bin(study: dict) -> bool:
+    """Whether a study row is a size bin of proteins (its ± a spread over entries, not a σ)."""
+    return study.get("fit") == "protein" and SIZE_BIN.match(study.get("subset") or "") is not None
+
+
+def beta_uncertainty(row: dict) -> float:
+    """Our β's σ on a row: the fit's (beta-1)/sqrt(K) combined with the spread over its n
+    seeds, sqrt(sigma^2 + sd^2 / n) (the fit's alone for one seed)."""
+    return math.hypot(row["beta_sigma"], row["beta_sd"] / math.sqrt(row["n_seeds"]))
 
 
 def rows(
@@ -268,17 +281,22 @@ def markdown(table: list[dict]) -> str:
         f"{count['verdicts']} compared; beta within 2 combined sigma in {count['betas_within']} of "
         f"{count['betas']} compared.",
         "",
-        "n: seeds of a network row, proteins of a protein row; d_ks, d_c, s: means over them.",
+        "n: seeds of a network row, proteins of a protein row; d_ks, d_c, s: means over them. beta:"
+        " the mean ± its σ (the fit's, combined with the spread over seeds), or for a size bin of"
+        " proteins ± the spread over its entries, as the study's.",
         "",
         "| source | setting | K | study d_ks | study d_c | study power law | study beta | n | d_ks | d_c "
-        "| power law (of n) | beta (mean ± s.d.) | s | verdict agrees | beta within 2σ | note |",
+        "| power law (of n) | beta | s | verdict agrees | beta within 2σ | note |",
         "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---|---|---|",
     ]
     for r in table:
         study_beta = (
             f"{_fmt(r.get('study_beta'))} ± {_fmt(r.get('study_beta_sigma'))}" if r.get("study_beta") else ""
         )
-        beta = f"{_fmt(r.get('beta_mean'))} ± {_fmt(r.get('beta_sd'))}" if r.get("n_seeds") else ""
+        beta = ""
+        if r.get("n_seeds"):
+            spread = r["beta_sd"] if _is_size_bin(r) else beta_uncertainty(r)
+            beta = f"{_fmt(r.get('beta_mean'))} ± {_fmt(spread)}"
         fraction = f"{r['power_law_fraction']:.0%}" if r.get("n_seeds") else ""
         cells = [
             r.get("source"),
