@@ -47,35 +47,40 @@ def _keys(experiment: dict, by_id: dict, config: dict) -> tuple[tuple, tuple, in
 def cost(config: dict, records: dict[str, dict]) -> list[dict]:
     """One row per part, in config order: rows, done, hours spent, hours estimated for the rest."""
     by_id = experiments(config)
+    keyed = [(e, keys) for e in by_id.values() if (keys := _keys(e, by_id, config)) is not None]
     spectra: dict[tuple, list[float]] = {}
     per_epoch: dict[tuple, list[float]] = {}
-    for e in by_id.values():
-        keys = _keys(e, by_id, config)
-        for seed in e["seeds"] if keys else []:
+    for e, (look, net, epochs) in keyed:
+        for seed in e["seeds"]:
             record = records.get(f"{e['id']}_s{seed}")
             if record and record.get("beta") is not None:
-                spectra.setdefault(keys[0], []).append(record["spectrum_seconds"])
-                if keys[2]:
-                    per_epoch.setdefault(keys[1], []).append(record["train_seconds"] / keys[2])
+                spectra.setdefault(look, []).append(record["spectrum_seconds"])
+                if epochs:
+                    per_epoch.setdefault(net, []).append(record["train_seconds"] / epochs)
     parts: dict[str, dict] = {}
-    for e in by_id.values():
-        keys = _keys(e, by_id, config)
-        if keys is None:
-            continue
-        part = parts.setdefault(e["part"], dict.fromkeys(("rows", "done", "spent", "left_s", "unpriced"), 0))
-        part["part"] = e["part"]
+    for e, (look, net, epochs) in keyed:
+        part = parts.setdefault(e["part"], {"part": e["part"], **dict.fromkeys(_COUNTS, 0)})
         for seed in e["seeds"]:
             part["rows"] += 1
             record = records.get(f"{e['id']}_s{seed}")
             if record:
                 part["done"] += 1
-                part["spent"] += record["spectrum_seconds"] + (record["train_seconds"] if keys[2] else 0)
-            elif keys[0] in spectra and (not keys[2] or keys[1] in per_epoch):
-                train = statistics.median(per_epoch[keys[1]]) * keys[2] if keys[2] else 0.0
-                part["left_s"] += statistics.median(spectra[keys[0]]) + train
+                part["spent"] += record["spectrum_seconds"] + (record["train_seconds"] if epochs else 0)
+            elif look in spectra and (not epochs or net in per_epoch):
+                train = statistics.median(per_epoch[net]) * epochs if epochs else 0.0
+                part["left_s"] += statistics.median(spectra[look]) + train
             else:
                 part["unpriced"] += 1
     return list(parts.values())
+
+
+_COUNTS = ("rows", "done", "spent", "left_s", "unpriced")
+
+
+def _row(p: dict) -> str:
+    """One Markdown row of the part table."""
+    cells = [p["part"], p["rows"], p["done"], f"{p['spent'] / 3600:.1f}", p["rows"] - p["done"]]
+    return "| " + " | ".join(map(str, [*cells, f"{p['left_s'] / 3600:.1f}", p["unpriced"]])) + " |"
 
 
 def markdown(parts: list[dict], records: dict[str, dict], command: str) -> str:
@@ -86,22 +91,8 @@ def markdown(parts: list[dict], records: dict[str, dict], command: str) -> str:
         "| part | rows | done | hours spent | rows left | hours left (estimate) | rows left unpriced |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for p in parts:
-        left = p["rows"] - p["done"]
-        cells = [
-            p["part"],
-            p["rows"],
-            p["done"],
-            f"{p['spent'] / 3600:.1f}",
-            left,
-            f"{p['left_s'] / 3600:.1f}",
-        ]
-        lines.append("| " + " | ".join(map(str, [*cells, p["unpriced"]])) + " |")
-    total = {key: sum(p[key] for p in parts) for key in ("rows", "done", "spent", "left_s", "unpriced")}
-    lines.append(
-        f"| all | {total['rows']} | {total['done']} | {total['spent'] / 3600:.1f} | "
-        f"{total['rows'] - total['done']} | {total['left_s'] / 3600:.1f} | {total['unpriced']} |"
-    )
+    lines += [_row(p) for p in parts]
+    lines.append(_row({"part": "all", **{key: sum(p[key] for p in parts) for key in _COUNTS}}))
     costly = sorted(records.values(), key=lambda r: -r["spectrum_seconds"])[:5]
     lines += ["", "The costliest spectra so far:", "", "| record | spectrum hours | Hessian products |"]
     lines.append("|---|---:|---:|")

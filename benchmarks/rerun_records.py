@@ -12,7 +12,8 @@ version that made them first on ``PYTHONPATH``: records that name their machine 
 ``machine``: instruction set or GPU, torch version) get a ``same_machine`` column saying whether
 the rerun ran on one that reads the same (empty for older records, which do not say). Rows are
 appended to ``--out`` (JSON, and a Markdown table beside it, ``.md``) as they finish, atomically;
-a rerun of the script skips the records already there, so an interrupted check resumes::
+a rerun of the script skips the records already compared there, so an interrupted check resumes,
+and runs again those whose command failed (a missing input, a killed job), replacing their rows::
 
     python benchmarks/rerun_records.py benchmarks/measured/reproduction_study/t8-fcn1-mnist_s0.json \\
         --data data --made-with benchmarks/measured/reproduction_study/made_with.json \\
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,17 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
     args = parser.parse_args(argv)
+    commands = [json.loads(path.read_text()).get("command", "") for path in args.records]
+    if any("hessian-powerlaw " in command for command in commands) and not shutil.which("hessian-powerlaw"):
+        parser.error("hessian-powerlaw is not on PATH: activate the environment the records were made with")
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result.update(machine=f"{platform.machine()}, {machine('cpu')}", tol=args.tol)
     code = code_version()
     made_with = json.loads(args.made_with.read_text()) if args.made_with else {}
-    done = {row["run"] for row in result["rows"]}
+    done = {row["run"] for row in result["rows"] if "error" not in row}
     for path in args.records:
-        if json.loads(path.read_text())["run"] in done:
+        run = json.loads(path.read_text())["run"]
+        if run in done:
             continue
         row = {**rerun(path, args.data, args.tol, made_with), "record": str(path), "code": code}
-        result["rows"].append(row)
+        result["rows"] = [old for old in result["rows"] if old["run"] != run] + [row]
         result["command"] = command_line(result["rows"], args)
         write_json(args.out, result)
         with atomic_path(args.out.with_suffix(".md")) as tmp:

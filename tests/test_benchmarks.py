@@ -125,8 +125,24 @@ def test_rerun_records_says_whether_the_rerun_ran_on_the_machine_that_made_the_r
 def test_rerun_records_reports_a_failing_command(tmp_path):
     record = tmp_path / "bad.json"
     record.write_text(json.dumps({"run": "bad_s0", "command": "echo 'no such input' >&2; exit 3"}))
-    done = _rerun(record, "--out", tmp_path / "out.json")
+    out = tmp_path / "out.json"
+    done = _rerun(record, "--out", out)
     assert done.returncode == 1 and "no such input" in done.stdout
+    # a failed command is not a comparison: a rerun of the check runs it again and replaces its row
+    good = json.loads(_fake_record(tmp_path / "good.json", 2.0).read_text())
+    record.write_text(json.dumps({**good, "run": "bad_s0"}))
+    again = _rerun(record, "--out", out)
+    assert again.returncode == 0, again.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["agrees"] and "error" not in row
+
+
+def test_rerun_records_stops_at_once_without_the_cli_on_path(tmp_path):
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"run": "r_s0", "command": "hessian-powerlaw train --out m.pt"}))
+    done = _rerun(record, "--out", tmp_path / "out.json", env={"PATH": str(tmp_path)})
+    assert done.returncode == 2 and "hessian-powerlaw is not on PATH" in done.stderr
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_sync_reproduction_copies_records_and_builds_the_table(tmp_path):
