@@ -291,3 +291,25 @@ def test_reproduction_cost_counts_parts_and_prices_rows_left_by_their_done_peers
     assert rows["fcn"][1:] == ["23", "2", f"{spent / 3600:.1f}", "21", f"{left / 3600:.1f}", "17 |"]
     assert rows["figures"][-1] == "5 |" and rows["all"][2] == "2"
     assert "| t8-fcn2-mnist_s0 |" in out.read_text()
+
+
+def test_training_table_lists_finished_trainings_only(tmp_path):
+    final = {"lr": 0.01, "epochs": 50, "train_loss": 2.17834, "train_acc": 0.22111, "test_acc": 0.7857}
+    (tmp_path / "a_s0.json").write_text(json.dumps({"history": [], "final": final}))
+    (tmp_path / "b_s0.json").write_text(json.dumps({"history": [{"epoch": 1}]}))  # still training
+    out = tmp_path / "t.md"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "training_table.py"),
+        str(tmp_path),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = out.read_text().splitlines()[2:]
+    assert rows == ["| a_s0 | 0.01 | 50 | 2.178 | 0.221 | 0.786 |"]
+    missing = subprocess.run(
+        [*command[:2], str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
