@@ -1,10 +1,13 @@
-"""A Markdown table of finished trainings, from their metrics files (``train --metrics``).
+"""A Markdown table of finished trainings, from their metrics files (``train --metrics``) or
+the spectrum records made from their networks (``dnn-spectrum --out``).
 
 One row per file: the run, its rate, epochs, and the final training loss, training accuracy
-and test accuracy the model file was saved with; the command that made each is in its file::
+and test accuracy the model file was saved with; the command that made each is in its file.
+A folder stands for its ``*.json`` files::
 
-    python benchmarks/training_table.py benchmarks/measured/reproduction_study/diagnostics/trainings \\
-        --out benchmarks/measured/reproduction_study/diagnostics/trainings/trainings.md
+    D=benchmarks/measured/reproduction_study/diagnostics
+    python benchmarks/training_table.py $D/trainings $D/t6-random-labels_s0.json \\
+        --out $D/trainings/trainings.md
 """
 
 from __future__ import annotations
@@ -17,15 +20,23 @@ from pathlib import Path
 from hessian_powerlaw.io import atomic_path
 
 
-def markdown(folder: Path) -> str:
-    """The table of every finished training's metrics file (``*.json``) in ``folder``, by name."""
+def final_metrics(data: dict) -> dict | None:
+    """A finished training's final metrics: a metrics file's ``final``, a spectrum record's own
+    keys; None for a metrics file whose training is still under way (its ``history`` only)."""
+    if "final" in data:
+        return data["final"]
+    return data if "train_loss" in data and "history" not in data else None
+
+
+def markdown(paths: list[Path]) -> str:
+    """The table of the finished trainings among ``paths`` (JSON files), by name."""
     lines = [
         "| run | lr | epochs | training loss | training accuracy | test accuracy |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for path in sorted(folder.glob("*.json")):
-        final = json.loads(path.read_text()).get("final")
-        if final is None:  # a training still under way has no final metrics
+    for path in sorted(paths, key=lambda p: p.stem):
+        final = final_metrics(json.loads(path.read_text()))
+        if final is None:
             continue
         cells = [path.stem, f"{final['lr']:g}", final["epochs"], f"{final['train_loss']:.3f}"]
         cells += [f"{final['train_acc']:.3f}", f"{final['test_acc']:.3f}"]
@@ -35,13 +46,21 @@ def markdown(folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="folder of metrics JSON files")
+    parser.add_argument(
+        "paths", type=Path, nargs="+", help="metrics or spectrum-record JSON files, or folders of them"
+    )
     parser.add_argument("--out", type=Path, required=True, help="Markdown file to write")
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"{args.folder}: not a folder")
+    files = []
+    for path in args.paths:
+        if path.is_dir():
+            files += path.glob("*.json")
+        elif path.is_file():
+            files.append(path)
+        else:
+            parser.error(f"{path}: no such file or folder")
     with atomic_path(args.out) as tmp:
-        tmp.write_text(markdown(args.folder))
+        tmp.write_text(markdown(files))
     print(args.out.read_text(), end="")
     return 0
 

@@ -293,23 +293,24 @@ def test_reproduction_cost_counts_parts_and_prices_rows_left_by_their_done_peers
     assert "| t8-fcn2-mnist_s0 |" in out.read_text()
 
 
-def test_training_table_lists_finished_trainings_only(tmp_path):
+def test_training_table_lists_finished_trainings_of_metrics_files_and_records(tmp_path):
     final = {"lr": 0.01, "epochs": 50, "train_loss": 2.17834, "train_acc": 0.22111, "test_acc": 0.7857}
     (tmp_path / "a_s0.json").write_text(json.dumps({"history": [], "final": final}))
     (tmp_path / "b_s0.json").write_text(json.dumps({"history": [{"epoch": 1}]}))  # still training
+    record = {"run": "c_s0", "lr": 0.1, "epochs": 200, "train_loss": 2.3025856, "train_acc": 0.1}
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "c_s0.json").write_text(json.dumps({**record, "test_acc": 0.1, "beta": 2.0}))
     out = tmp_path / "t.md"
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "training_table.py"),
-        str(tmp_path),
-        "--out",
-        str(out),
-    ]
+    script = [sys.executable, str(ROOT / "benchmarks" / "training_table.py")]
+    command = [*script, str(tmp_path), str(tmp_path / "elsewhere" / "c_s0.json"), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     rows = out.read_text().splitlines()[2:]
-    assert rows == ["| a_s0 | 0.01 | 50 | 2.178 | 0.221 | 0.786 |"]
+    assert rows == [
+        "| a_s0 | 0.01 | 50 | 2.178 | 0.221 | 0.786 |",
+        "| c_s0 | 0.1 | 200 | 2.303 | 0.100 | 0.100 |",
+    ]
     missing = subprocess.run(
-        [*command[:2], str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True
+        [*script, str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True
     )
-    assert missing.returncode == 2 and "not a folder" in missing.stderr
+    assert missing.returncode == 2 and "none: no such file or folder" in missing.stderr

@@ -159,7 +159,7 @@ def test_reproduction_part_and_table(tmp_path):
                     "train": {"model": "fcn", "width": 8, "depth": 1, "n_train": 300, "epochs": 1},
                 },
                 {
-                    "id": "fig21a-test",
+                    "id": "fig21a-test-lr001",
                     "part": "random-labels",
                     "reuse": "t1-lenet-mnist",
                     "seeds": [1],
@@ -173,17 +173,17 @@ def test_reproduction_part_and_table(tmp_path):
     proc = snakemake(tmp_path, "results/reproduction/parts/table-1.tsv")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["id"] for r in read_tsv(part)] == ["t1-lenet-mnist", "t2-gaps-mnist"]
-    assert not (tmp_path / "results" / "reproduction" / "records" / "fig21a-test_s1.json").exists()
+    assert not (tmp_path / "results" / "reproduction" / "records" / "fig21a-test-lr001_s1.json").exists()
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = {r["id"]: r for r in read_tsv(tmp_path / "results" / "reproduction" / "reproduction.tsv")}
     assert table["t1-lenet-mnist"]["n_seeds"] == 2 and table["fig21a-test"]["n_seeds"] == 1
     assert table["t3-b512"]["n_seeds"] == 0
     records = tmp_path / "results" / "reproduction" / "records"
-    record = yaml.safe_load((records / "fig21a-test_s1.json").read_text())
+    record = yaml.safe_load((records / "fig21a-test-lr001_s1.json").read_text())
     train, spectrum = record["command"].split(" && ")
     assert "--seed 1" in train and "--out results/reproduction/models/t1-lenet-mnist_s1.pt" in train
-    assert "--eval-split test" in spectrum and "--run fig21a-test_s1" in spectrum
+    assert "--eval-split test" in spectrum and "--run fig21a-test-lr001_s1" in spectrum
     assert record["eval_split"] == "test" and record["seconds"] >= record["spectrum_seconds"]
     assert (tmp_path / "results" / "reproduction" / "slope.png").is_file()
 
