@@ -93,12 +93,12 @@ def pinned(command: str, threads: dict) -> str:
     return " && ".join(stages)
 
 
-def rerun(record_path: Path, data: Path, tol: float, made_with: dict | None = None) -> dict:
+def rerun(committed: dict, data: Path, tol: float, made_with: dict | None = None) -> dict:
     """Run one record's command in a scratch directory and compare its new record with the committed one.
 
-    ``made_with``: {run: {"train": threads, "spectrum": threads}} for records that do not say theirs.
+    ``committed``: the committed record; ``made_with``: {run: {"train": threads, "spectrum":
+    threads}} for records that do not say theirs.
     """
-    committed = json.loads(record_path.read_text())
     threads = stage_threads(committed, made_with or {})
     command = pinned(committed["command"], threads)
     env = dict(os.environ, DATA=str(data.resolve()))
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tol", type=float, default=1e-6, help="largest |beta difference| that agrees")
     args = parser.parse_args(argv)
-    commands = [json.loads(path.read_text()).get("command", "") for path in args.records]
+    records = {path: json.loads(path.read_text()) for path in args.records}
+    commands = [record.get("command", "") for record in records.values()]
     if any("hessian-powerlaw " in command for command in commands) and not shutil.which("hessian-powerlaw"):
         parser.error("hessian-powerlaw is not on PATH: activate the environment the records were made with")
     result = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
@@ -211,11 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     code = code_version()
     made_with = json.loads(args.made_with.read_text()) if args.made_with else {}
     done = {row["run"] for row in result["rows"] if "error" not in row}
-    for path in args.records:
-        run = json.loads(path.read_text())["run"]
+    for path, committed in records.items():
+        run = committed["run"]
         if run in done:
             continue
-        row = {**rerun(path, args.data, args.tol, made_with), "record": str(path), "code": code}
+        row = {**rerun(committed, args.data, args.tol, made_with), "record": str(path), "code": code}
         result["rows"] = [old for old in result["rows"] if old["run"] != run] + [row]
         result["command"] = command_line(result["rows"], args)
         write_json(args.out, result)
