@@ -4,8 +4,9 @@ does it bend?
 For each record's spectrum (``EXPERIMENT_sSEED.npy`` beside its ``.json``: row 0 the top-K
 eigenvalues, largest first) this fits log(lambda_k) = c - s log(k) on three stretches of the
 fitted range (the record's K, or the eigenvalues above zero where it has none): the top tenth,
-the next four tenths, the bottom half. A power law has one s on all three; a spectrum cut off
-by a rank limit or an exponential tail steepens downwards::
+the next four tenths, the bottom half, beside the record's rate, KS distance and verdict. A
+power law has one s on all three; a spectrum cut off by a rank limit or an exponential tail
+steepens downwards::
 
     python benchmarks/local_slopes.py benchmarks/measured/reproduction_study/fig20-b10_s0.json ...
 """
@@ -37,14 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", nargs="+", type=Path, help="record JSON files with their .npy beside")
     args = parser.parse_args(argv)
-    print("| run | operator | n | s top tenth | s next four tenths | s bottom half |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| run | lr | operator | n | s top tenth | s next four tenths | s bottom half | d_ks | power law |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
     for path in args.records:
         record = json.loads(path.read_text())
         values = np.load(path.with_suffix(".npy"), allow_pickle=False)[0]
         values = values[: record["k"]] if record.get("k") else values[values > record["noise_floor"]]
         slopes = local_slopes(values)
-        cells = [record["run"], record["operator"], len(values), *(f"{s:.2f}" for s in slopes)]
+        cells = [record["run"], f"{record['lr']:g}", record["operator"], len(values)]
+        cells += [f"{s:.2f}" for s in slopes]
+        fitted = record.get("d_ks") is not None  # a record without a fit (rank below K) has none
+        cells += [f"{record['d_ks']:.4f}", "yes" if record["power_law"] else "no"] if fitted else ["", ""]
         print("| " + " | ".join(map(str, cells)) + " |")
     return 0
 

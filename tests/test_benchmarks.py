@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import BUNDLED, EDGE
@@ -250,8 +251,6 @@ def test_snakemake_threads_reads_each_finished_stage(tmp_path):
 def test_local_slopes_are_equal_on_a_power_law_and_rise_on_a_cut_off_one():
     import importlib.util
 
-    import numpy as np
-
     spec = importlib.util.spec_from_file_location("local_slopes", ROOT / "benchmarks" / "local_slopes.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -261,6 +260,29 @@ def test_local_slopes_are_equal_on_a_power_law_and_rise_on_a_cut_off_one():
     assert top < middle < tail and tail > 2
     with pytest.raises(ValueError, match="at least 20 positive"):
         module.local_slopes(np.ones(10))
+
+
+def test_local_slopes_table_sets_rate_and_verdict_beside_the_slopes(tmp_path):
+    k = np.arange(1.0, 101.0)
+    record = {"run": "a_s0", "lr": 0.01, "operator": "hessian", "k": 100, "d_ks": 0.01234, "power_law": True}
+    (tmp_path / "a_s0.json").write_text(json.dumps(record))
+    np.save(tmp_path / "a_s0.npy", np.stack([2.0 * k**-1.1, k]))
+    unfitted = {"run": "b_s0", "lr": 0.1, "operator": "hessian", "k": None, "noise_floor": 1e-3}
+    (tmp_path / "b_s0.json").write_text(json.dumps(unfitted))
+    np.save(tmp_path / "b_s0.npy", np.stack([np.r_[k**-1.0, np.zeros(5)], np.r_[k, np.zeros(5)]]))
+    script = str(ROOT / "benchmarks" / "local_slopes.py")
+    done = subprocess.run(
+        [sys.executable, script, str(tmp_path / "a_s0.json"), str(tmp_path / "b_s0.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()[2:]
+    assert rows == [
+        "| a_s0 | 0.01 | hessian | 100 | 1.10 | 1.10 | 1.10 | 0.0123 | yes |",
+        "| b_s0 | 0.1 | hessian | 100 | 1.00 | 1.00 | 1.00 |  |  |",
+    ]
 
 
 def test_reproduction_cost_counts_parts_and_prices_rows_left_by_their_done_peers(tmp_path):
