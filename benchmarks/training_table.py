@@ -13,11 +13,10 @@ A folder stands for its ``*.json`` files::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from hessian_powerlaw.io import atomic_path
+from hessian_powerlaw.io import InputError, read_json, write_text
 
 
 def final_metrics(data: dict) -> dict | None:
@@ -35,11 +34,16 @@ def markdown(paths: list[Path]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for path in sorted(paths, key=lambda p: p.stem):
-        final = final_metrics(json.loads(path.read_text()))
+        final = final_metrics(read_json(path))
         if final is None:
             continue
-        cells = [path.stem, f"{final['lr']:g}", final["epochs"], f"{final['train_loss']:.3f}"]
-        cells += [f"{final['train_acc']:.3f}", f"{final['test_acc']:.3f}"]
+        try:
+            cells = [path.stem, f"{final['lr']:g}", final["epochs"], f"{final['train_loss']:.3f}"]
+            cells += [f"{final['train_acc']:.3f}", f"{final['test_acc']:.3f}"]
+        except KeyError as err:
+            raise InputError(f"{path}: the training's final metrics have no {err} key") from None
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{path}: a final metric is not a number ({err})") from None
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
@@ -59,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             files.append(path)
         else:
             parser.error(f"{path}: no such file or folder")
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(markdown(files))
+    try:
+        write_text(args.out, markdown(files))
+    except InputError as err:
+        parser.exit(2, f"training_table.py: error: {err}\n")
     print(args.out.read_text(), end="")
     return 0
 

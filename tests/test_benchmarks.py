@@ -283,6 +283,29 @@ def test_local_slopes_table_sets_rate_and_verdict_beside_the_slopes(tmp_path):
         "| a_s0 | 0.01 | hessian | 100 | 1.10 | 1.10 | 1.10 | 0.0123 | yes |",
         "| b_s0 | 0.1 | hessian | 100 | 1.00 | 1.00 | 1.00 |  |  |",
     ]
+    out = tmp_path / "slopes.md"
+    subprocess.run([sys.executable, script, str(tmp_path / "a_s0.json"), "--out", str(out)], check=True)
+    assert out.read_text().splitlines()[2:] == rows[:1]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("broken.json", '{"run": ', "broken.json: not valid JSON"),
+        ("keyless.json", '{"run": "x_s0", "lr": 0.1}', "keyless.json: the record has no 'operator' key"),
+        ("lonely.json", '{"run": "x_s0", "lr": 0.1, "operator": "hessian", "k": 30}', "lonely.npy: "),
+    ],
+)
+def test_local_slopes_stops_with_one_line_naming_a_bad_record(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    out = tmp_path / "slopes.md"
+    script = str(ROOT / "benchmarks" / "local_slopes.py")
+    done = subprocess.run(
+        [sys.executable, script, str(tmp_path / name), "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not out.exists()
 
 
 def test_reproduction_cost_counts_parts_and_prices_rows_left_by_their_done_peers(tmp_path):
@@ -336,3 +359,12 @@ def test_training_table_lists_finished_trainings_of_metrics_files_and_records(tm
         [*script, str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "none: no such file or folder" in missing.stderr
+    (tmp_path / "elsewhere" / "d_s0.json").write_text('{"final": {"lr": 0.1}}')
+    keyless = subprocess.run(
+        [*script, str(tmp_path / "elsewhere"), "--out", str(out)], capture_output=True, text=True
+    )
+    assert (
+        keyless.returncode == 2
+        and "d_s0.json: the training's final metrics have no 'epochs'" in keyless.stderr
+    )
+    assert out.read_text().splitlines()[2:] == rows  # the table before stays
