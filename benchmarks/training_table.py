@@ -13,6 +13,7 @@ A folder stands for its ``*.json`` files::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -27,13 +28,18 @@ def final_metrics(data: dict) -> dict | None:
     return data if "train_loss" in data and "history" not in data else None
 
 
+def natural_key(path: Path) -> list:
+    """Sort key of a file by name, numbers by value (``t3-b640`` before ``t3-b1024``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
+
+
 def markdown(paths: list[Path]) -> str:
-    """The table of the finished trainings among ``paths`` (JSON files), by name."""
+    """The table of the finished trainings among ``paths`` (JSON files), by name, numbers by value."""
     lines = [
         "| run | lr | epochs | training loss | training accuracy | test accuracy |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for path in sorted(paths, key=lambda p: p.stem):
+    for path in sorted(paths, key=natural_key):
         final = final_metrics(read_json(path))
         if final is None:
             continue

@@ -359,6 +359,17 @@ def test_training_table_lists_finished_trainings_of_metrics_files_and_records(tm
         [*script, str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "none: no such file or folder" in missing.stderr
+    (tmp_path / "b1024_s0.json").write_text(json.dumps({"final": final}))
+    (tmp_path / "b640_s0.json").write_text(json.dumps({"final": final}))
+    done = subprocess.run([*script, str(tmp_path), "--out", str(out)], capture_output=True, text=True)
+    assert [line.split(" | ")[0] for line in out.read_text().splitlines()[2:]] == [
+        "| a_s0",
+        "| b640_s0",
+        "| b1024_s0",
+    ]  # numbers by value
+    (tmp_path / "b640_s0.json").unlink()
+    (tmp_path / "b1024_s0.json").unlink()
+    subprocess.run(command, check=True, capture_output=True)
     (tmp_path / "elsewhere" / "d_s0.json").write_text('{"final": {"lr": 0.1}}')
     keyless = subprocess.run(
         [*script, str(tmp_path / "elsewhere"), "--out", str(out)], capture_output=True, text=True
