@@ -379,3 +379,20 @@ def test_training_table_lists_finished_trainings_of_metrics_files_and_records(tm
         and "d_s0.json: the training's final metrics have no 'epochs'" in keyless.stderr
     )
     assert out.read_text().splitlines()[2:] == rows  # the table before stays
+
+
+def test_saved_figures_hold_no_date_so_a_rerun_gives_the_same_bytes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hessian_powerlaw.report.figures import save
+
+    contents = []
+    for name in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.loglog([1, 2, 3], [3, 2, 1])
+        contents.append([path.read_bytes() for path in save(fig, tmp_path, name)])
+    assert contents[0] == contents[1] and contents[0][1].startswith(b"%PDF")
+    assert b"CreationDate" not in contents[0][1]  # the same bytes in another second, too

@@ -56,7 +56,8 @@ def rank_size(ax: "Axes", values: np.ndarray, rec: dict, title: str, prefix: str
 
 
 def save(fig: "Figure", out_dir: str | Path, name: str) -> list[Path]:
-    """Write a figure as name.png and name.pdf, atomically, and close it.
+    """Write a figure as name.png and name.pdf, atomically, and close it. The files hold no
+    date, so the same figure gives the same bytes (a rerun changes no committed file).
 
     Parameters
     ----------
@@ -76,7 +77,8 @@ def save(fig: "Figure", out_dir: str | Path, name: str) -> list[Path]:
     for ext in ("png", "pdf"):
         path = Path(out_dir) / f"{name}.{ext}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            metadata = {"CreationDate": None} if ext == "pdf" else None
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths
