@@ -70,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"{path}: no such file or folder")
     try:
-        write_text(args.out, markdown(files))
+        table = markdown(files)
+        write_text(args.out, table)
     except InputError as err:
         parser.exit(2, f"training_table.py: error: {err}\n")
-    print(args.out.read_text(), end="")
+    print(table, end="")
     return 0
 
 
