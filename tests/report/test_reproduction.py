@@ -78,6 +78,12 @@ def test_rows_against_the_study(records):
     assert "GPU" in table["t7-cifar100-on-cifar10"]["note"]
     count = reproduction.summary(list(table.values()))
     assert (count["run"], count["verdicts"], count["verdicts_agree"], count["betas"]) == (5, 5, 4, 3)
+    by_source = {c["source"]: c for c in reproduction.summary_by_source(list(table.values()))}
+    assert sum(c["rows"] for c in by_source.values()) == count["rows"]
+    assert (by_source["Table 6"]["run"], by_source["Table 6"]["verdicts_agree"]) == (2, 1)
+    assert by_source["Tables 1, 3, 6"]["betas_within"] == 1 and by_source["Table 8"]["run"] == 0
+    text = reproduction.markdown(list(table.values()))
+    assert "| Table 6 | " in text and "| 1 of 2 |" in text
 
 
 def test_beta_outside_two_sigma_is_said(records):

@@ -254,6 +254,37 @@ def summary(table: list[dict]) -> dict:
     }
 
 
+def summary_by_source(table: list[dict]) -> list[dict]:
+    """The agreement counts of `summary` for each source (table or figure) of the study.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows of `rows`.
+
+    Returns
+    -------
+    list of dict
+        One per source, in the order the sources first appear: source and the keys of `summary`.
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in table:
+        groups.setdefault(row.get("source") or "", []).append(row)
+    return [{"source": source, **summary(group)} for source, group in groups.items()]
+
+
+def _by_source_lines(table: list[dict]) -> list[str]:
+    lines = [
+        "| source | rows | run | verdicts agree | beta within 2σ |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for count in summary_by_source(table):
+        verdicts = f"{count['verdicts_agree']} of {count['verdicts']}" if count["verdicts"] else ""
+        betas = f"{count['betas_within']} of {count['betas']}" if count["betas"] else ""
+        lines.append(f"| {count['source']} | {count['rows']} | {count['run']} | {verdicts} | {betas} |")
+    return lines
+
+
 def _fmt(value, digits=3):
     if value is None:
         return ""
@@ -280,6 +311,10 @@ def markdown(table: list[dict]) -> str:
         f"{count['run']} of {count['rows']} rows run; verdicts agree in {count['verdicts_agree']} of "
         f"{count['verdicts']} compared; beta within 2 combined sigma in {count['betas_within']} of "
         f"{count['betas']} compared.",
+        "",
+        "By source (the rows not run yet are counted in rows, not in run):",
+        "",
+        *_by_source_lines(table),
         "",
         "n: seeds of a network row, proteins of a protein row; d_ks, d_c, s: means over them. beta:"
         " the mean ± its σ (the fit's, combined with the spread over seeds), or for a size bin of"
