@@ -18,6 +18,19 @@ EDGE = ROOT / "tests" / "data" / "pdb"
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+class DenseOperator:
+    """A symmetric matrix as a solver operator (matmat, n, dtype, device, counters)."""
+
+    def __init__(self, matrix, dtype):
+        self.matrix, self.n, self.dtype, self.device = matrix.to(dtype), matrix.shape[0], dtype, "cpu"
+        self.hvp_count = self.data_passes = 0
+
+    def matmat(self, v):
+        self.hvp_count += v.shape[1]
+        self.data_passes += 1
+        return self.matrix @ v.to(self.dtype)
+
+
 def manifest(path):
     with open(path, newline="") as handle:
         return {row["pdb_id"]: row for row in csv.DictReader(handle, delimiter="\t")}

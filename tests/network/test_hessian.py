@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, DenseOperator
 from hessian_powerlaw.network.eigensolvers import (
     SolverError,
     check_memory,
@@ -217,19 +217,6 @@ def test_make_operator_falls_back_to_autograd_for_other_models():
     assert isinstance(make_operator(lenet, x, y, "autograd"), HessianOperator)
     bn = build("lnn-bn", (3, 32, 32), 10, 1, 8)
     assert isinstance(make_operator(bn, x, y), HessianOperator)  # BatchNorm: autograd
-
-
-class DenseOperator:
-    """A symmetric matrix as a solver operator (matmat, n, dtype, device, counters)."""
-
-    def __init__(self, matrix, dtype):
-        self.matrix, self.n, self.dtype, self.device = matrix.to(dtype), matrix.shape[0], dtype, "cpu"
-        self.hvp_count = self.data_passes = 0
-
-    def matmat(self, v):
-        self.hvp_count += v.shape[1]
-        self.data_passes += 1
-        return self.matrix @ v.to(self.dtype)
 
 
 def _low_rank(n=2000, rank=5):

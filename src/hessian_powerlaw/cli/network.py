@@ -69,6 +69,7 @@ def cmd_dnn_spectrum(args: argparse.Namespace) -> None:
     _refuse_unused(args, path)
     opts = resolve(args, "dnn-spectrum")
     distributed.init_from_environment(opts["device"])  # under torchrun: one rank of a group
+    checkpoint = _solver_checkpoint(args, opts["solver"])  # every rank resumes from rank 0's
     if distributed.rank() != 0:  # every rank computes; rank 0 alone writes the outputs
         args.out = args.spectrum = args.vectors = None
     opts["k"] = opts.pop("spectrum_k")
@@ -87,6 +88,7 @@ def cmd_dnn_spectrum(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         variant=args.variant,
         vectors=bool(args.vectors),
+        checkpoint=checkpoint,
     )
     record, values, residuals, vectors = spectrum(args.model_file, settings)
     record["run"] = args.run or Path(args.model_file).name.removesuffix(".pt")
@@ -113,6 +115,21 @@ def cmd_dnn_spectrum(args: argparse.Namespace) -> None:
     )
 
 
+def _solver_checkpoint(args, solver):
+    """The model path's SolverCheckpoint: at --checkpoint, else at OUT.lanczos.npz for the
+    solvers that resume (none for the others, and none on the factory and blocks paths); every
+    rank of a data-parallel group reads it, rank 0 writes it."""
+    from hessian_powerlaw.network.eigensolvers import RESUMABLE, SolverCheckpoint
+    from hessian_powerlaw.network.eigensolvers.checkpoint import EVERY
+    from hessian_powerlaw.network.operators import distributed
+
+    if args.model_factory or args.blocks or not (args.checkpoint or solver in (*RESUMABLE, "auto")):
+        return None
+    every = EVERY if args.checkpoint_every is None else args.checkpoint_every
+    path = args.checkpoint or f"{args.out}.lanczos.npz"
+    return SolverCheckpoint(path, every=every, write=distributed.rank() == 0)
+
+
 # the dnn-spectrum options each path applies (the model-file path applies every table option)
 _API_OPTIONS = {"device", "spectrum_k", "solver", "tol", "dtype", "slq_steps", "block_size", "bootstrap"}
 _APPLIES = {
@@ -129,6 +146,8 @@ _OTHER_FLAGS = (  # flags outside the option table: (dest, flag, its unset value
     ("spectrum", "--spectrum", None, {"model", "factory"}),
     ("curvature", "--curvature", "hessian", {"factory", "blocks", "model"}),
     ("vectors", "--vectors", None, {"factory", "model"}),
+    ("checkpoint", "--checkpoint", None, {"model"}),
+    ("checkpoint_every", "--checkpoint-every", None, {"model"}),
 )
 _WHERE = {"factory": "--model-factory", "blocks": "--blocks", "model": "a MODEL file"}
 
@@ -279,6 +298,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="where the model's data set lives, if moved")
     p.add_argument("--run", help="run name in the record (default: the model file's name)")
     p.add_argument("--spectrum", help=".npy with eigenvalues (row 0) and residuals (row 1)")
+    p.add_argument(
+        "--checkpoint",
+        help="Lanczos state saved for a rerun to resume from (default OUT.lanczos.npz; removed at the end)",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=count, help="seconds between its saves (default 600; 0: every block)"
+    )
     p.add_argument(
         "--curvature",
         default="hessian",

@@ -28,12 +28,14 @@ is offered.
 """
 
 import math
+import os
 
 import numpy as np
 import torch
 
 from hessian_powerlaw.network.eigensolvers.auto import choose
 from hessian_powerlaw.network.eigensolvers.baselines import arpack, power_iteration
+from hessian_powerlaw.network.eigensolvers.checkpoint import SolverCheckpoint
 from hessian_powerlaw.network.eigensolvers.dense import DENSE_LIMIT, dense, full_spectrum
 from hessian_powerlaw.network.eigensolvers.lanczos import NOISE_FLOOR, block_lanczos, lanczos
 from hessian_powerlaw.network.eigensolvers.result import (
@@ -55,13 +57,16 @@ SOLVERS = {
     "power": power_iteration,
     "dense": dense,
 }
+RESUMABLE = ("lanczos", "block", "slq")  # the solvers that save and resume (checkpoint.py)
 FIXED_BUDGET = ("slq", "power")  # their values are what a fixed budget gives: no convergence claim
 NAMES = (*SOLVERS, "auto")  # auto: block or lanczos, chosen by timing the operator (auto.py)
 __all__ = [
     "DENSE_LIMIT",
     "NAMES",
     "NOISE_FLOOR",
+    "RESUMABLE",
     "SOLVERS",
+    "SolverCheckpoint",
     "SolverError",
     "SolverResult",
     "arpack",
@@ -128,6 +133,7 @@ def top_eigenpairs(
     which: str = "LA",
     slq_steps: int | None = None,
     block_size: int = 16,
+    checkpoint: "SolverCheckpoint | str | os.PathLike | None" = None,
 ) -> SolverResult:
     """Top-k (which='LA') or bottom-k ('SA') eigenpairs of an operator (`operators.Operator`:
     matmat on (n, b) blocks, n, dtype, device, counters).
@@ -139,11 +145,21 @@ def top_eigenpairs(
     NaN or inf in any product (SolverError). `converged` means every returned pair passed:
     Lanczos residual estimates below tol, and for arpack and power (whose own stopping rules
     do not bound the residual) explicit residuals below sqrt(tol), so that each eigenvalue is
-    within sqrt(tol) |lambda| of one of the operator's (Bauer-Fike)."""
+    within sqrt(tol) |lambda| of one of the operator's (Bauer-Fike). With a `checkpoint` (a
+    path or a SolverCheckpoint; lanczos, block and slq), the run saves its state there and
+    resumes from it; its counts and seconds then cover the whole run."""
     hvp0, passes0 = op.hvp_count, op.data_passes
+    if checkpoint is not None and not isinstance(checkpoint, SolverCheckpoint):
+        checkpoint = SolverCheckpoint(checkpoint)
+    if checkpoint is not None and solver not in (*RESUMABLE, "auto"):
+        raise SolverError(f"the {solver} solver cannot resume: a checkpoint is for {', '.join(RESUMABLE)}")
     choice = None
+    saved_block = checkpoint.saved_block() if checkpoint is not None and solver == "auto" else None
     if solver == "auto" and which == "SA":
         solver, choice = "lanczos", "the bottom eigenvalues are computed by lanczos"
+    elif saved_block is not None:  # what auto chose for the run being resumed
+        solver, block_size = ("block" if saved_block > 1 else "lanczos"), saved_block
+        choice = f"the choice of the run resumed from {checkpoint.path}"
     elif solver == "auto":  # the measurement's products count in this call's
         _check_request(op, k, "block", tol, which, block_size, slq_steps)
         solver, block_size, choice = choose(op, k, block_size, seed)
@@ -163,6 +179,12 @@ def top_eigenpairs(
         steps_per_k = None
     if solver == "block":
         extra["block"] = block_size
+    if checkpoint is not None:
+        extra["checkpoint"] = checkpoint
+        checkpoint.counters = lambda: {
+            "hvp_count": op.hvp_count - hvp0,
+            "data_passes": op.data_passes - passes0,
+        }
     result = run(
         matmat,
         op.n,
@@ -187,6 +209,6 @@ def top_eigenpairs(
     if solver in ("arpack", "power"):  # their own stopping rules do not bound the residuals
         result.converged = bool(result.converged and np.max(result.residuals) <= math.sqrt(tol))
     result.choice = choice and f"{solver}: {choice}"
-    result.hvp_count = op.hvp_count - hvp0
-    result.data_passes = op.data_passes - passes0
+    result.hvp_count = op.hvp_count - hvp0 + (checkpoint.restored["hvp_count"] if checkpoint else 0)
+    result.data_passes = op.data_passes - passes0 + (checkpoint.restored["data_passes"] if checkpoint else 0)
     return result

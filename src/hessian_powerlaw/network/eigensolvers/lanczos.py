@@ -9,6 +9,7 @@ import scipy.linalg
 import torch
 
 from hessian_powerlaw.network.eigensolvers.basis_products import coefficients, one_blas_thread, subtract
+from hessian_powerlaw.network.eigensolvers.checkpoint import SolverCheckpoint
 from hessian_powerlaw.network.eigensolvers.result import (
     Matmat,
     SolverError,
@@ -44,6 +45,7 @@ def block_lanczos(
     progress: bool = True,
     relative_to: str | float = "value",
     steps: int | None = None,
+    checkpoint: SolverCheckpoint | None = None,
 ) -> SolverResult:
     """Top-k eigenpairs of the symmetric n x n operator `matmat` ((n, b) -> (n, b) tensors) by
     (block) Lanczos with full reorthogonalisation; a SolverResult with eigenvalues (k,) and
@@ -54,29 +56,45 @@ def block_lanczos(
     columns (then converged=False). With `steps`, runs exactly that many columns (SLQ) and
     reports the estimates then. Ritz values at or below the noise floor (NOISE_FLOOR eps ||H||)
     are zero to working precision: they count as converged once their residual is below the floor.
+    With a `checkpoint`, the state is saved every `checkpoint.every` seconds and a run of the
+    same request on the same operator resumes from it (then the file is removed on return).
     """
     with one_blas_thread(device):
-        return _block_lanczos(
-            matmat, n, k, tol, steps_per_k, block, seed, dtype, device, progress, relative_to, steps
-        )
+        run = (steps_per_k, block, seed, dtype, device, progress, relative_to, steps, checkpoint)
+        return _block_lanczos(matmat, n, k, tol, *run)
 
 
-def _block_lanczos(matmat, n, k, tol, steps_per_k, block, seed, dtype, device, progress, relative_to, steps):
+def _block_lanczos(
+    matmat, n, k, tol, steps_per_k, block, seed, dtype, device, progress, relative_to, steps, checkpoint
+):
     max_cols = min(n, steps or steps_for(k, steps_per_k))
     block = min(block, max(1, k // 4), max_cols)  # a block much wider than K wastes products
     check_every = max(10, k // 20) if block == 1 else max(block, k // 10)
+    request = {"n": n, "k": k, "block": block, "seed": seed, "dtype": str(dtype), "max_cols": max_cols}
+    request.update(tol=float(tol), relative_to=relative_to, steps=steps)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     eps = torch.finfo(dtype).eps
     rows = torch.empty(max_cols, n, dtype=dtype, device=device)  # the basis, one vector per row
     t = np.zeros((max_cols, max_cols))
-    q = _random_block(n, block, gen, dtype, device)
-    q, _ = torch.linalg.qr(q)
+    start = time.perf_counter()
+    saved = _resume(checkpoint, request, matmat, rows, t, gen) if checkpoint is not None else None
+    if saved is None:
+        q, _ = torch.linalg.qr(_random_block(n, block, gen, dtype, device))
+        j, b_prev, checked, norm = 0, None, 0, 0.0
+        health = {"orthogonality": 0.0, "replaced": 0}
+    else:
+        q, b_prev, j, checked, norm, health = saved
     bar = progress_bar(max_cols, f"{'block ' if block > 1 else ''}lanczos top-{k} (b={block})", progress)
-    start, j, b_prev, checked, norm = time.perf_counter(), 0, None, 0, 0.0
-    health = {"orthogonality": 0.0, "replaced": 0}
+    if bar is not None and j:
+        bar.update(j)
     converged, estimates, theta, s, top = False, None, None, None, None
     while j + q.shape[1] <= max_cols:
         width = q.shape[1]
+        if checkpoint is not None and j and checkpoint.due():
+            arrays = {"rows": rows[:j], "q": q, "b_prev": b_prev, "generator": gen.get_state()}
+            arrays["t"] = torch.from_numpy(t[: j + width, : j + width])
+            scalars = {"j": j, "checked": checked, "norm": norm, "health": health, "first": block}
+            checkpoint.save(request, arrays, scalars, time.perf_counter() - start)
         rows[j : j + width] = q.T
         w = matmat(q).to(dtype)
         norm = max(norm, float(torch.linalg.vector_norm(w, dim=0).max()))  # ||H|| >= ||H q_i||
@@ -112,7 +130,34 @@ def _block_lanczos(matmat, n, k, tol, steps_per_k, block, seed, dtype, device, p
     result = _ritz_result(rows[:j], theta, s, top, estimates, converged, start, block)
     result.noise_floor = NOISE_FLOOR * eps * result.norm
     result.orthogonality, result.replaced = health["orthogonality"], health["replaced"]
+    if checkpoint is not None:
+        result.earlier_seconds = checkpoint.restored["seconds"]
+        result.seconds += result.earlier_seconds
+        checkpoint.remove()
     return result
+
+
+def _resume(checkpoint, request, matmat, rows, t, gen):
+    """(q, b_prev, j, checked, norm, health) of a saved run of this request, its basis into
+    `rows` and projected matrix into `t` (in place), or None. The first block's products are
+    recomputed and compared with the saved ones: a changed model or data starts afresh."""
+    loaded = checkpoint.load(request)
+    if loaded is None:
+        return None
+    arrays, scalars = loaded
+    j, first = scalars["j"], scalars["first"]
+    rows[:j] = arrays["rows"].to(rows.device, rows.dtype)
+    q0 = rows[:first].T
+    a0 = q0.T @ matmat(q0).to(rows.dtype)
+    if not checkpoint.matches(arrays["t"][:first, :first], (a0 + a0.T) / 2, scalars["norm"]):
+        return None
+    m = arrays["t"].shape[0]
+    t[:m, :m] = arrays["t"].numpy()
+    gen.set_state(arrays["generator"])
+    checkpoint.resumed(j)
+    q = arrays["q"].to(rows.device, rows.dtype)
+    b_prev = arrays["b_prev"].to(rows.device, rows.dtype) if "b_prev" in arrays else None
+    return q, b_prev, j, scalars["checked"], scalars["norm"], scalars["health"]
 
 
 def _check(t, r, width, k, tol, eps, norm, relative_to):

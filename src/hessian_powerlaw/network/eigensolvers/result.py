@@ -42,6 +42,7 @@ class SolverResult:
     replaced: int = 0  # numerically dependent basis columns replaced by random directions
     full: np.ndarray | None = field(default=None, repr=False)  # every eigenvalue (dense solver)
     choice: str | None = None  # solver='auto': what it chose and why
+    earlier_seconds: float = 0.0  # spent before the kill that this run resumed after (in `seconds`)
 
 
 def basis_bytes(n: int, k: int, steps_per_k: float, element_size: int) -> int:
