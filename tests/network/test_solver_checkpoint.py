@@ -181,3 +181,52 @@ def test_resume_restores_the_random_directions_of_a_rank_deficient_hessian(tmp_p
     resumed = _solve(DenseOperator(matrix, torch.float64), path)
     np.testing.assert_array_equal(resumed.eigenvalues, whole.eigenvalues)
     assert resumed.replaced == whole.replaced
+
+
+def test_top_spectrum_killed_mid_solve_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import hessian_powerlaw as hp
+    from hessian_powerlaw.network.eigensolvers import checkpoint as checkpoint_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 20), torch.nn.Tanh(), torch.nn.Linear(20, 3))
+    data = (torch.randn(80, 6), torch.randint(0, 3, (80,)))
+    loss = torch.nn.CrossEntropyLoss()
+    whole = hp.top_spectrum(model, loss, data, k=15, solver="block", block_size=2)
+    path = tmp_path / "c.npz"
+    monkeypatch.setattr(checkpoint_module, "EVERY", 0.0)  # save after every block
+    saves = []
+    real_save = checkpoint_module.SolverCheckpoint.save
+
+    def save_then_die(self, *args):
+        real_save(self, *args)
+        saves.append(1)
+        if len(saves) == 3:
+            raise Killed
+
+    monkeypatch.setattr(checkpoint_module.SolverCheckpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        hp.top_spectrum(model, loss, data, k=15, solver="block", block_size=2, checkpoint=path)
+    monkeypatch.setattr(checkpoint_module.SolverCheckpoint, "save", real_save)
+    resumed = hp.top_spectrum(model, loss, data, k=15, solver="block", block_size=2, checkpoint=path)
+    np.testing.assert_array_equal(resumed.eigenvalues, whole.eigenvalues)
+    assert resumed.hvp_count == whole.hvp_count + 2 and not path.exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"blocks": "layer"}, "per-block spectra"),
+        ({"solver": "dense"}, "not dense"),
+        ({"checkpoint": ""}, "must be a file path"),
+        ({"checkpoint": 3}, "must be a path, got int"),
+    ],
+)
+def test_top_spectrum_refuses_a_checkpoint_it_cannot_keep(tmp_path, kwargs, error):
+    import hessian_powerlaw as hp
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    data = (torch.randn(10, 4), torch.randint(0, 2, (10,)))
+    with pytest.raises((ValueError, TypeError), match=error):
+        hp.top_spectrum(
+            model, torch.nn.CrossEntropyLoss(), data, k=3, **{"checkpoint": tmp_path / "c", **kwargs}
+        )

@@ -15,6 +15,7 @@ network; autograd products (`operators.generic`) everywhere else.
 
 import copy
 import fnmatch
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ import torch
 
 from hessian_powerlaw.network.arguments import check_arguments, check_data
 from hessian_powerlaw.network.device import pick_device
-from hessian_powerlaw.network.eigensolvers import FIXED_BUDGET, top_eigenpairs
+from hessian_powerlaw.network.eigensolvers import FIXED_BUDGET, SolverCheckpoint, top_eigenpairs
 from hessian_powerlaw.network.operators import distributed
 from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
 from hessian_powerlaw.network.operators.generic import LossHessian, is_pair
@@ -189,7 +190,7 @@ def _check_products(op, seed):
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
     if not 1 <= k < op.n:
         raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
-    slq_steps, block_size, keep = options[0], options[1] or 16, options[2]
+    slq_steps, block_size, keep, checkpoint = options[0], options[1] or 16, options[2], options[3]
     if solver == "slq":
         slq_steps = slq_steps or min(op.n, max(3 * k, k + 100))
     start = time.perf_counter()
@@ -202,6 +203,7 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         progress=progress,
         slq_steps=slq_steps,
         block_size=block_size,
+        checkpoint=checkpoint and SolverCheckpoint(checkpoint, write=distributed.rank() == 0),
     )
     if not result.converged and solver not in FIXED_BUDGET:
         name = result.choice.split(":")[0] if result.choice else solver
@@ -218,7 +220,7 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         converged=bool(result.converged),
         hvp_count=result.hvp_count,
         data_passes=result.data_passes,
-        seconds=round(time.perf_counter() - start, 3),
+        seconds=round(time.perf_counter() - start + result.earlier_seconds, 3),
         device=str(device),
         solver=result.choice.split(":")[0] if result.choice else solver,
         choice=result.choice,
@@ -246,6 +248,7 @@ def top_spectrum(
     block_size: int | None = None,
     curvature: str = "hessian",
     vectors: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> "Spectrum | dict[str, Spectrum]":
     """Top-k eigenvalues of the Hessian of the data mean of ``loss_fn(model(x), y)`` in the
     trainable parameters, in eval mode on a copy of the model (never changed or moved).
@@ -284,6 +287,9 @@ def top_spectrum(
         The loss Hessian, the generalised Gauss-Newton matrix or the empirical Fisher.
     vectors : bool, default False
         Keep the Ritz vectors in ``Spectrum.vectors``, shape (n_params, k).
+    checkpoint : str or os.PathLike, optional
+        A file where the Lanczos solvers save their state every ten minutes: a call killed
+        mid-solve and repeated resumes from it (removed at the end; whole spectra only).
 
     Returns
     -------
@@ -312,12 +318,21 @@ def top_spectrum(
     """
     with distributed.together():  # under torch.distributed: every rank checks its own shard
         check_arguments(
-            model, loss_fn, k, solver, tol, dtype, seed, blocks, (slq_steps, block_size), curvature
+            model,
+            loss_fn,
+            k,
+            solver,
+            tol,
+            dtype,
+            seed,
+            blocks,
+            (slq_steps, block_size, checkpoint),
+            curvature,
         )
         check_data(data)
         data = distributed.shard(data)
         model = _device_copy(model, pick_device(device))
-    options = (slq_steps, block_size, bool(vectors))
+    options = (slq_steps, block_size, bool(vectors), checkpoint)  # checked with the arguments
     solve = (solver, tol, seed, progress, str(next(model.parameters()).device), options)
     if blocks is None:
         return _whole_spectrum(model, loss_fn, data, (k, curvature, dtype), solve)

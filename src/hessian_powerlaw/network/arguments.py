@@ -2,10 +2,11 @@
 product is taken."""
 
 import numbers
+import os
 
 import torch
 
-from hessian_powerlaw.network.eigensolvers import NAMES
+from hessian_powerlaw.network.eigensolvers import NAMES, RESUMABLE
 from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
 from hessian_powerlaw.network.operators.generic import is_pair
 
@@ -66,7 +67,7 @@ def check_arguments(
     model, loss_fn, k, solver, tol, dtype, seed, blocks, curvature : object
         `top_spectrum`'s arguments of these names.
     solver_options : tuple
-        (slq_steps, block_size).
+        (slq_steps, block_size, checkpoint).
 
     Raises
     ------
@@ -100,6 +101,21 @@ def check_arguments(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if blocks is not None and not isinstance(blocks, str):
         raise ValueError(f"blocks must be 'layer' or comma-separated glob patterns, got {blocks!r}")
-    for name, value, least in zip(("slq_steps", "block_size"), solver_options, (2, 1), strict=True):
+    for name, value, least in zip(("slq_steps", "block_size"), solver_options[:2], (2, 1), strict=True):
         if value is not None and not _integer(value, least):
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    _check_checkpoint(solver_options[2], solver, blocks)
+
+
+def _check_checkpoint(checkpoint, solver, blocks):
+    """ValueError/TypeError for a checkpoint top_spectrum cannot keep."""
+    if checkpoint is None:
+        return
+    if not isinstance(checkpoint, str | os.PathLike):
+        raise TypeError(f"checkpoint must be a path, got {type(checkpoint).__name__}")
+    if not os.fspath(checkpoint):
+        raise ValueError("checkpoint must be a file path, got ''")
+    if blocks is not None:
+        raise ValueError("checkpoint is for the whole spectrum; per-block spectra (blocks=) keep none")
+    if solver not in (*RESUMABLE, "auto"):
+        raise ValueError(f"checkpoint is for the solvers that resume ({', '.join(RESUMABLE)}), not {solver}")

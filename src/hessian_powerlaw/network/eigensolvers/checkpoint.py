@@ -36,8 +36,8 @@ class SolverCheckpoint:
     ----------
     path : str or os.PathLike
         The checkpoint file (made on the first save; removed when the run ends).
-    every : float, default EVERY
-        Seconds between saves; 0 saves after every block (tests).
+    every : float, optional
+        Seconds between saves (default EVERY); 0 saves after every block.
     write : bool, default True
         False on the ranks of a data-parallel group other than 0: they read it, rank 0 writes.
 
@@ -50,8 +50,9 @@ class SolverCheckpoint:
         After a resume: the saved counters and seconds (zeros otherwise).
     """
 
-    def __init__(self, path: str | os.PathLike, every: float = EVERY, write: bool = True):
-        self.path, self.every, self.write = Path(path), float(every), write
+    def __init__(self, path: str | os.PathLike, every: float | None = None, write: bool = True):
+        self.path, self.write = Path(path), write
+        self.every = EVERY if every is None else float(every)
         self.counters: Callable[[], dict] | None = None
         self.restored = {"hvp_count": 0, "data_passes": 0, "seconds": 0.0, "columns": 0}
         self._last = time.monotonic()
