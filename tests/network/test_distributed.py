@@ -1,6 +1,6 @@
 """Data-parallel products on torch.distributed (two gloo processes on the CPU): the same top-K
-as one process, for tensors and for per-rank DataLoaders of different sizes, and a failing rank
-stops every rank with its message."""
+as one process, for tensors, for per-rank DataLoaders of different sizes and after a kill and
+a resume from rank 0's checkpoint, and a failing rank stops every rank with its message."""
 
 import json
 import os
@@ -34,14 +34,56 @@ def _worker(rank, world, folder, case):
         data = (x, y)
     out = {}
     try:
+        if case == "resume":
+            _killed_after_two_saves(model, data, folder)
+            dist.barrier()  # the rerun starts once every rank has died
         result = hp.top_spectrum(
-            model, nn.CrossEntropyLoss(), data, k=6, solver="lanczos", dtype=torch.float64, tol=1e-9
+            model,
+            nn.CrossEntropyLoss(),
+            data,
+            k=6,
+            solver="lanczos",
+            dtype=torch.float64,
+            tol=1e-9,
+            checkpoint=folder / "c.npz" if case == "resume" else None,
         )
         out["eigenvalues"] = result.eigenvalues.tolist()
+        out["checkpoint_left"] = (folder / "c.npz").exists()
+        out["hvp_count"] = result.hvp_count
     except Exception as err:
         out["error"] = f"{type(err).__name__}: {err}"
     (folder / f"rank{rank}.json").write_text(json.dumps(out))
     dist.destroy_process_group()
+
+
+def _killed_after_two_saves(model, data, folder):
+    """Every rank's solve dies at its second checkpoint save (saves after every step)."""
+    from hessian_powerlaw.network.eigensolvers import checkpoint
+
+    checkpoint.EVERY, save, saves = 0.0, checkpoint.SolverCheckpoint.save, []
+
+    def save_then_die(self, *args):
+        save(self, *args)
+        saves.append(1)
+        if len(saves) == 2:
+            raise InterruptedError
+
+    checkpoint.SolverCheckpoint.save = save_then_die
+    try:
+        hp.top_spectrum(
+            model,
+            nn.CrossEntropyLoss(),
+            data,
+            k=6,
+            solver="lanczos",
+            dtype=torch.float64,
+            tol=1e-9,
+            checkpoint=folder / "c.npz",
+        )
+    except InterruptedError:
+        assert (folder / "c.npz").exists()
+    finally:
+        checkpoint.SolverCheckpoint.save = save
 
 
 def _run(tmp_path, case):
@@ -63,7 +105,7 @@ def reference():
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
-@pytest.mark.parametrize("case", ["tensors", "loader"])
+@pytest.mark.parametrize("case", ["tensors", "loader", "resume"])
 def test_two_ranks_give_the_one_process_spectrum(tmp_path, reference, case):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     ranks = _run(tmp_path, case)
@@ -71,6 +113,9 @@ def test_two_ranks_give_the_one_process_spectrum(tmp_path, reference, case):
         assert "error" not in out, out
         np.testing.assert_allclose(out["eigenvalues"], reference.eigenvalues, rtol=1e-6)
     assert ranks[0]["eigenvalues"] == ranks[1]["eigenvalues"]
+    assert not ranks[0]["checkpoint_left"]  # a resumed solve removes its checkpoint
+    resumed = case == "resume"  # then the check of the operator adds one product
+    assert ranks[0]["hvp_count"] == ranks[1]["hvp_count"] == reference.hvp_count + resumed
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")

@@ -230,3 +230,30 @@ def test_top_spectrum_refuses_a_checkpoint_it_cannot_keep(tmp_path, kwargs, erro
         hp.top_spectrum(
             model, torch.nn.CrossEntropyLoss(), data, k=3, **{"checkpoint": tmp_path / "c", **kwargs}
         )
+
+
+def test_a_group_resumes_only_where_every_rank_read_the_checkpoint(tmp_path, capsys):
+    """A rank on a node that does not see the file starts afresh, and so must every other."""
+    matrix = _power_law_matrix()
+    path = tmp_path / "c.npz"
+    with pytest.raises(Killed):
+        _solve(KilledAfter(matrix, torch.float32, 60), SolverCheckpoint(path, every=0))
+    asked = []
+
+    def another_rank_lacks_it(flag):
+        asked.append(flag)
+        return False
+
+    fresh = _solve(
+        DenseOperator(matrix, torch.float32), SolverCheckpoint(path, consensus=another_rank_lacks_it)
+    )
+    assert asked == [True] and "another rank of the group could not read it" in capsys.readouterr().err
+    whole = _solve(DenseOperator(matrix, torch.float32), None)
+    np.testing.assert_array_equal(fresh.eigenvalues, whole.eigenvalues)
+    assert fresh.hvp_count == whole.hvp_count  # no products were restored
+
+
+def test_everyone_is_this_ranks_answer_outside_a_group():
+    from hessian_powerlaw.network.operators import distributed
+
+    assert distributed.everyone(True) is True and distributed.everyone(False) is False

@@ -125,7 +125,8 @@ def _solver_checkpoint(args, solver):
     if args.model_factory or args.blocks or not (args.checkpoint or solver in (*RESUMABLE, "auto")):
         return None
     path = args.checkpoint or f"{args.out}.lanczos.npz"
-    return SolverCheckpoint(path, every=args.checkpoint_every, write=distributed.rank() == 0)
+    write = distributed.rank() == 0
+    return SolverCheckpoint(path, args.checkpoint_every, write, consensus=distributed.everyone)
 
 
 # the dnn-spectrum options each path applies (the model-file path applies every table option)

@@ -40,6 +40,10 @@ class SolverCheckpoint:
         Seconds between saves (default EVERY); 0 saves after every block.
     write : bool, default True
         False on the ranks of a data-parallel group other than 0: they read it, rank 0 writes.
+    consensus : callable, optional
+        In a data-parallel group, ``consensus(flag) -> bool``: whether `flag` holds on every
+        rank (`distributed.everyone`); the run resumes only where every rank read the same
+        checkpoint (ranks on nodes that do not see the file start afresh with the others).
 
     Attributes
     ----------
@@ -50,8 +54,14 @@ class SolverCheckpoint:
         After a resume: the saved counters and seconds (zeros otherwise).
     """
 
-    def __init__(self, path: str | os.PathLike, every: float | None = None, write: bool = True):
-        self.path, self.write = Path(path), write
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        every: float | None = None,
+        write: bool = True,
+        consensus: Callable[[bool], bool] | None = None,
+    ):
+        self.path, self.write, self.consensus = Path(path), write, consensus
         self.every = EVERY if every is None else float(every)
         self.counters: Callable[[], dict] | None = None
         self.restored = {"hvp_count": 0, "data_passes": 0, "seconds": 0.0, "columns": 0}
@@ -95,6 +105,26 @@ class SolverCheckpoint:
         data = {name: value.detach().cpu().numpy() for name, value in arrays.items() if value is not None}
         with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
             np.savez(out, meta=np.array(json.dumps(meta)), **data)
+
+    def agreed(self, flag: bool, why: str) -> bool:
+        """Whether `flag` holds on every rank (this one alone without a consensus).
+
+        Parameters
+        ----------
+        flag : bool
+            This rank's answer.
+        why : str
+            The message when this rank's True is overruled by another rank.
+
+        Returns
+        -------
+        bool
+            The answer every rank acts on.
+        """
+        every = flag if self.consensus is None else self.consensus(flag)
+        if flag and not every:
+            self._discard(why)
+        return every
 
     def load(self, request: dict) -> tuple[dict, dict] | None:
         """The state saved for this request.

@@ -142,14 +142,15 @@ def _resume(checkpoint, request, matmat, rows, t, gen):
     `rows` and projected matrix into `t` (in place), or None. The first block's products are
     recomputed and compared with the saved ones: a changed model or data starts afresh."""
     loaded = checkpoint.load(request)
-    if loaded is None:
+    if not checkpoint.agreed(loaded is not None, "another rank of the group could not read it"):
         return None
     arrays, scalars = loaded
     j, first = scalars["j"], scalars["first"]
     rows[:j] = arrays["rows"].to(rows.device, rows.dtype)
     q0 = rows[:first].T
     a0 = q0.T @ matmat(q0).to(rows.dtype)
-    if not checkpoint.matches(arrays["t"][:first, :first], (a0 + a0.T) / 2, scalars["norm"]):
+    same = checkpoint.matches(arrays["t"][:first, :first], (a0 + a0.T) / 2, scalars["norm"])
+    if not checkpoint.agreed(same, "another rank's products differ from it"):
         return None
     m = arrays["t"].shape[0]
     t[:m, :m] = arrays["t"].numpy()

@@ -76,6 +76,26 @@ def agree(error: str | None) -> None:
         raise RuntimeError(f"rank {failed[0][0]} of {len(errors)} failed: {failed[0][1]}")
 
 
+def everyone(flag: bool) -> bool:
+    """Whether `flag` holds on every rank of the group.
+
+    Parameters
+    ----------
+    flag : bool
+        This rank's answer.
+
+    Returns
+    -------
+    bool
+        True only when every rank answered True (this rank's answer when not distributed).
+    """
+    if not active():
+        return bool(flag)
+    flags = [None] * dist.get_world_size()
+    dist.all_gather_object(flags, bool(flag))
+    return all(flags)
+
+
 def _text(err):
     return " ".join(f"{type(err).__name__}: {err}".split())[:500]
 
