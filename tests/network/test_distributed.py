@@ -22,6 +22,19 @@ def _problem():
     return model, x, y
 
 
+def _spectrum(model, data, checkpoint=None):
+    return hp.top_spectrum(
+        model,
+        nn.CrossEntropyLoss(),
+        data,
+        k=6,
+        solver="lanczos",
+        dtype=torch.float64,
+        tol=1e-9,
+        checkpoint=checkpoint,
+    )
+
+
 def _worker(rank, world, folder, case):
     dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world)
     model, x, y = _problem()
@@ -37,16 +50,7 @@ def _worker(rank, world, folder, case):
         if case == "resume":
             _killed_after_two_saves(model, data, folder)
             dist.barrier()  # the rerun starts once every rank has died
-        result = hp.top_spectrum(
-            model,
-            nn.CrossEntropyLoss(),
-            data,
-            k=6,
-            solver="lanczos",
-            dtype=torch.float64,
-            tol=1e-9,
-            checkpoint=folder / "c.npz" if case == "resume" else None,
-        )
+        result = _spectrum(model, data, folder / "c.npz" if case == "resume" else None)
         out["eigenvalues"] = result.eigenvalues.tolist()
         out["checkpoint_left"] = (folder / "c.npz").exists()
         out["hvp_count"] = result.hvp_count
@@ -70,16 +74,7 @@ def _killed_after_two_saves(model, data, folder):
 
     checkpoint.SolverCheckpoint.save = save_then_die
     try:
-        hp.top_spectrum(
-            model,
-            nn.CrossEntropyLoss(),
-            data,
-            k=6,
-            solver="lanczos",
-            dtype=torch.float64,
-            tol=1e-9,
-            checkpoint=folder / "c.npz",
-        )
+        _spectrum(model, data, folder / "c.npz")
     except InterruptedError:
         assert (folder / "c.npz").exists()
     finally:
@@ -99,9 +94,7 @@ def _run(tmp_path, case):
 @pytest.fixture
 def reference():
     model, x, y = _problem()
-    return hp.top_spectrum(
-        model, nn.CrossEntropyLoss(), (x, y), k=6, solver="lanczos", dtype=torch.float64, tol=1e-9
-    )
+    return _spectrum(model, (x, y))
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")

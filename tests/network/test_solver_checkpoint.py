@@ -257,3 +257,12 @@ def test_everyone_is_this_ranks_answer_outside_a_group():
     from hessian_powerlaw.network.operators import distributed
 
     assert distributed.everyone(True) is True and distributed.everyone(False) is False
+
+
+def test_a_checkpoint_path_that_is_not_a_regular_file_is_refused_before_any_product(tmp_path):
+    from hessian_powerlaw.io import InputError
+
+    op = DenseOperator(_power_law_matrix(60), torch.float64)
+    with pytest.raises(InputError, match="not a regular file"):
+        top_eigenpairs(op, 5, solver="lanczos", progress=False, checkpoint=tmp_path)
+    assert op.hvp_count == 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hessian_powerlaw.io import atomic_path
+from hessian_powerlaw.io import InputError, atomic_path
 
 VERSION = 1
 EVERY = 600.0  # seconds between saves (a kill loses at most this much work)
@@ -62,6 +62,10 @@ class SolverCheckpoint:
         consensus: Callable[[bool], bool] | None = None,
     ):
         self.path, self.write, self.consensus = Path(path), write, consensus
+        if self.path.exists() and not self.path.is_file():  # refused now, not at the first save
+            raise InputError(
+                f"{self.path}: not a regular file; a checkpoint goes only to a regular file or a new path"
+            )
         self.every = EVERY if every is None else float(every)
         self.counters: Callable[[], dict] | None = None
         self.restored = {"hvp_count": 0, "data_passes": 0, "seconds": 0.0, "columns": 0}
