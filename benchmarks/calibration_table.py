@@ -40,6 +40,7 @@ RUNS = {
     "cal-fcn-d1-w100-h20000": ("hessian-images", "20000", "t8-fcn2-mnist"),
     "cal-fcn-d1-w100-h60000": ("hessian-images", "60000", "t8-fcn2-mnist"),
     "cal-lenet-h20000": ("hessian-images", "20000", "t1-lenet-mnist"),
+    "cal-lenet-h60000": ("hessian-images", "60000", "t1-lenet-mnist"),
     "cal-fcn-d1-w100-sub6000": ("training-set", "6000-image subset", "t8-fcn2-mnist"),
     "cal-lenet-sub6000": ("training-set", "6000-image subset", "t1-lenet-mnist"),
     "cal-fcn-d1-w100-pixel": ("normalisation", "per pixel", "t8-fcn2-mnist"),
