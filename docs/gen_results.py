@@ -94,10 +94,17 @@ def _generic_peers():
 def _calibration():
     path = MEASURED / "reproduction_study" / "calibration" / "calibration_scores.tsv"
     rows = read_tsv(path)
-    depth = [r for r in rows if r["choice"] == "fcn-depth"]
-    text = "; ".join(f"{r['option']}: {r['verdicts_agree']}/{r['verdicts']} verdicts agree" for r in depth)
+    reading = {}  # option -> [agree, compared] over the depth and width rows
+    for r in rows:
+        if r["choice"] in ("fcn-depth", "width"):
+            counts = reading.setdefault(r["option"], [0, 0])
+            counts[0] += int(r["verdicts_agree"])
+            counts[1] += int(r["verdicts"])
+    text = "; ".join(
+        f"{option}: {agree}/{compared} verdicts agree" for option, (agree, compared) in reading.items()
+    )
     source = "reproduction_study/calibration/calibration_scores.tsv"
-    return f"what a k-layer FCN is: {text}", source, "results/calibration.md"
+    return f"what a k-layer FCN is (depth and width rows): {text}", source, "results/calibration.md"
 
 
 def _noise():
