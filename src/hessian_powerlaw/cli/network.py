@@ -120,13 +120,11 @@ def _solver_checkpoint(args, solver):
     solvers that resume (none for the others, and none on the factory and blocks paths); every
     rank of a data-parallel group reads it, rank 0 writes it."""
     from hessian_powerlaw.network.eigensolvers import RESUMABLE, SolverCheckpoint
-    from hessian_powerlaw.network.operators import distributed
 
     if args.model_factory or args.blocks or not (args.checkpoint or solver in (*RESUMABLE, "auto")):
         return None
     path = args.checkpoint or f"{args.out}.lanczos.npz"
-    write = distributed.rank() == 0
-    return SolverCheckpoint(path, args.checkpoint_every, write, consensus=distributed.everyone)
+    return SolverCheckpoint.for_group(path, args.checkpoint_every)
 
 
 # the dnn-spectrum options each path applies (the model-file path applies every table option)

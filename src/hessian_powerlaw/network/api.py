@@ -187,12 +187,6 @@ def _check_products(op, seed):
         )
 
 
-def _checkpoint(path):
-    """A SolverCheckpoint at `path` that every rank of a data-parallel group reads and rank 0
-    writes."""
-    return SolverCheckpoint(path, write=distributed.rank() == 0, consensus=distributed.everyone)
-
-
 def _solve(op, k, solver, tol, seed, progress, device, products, options, note=None):
     if not 1 <= k < op.n:
         raise ValueError(f"k={k} must be below the number of parameters ({op.n})")
@@ -209,7 +203,7 @@ def _solve(op, k, solver, tol, seed, progress, device, products, options, note=N
         progress=progress,
         slq_steps=slq_steps,
         block_size=block_size,
-        checkpoint=checkpoint and _checkpoint(checkpoint),
+        checkpoint=checkpoint and SolverCheckpoint.for_group(checkpoint),
     )
     if not result.converged and solver not in FIXED_BUDGET:
         name = result.choice.split(":")[0] if result.choice else solver

@@ -110,6 +110,27 @@ class SolverCheckpoint:
         with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
             np.savez(out, meta=np.array(json.dumps(meta)), **data)
 
+    @classmethod
+    def for_group(cls, path: str | os.PathLike, every: float | None = None) -> "SolverCheckpoint":
+        """The checkpoint of a solve that may run in a data-parallel group: rank 0 writes it,
+        every rank reads it, and the group resumes only where every rank read it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        every : float, optional
+            Seconds between saves (default EVERY).
+
+        Returns
+        -------
+        SolverCheckpoint
+            Writing on rank 0 (or outside a group), with `distributed.everyone` as consensus.
+        """
+        from hessian_powerlaw.network.operators import distributed
+
+        return cls(path, every, write=distributed.rank() == 0, consensus=distributed.everyone)
+
     def agreed(self, flag: bool, why: str) -> bool:
         """Whether `flag` holds on every rank (this one alone without a consensus).
 
