@@ -162,14 +162,19 @@ def rows(folder):
 
 
 def failures(folder):
-    """[(run, the error line)] of calibration runs that ended without a record: their training
-    or spectrum log (RUN.log, copied from logs/repro_*/) holds the reason."""
+    """[(run, why)] of the calibration runs without a record: those that ended in an error (their
+    training or spectrum log, RUN.log copied from logs/repro_*/, holds the reason), then those
+    of RUNS and OTHER_READING that have not run."""
     out = []
     for log in sorted(Path(folder).glob("*.log")):
         run = log.name.removesuffix(".log").removesuffix("_s0")
         if not (Path(folder) / f"{run}_s0.json").exists():
             errors = [line for line in log.read_text().splitlines() if "error:" in line]
             out.append((run, errors[-1] if errors else "no record and no error line"))
+    logged = {run for run, _ in out}
+    for run in sorted((set(RUNS) | set(OTHER_READING)) - logged):
+        if not (Path(folder) / f"{run}_s0.json").exists():
+            out.append((run, "not run: neither its record nor a log is in this folder"))
     return out
 
 
@@ -247,6 +252,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="calibration records (*_s0.json) with their .npy spectra")
     args = parser.parse_args(argv)
+    if not Path(args.folder).is_dir():
+        parser.error(f"{args.folder}: no such folder")
     table = rows(args.folder)
     score = scores(table)
     folder = Path(args.folder)
