@@ -1,7 +1,9 @@
 """How close the sequential block Hessian product runs to the processor: floating-point
 operations per image and vector (torch's FlopCounterMode on one block product), the forward
 pass's for scale, and for each layout (images per chunk x vectors per group, one group per block
-product) the measured seconds per vector over the given images, hence the sustained GFLOP/s.
+product): the seconds of every chunk's primal pass (masks, pool choices, selected patches; kept
+between products up to --cache-gib, recomputed beyond it), the GB kept, and the measured seconds
+per vector over the given images, hence the sustained GFLOP/s.
 
     python benchmarks/product_flops.py --model results/dnn/models/lenet_mnist_sgd_b128_n0_w100_d2_s0_e50.pt \
         --n-eval 6000 --layouts 128x16 64x16 256x16 128x8 128x32
@@ -27,6 +29,9 @@ def main():
         "--layouts", nargs="+", default=["128x16"], help="CHUNKxGROUP: images per chunk x vectors per group"
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed block products (best kept)")
+    parser.add_argument(
+        "--cache-gib", type=float, help="primal cache budget in GiB (default: the operator's own)"
+    )
     args = parser.parse_args()
     model, meta = load_model(args.model)
     x, y = eval_data(meta, args.n_eval)
@@ -43,13 +48,17 @@ def main():
     passes = per_product / forward
     print(f"product: {per_product / 1e6:.3f} MFLOP per image and vector ({passes:.2f} forward passes)")
     print(f"forward pass: {forward / 1e6:.3f} MFLOP per image")
-    print("| images per chunk | vectors per group | s per vector | GFLOP/s |")
-    print("|---:|---:|---:|---:|")
+    cache = None if args.cache_gib is None else int(args.cache_gib * 2**30)
+    print("| images per chunk | vectors per group | primal pass s | cached GB | s per vector | GFLOP/s |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for layout in args.layouts:
         chunk, group = map(int, layout.split("x"))
-        op = SequentialHessian(model, x, y, chunk_size=chunk, group_size=group)
+        op = SequentialHessian(model, x, y, chunk_size=chunk, group_size=group, cache_bytes=cache)
         vectors = torch.randn(op.n, group, generator=torch.Generator().manual_seed(0))
-        op.matmat(vectors)  # the primal pass, kept for the timed products
+        start = time.perf_counter()
+        for first in range(0, len(x), chunk):  # every chunk's primal pass, kept while the budget allows
+            op._primal(first)
+        primal = time.perf_counter() - start
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
@@ -57,7 +66,9 @@ def main():
             times.append(time.perf_counter() - start)
         per_vector = min(times) / group
         rate = per_product * len(x) / per_vector / 1e9
-        print(f"| {chunk} | {group} | {per_vector:.4f} | {rate:.0f} |", flush=True)
+        kept = op._cached_bytes / 1e9
+        row = f"| {chunk} | {group} | {primal:.1f} | {kept:.1f} | {per_vector:.4f} | {rate:.0f} |"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,47 @@ def test_record_holds_the_command_that_remakes_it(tmp_path):
     assert record["train_threads"] >= 1 and record["threads"] >= 1
     capability = torch.backends.cpu.get_cpu_capability()
     assert record["train_machine"] == record["machine"] == f"{capability} CPU, torch {torch.__version__}"
+
+
+def test_cache_gib_changes_what_is_kept_not_the_spectrum(tiny, tmp_path, capsys):
+    from hessian_powerlaw import cli
+
+    path = tiny[0]
+    spectra = {}
+    for gib in (None, "0", "0.5"):
+        out = tmp_path / f"s{gib}.npy"
+        argv = ["dnn-spectrum", str(path), "--k", "10", "--n-eval", "300", "--solver", "block", "--quiet"]
+        argv += ["--spectrum", str(out)]
+        argv += ["--out", str(tmp_path / f"r{gib}.json")] + (["--cache-gib", gib] if gib else [])
+        assert cli.main(argv) == 0
+        spectra[gib] = np.load(out, allow_pickle=False)
+        record = json.loads((tmp_path / f"r{gib}.json").read_text())
+        assert "sequential products" in record["hessian"] and record["command"].endswith(" ".join(argv[-2:]))
+    # recomputing every chunk's primal pass or keeping it gives bit-identical products
+    assert np.array_equal(spectra[None], spectra["0"]) and np.array_equal(spectra["0"], spectra["0.5"])
+    with pytest.raises(SystemExit):
+        cli.main(["dnn-spectrum", str(path), "--cache-gib", "-1", "--out", str(tmp_path / "x.json")])
+    assert "--cache-gib" in capsys.readouterr().err
+    factory = ["dnn-spectrum", "--model-factory", "m:f", "--data-factory", "m:d", "--cache-gib", "1"]
+    assert cli.main([*factory, "--out", str(tmp_path / "y.json")]) == 2
+    assert "--cache-gib do(es) not apply with --model-factory" in capsys.readouterr().err
+
+
+def test_make_operator_passes_the_cache_budget_to_either_implementation():
+    from hessian_powerlaw.network.models import LeNet
+    from hessian_powerlaw.network.operators import make_operator
+    from hessian_powerlaw.network.operators.sequential import SequentialHessian
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    lenet = LeNet((1, 28, 28), 10)
+    v = torch.randn(sum(p.numel() for p in lenet.parameters()), 2)
+    kept = {}
+    for budget in (0, 1 << 30):
+        for implementation in ("sequential", "autograd"):
+            op = make_operator(lenet, x, y, implementation, cache_bytes=budget)
+            kept[implementation, budget] = op.matmat(v)
+            cached = op._cached_bytes if isinstance(op, SequentialHessian) else op.cache_bytes
+            assert (cached > 0) == (budget > 0), (implementation, budget)
+    torch.testing.assert_close(kept["sequential", 0], kept["sequential", 1 << 30], rtol=0, atol=0)
+    torch.testing.assert_close(kept["autograd", 0], kept["autograd", 1 << 30], rtol=1e-5, atol=1e-6)

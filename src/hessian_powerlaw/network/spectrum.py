@@ -19,8 +19,6 @@ from hessian_powerlaw.network.vectors import RitzVectors, layout_of, vector_mega
 from hessian_powerlaw.records import GAP_FIT_KEYS, NETWORK_KEYS, RUN_KEYS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
 EVAL_SPLITS = ("train", "test")
 OPERATORS = ("hessian", "ggn", "fisher", "gradient-covariance")
 
@@ -99,7 +97,7 @@ class SpectrumSettings:
         The dnn-spectrum options of these names (the configuration reference; `k` is spectrum_k).
     slq_steps, block_size, weight_decay_term, hessian, bootstrap, bootstrap_seed : various
         Likewise.
-    eval_split, eval_dataset, operator, gradient_batch, gap_k : various
+    eval_split, eval_dataset, operator, gradient_batch, gap_k, cache_gib : various
         Likewise.
     data_root : str or None
         Where the data sets lie.
@@ -141,6 +139,7 @@ class SpectrumSettings:
     operator: str = "hessian"
     gradient_batch: int = 1
     gap_k: int = 0
+    cache_gib: float | None = None
     trace_probes: int = 32
     vectors: bool = False
     checkpoint: "str | SolverCheckpoint | None" = None
@@ -201,7 +200,7 @@ def spectrum(
     x, y = distributed.shard((x, y))
     shift = meta["weight_decay"] if s.weight_decay_term else 0.0
     smoothing = meta.get("label_smoothing", 0.0)
-    op, described = _operator(model, x, y, s.operator, s.hessian, s.dtype, shift, smoothing, s.gradient_batch)
+    op, described = _operator(model, x, y, s, shift, smoothing)
     op = distributed.DataParallel(op) if distributed.active() else op
     if s.vectors and s.progress:
         print(
@@ -296,22 +295,24 @@ def peak_memory_mb(device: str | torch.device) -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
-def _operator(model, x, y, operator, hessian, dtype, shift, smoothing, gradient_batch):
-    """(the operator of the record, a few words saying what it is)."""
+def _operator(model, x, y, s, shift, smoothing):
+    """(the operator of the record, a few words saying what it is) for the settings `s`."""
     from hessian_powerlaw.network.operators import HessianOperator, make_operator
     from hessian_powerlaw.network.operators.gradient_covariance import GradientCovariance
 
+    operator, dtype = s.operator, DTYPES[s.dtype]
     if operator == "gradient-covariance":
-        op = GradientCovariance(model, x, y, gradient_batch, DTYPES[dtype], smoothing)
-        return op, f"covariance of {op.m} batch gradients of batch size {gradient_batch}"
+        op = GradientCovariance(model, x, y, s.gradient_batch, dtype, smoothing)
+        return op, f"covariance of {op.m} batch gradients of batch size {s.gradient_batch}"
     if operator in ("ggn", "fisher"):
         from hessian_powerlaw.network.operators.gauss_newton import CURVATURES
 
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
-        op = CURVATURES[operator](model, loss_fn, (x, y), dtype=DTYPES[dtype])
+        op = CURVATURES[operator](model, loss_fn, (x, y), dtype=dtype)
         name = "generalised Gauss-Newton matrix" if operator == "ggn" else "empirical Fisher"
         return op, f"{name} of the mean cross-entropy (autograd products)"
-    op = make_operator(model, x, y, hessian, dtype=DTYPES[dtype], shift=shift, label_smoothing=smoothing)
+    cache = None if s.cache_gib is None else int(s.cache_gib * 2**30)
+    op = make_operator(model, x, y, s.hessian, dtype, shift, label_smoothing=smoothing, cache_bytes=cache)
     kind = "autograd" if isinstance(op, HessianOperator) else "sequential"
     note = f"; {op.note}" if op.note else ""
     return op, f"mean cross-entropy Hessian ({kind} products{note})"

@@ -16,7 +16,11 @@ from hessian_powerlaw.network.operators.generic import LossHessian
 
 
 class HessianOperator(LossHessian):
-    """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i) at the model's current parameters."""
+    """H = d^2/dtheta^2 mean_i CE(f(x_i; theta), y_i) at the model's current parameters.
+
+    The chunks' gradient graphs are kept between products where they fit `cache_bytes`
+    (default: a quarter of the device's free memory; `generic.LossHessian`).
+    """
 
     def __init__(
         self,
@@ -27,9 +31,11 @@ class HessianOperator(LossHessian):
         dtype: torch.dtype = torch.float32,
         shift: float = 0.0,
         label_smoothing: float = 0.0,
+        cache_bytes: int | None = None,
     ):
         loss = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=label_smoothing)
         super().__init__(model, loss, (x, y), dtype=dtype, chunk_size=chunk_size)
+        self.cache_limit = cache_bytes
         self.x, self.y = self.data
         self.shift = shift
         self.label_smoothing = label_smoothing

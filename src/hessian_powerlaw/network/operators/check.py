@@ -21,6 +21,7 @@ def make_operator(
     shift: float = 0.0,
     check: bool = True,
     label_smoothing: float = 0.0,
+    cache_bytes: int | None = None,
 ) -> Operator:
     """The Hessian operator of `model` over (x, y).
 
@@ -28,14 +29,23 @@ def make_operator(
     products for ReLU/max-pool sequential networks (LeNet, fcn, lnn), checked on creation against
     autograd on two vectors over CHECK_SAMPLES images spread through the data. 'auto':
     sequential where the model allows it and the check passes, else autograd; the operator's
-    `note` says why autograd was used (None when nothing was said).
+    `note` says why autograd was used (None when nothing was said). `cache_bytes` caps what the
+    operator keeps between products (None: each implementation's default).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown Hessian implementation {implementation!r} ({', '.join(IMPLEMENTATIONS)})")
     note = None
     if implementation != "autograd":
         try:
-            op = SequentialHessian(model, x, y, dtype=dtype, shift=shift, label_smoothing=label_smoothing)
+            op = SequentialHessian(
+                model,
+                x,
+                y,
+                dtype=dtype,
+                shift=shift,
+                cache_bytes=cache_bytes,
+                label_smoothing=label_smoothing,
+            )
             if check:
                 _check_against_autograd(model, x, y, dtype, label_smoothing)
         except UnsupportedModel as err:
@@ -45,7 +55,9 @@ def make_operator(
         else:
             op.note = None
             return op
-    op = HessianOperator(model, x, y, dtype=dtype, shift=shift, label_smoothing=label_smoothing)
+    op = HessianOperator(
+        model, x, y, dtype=dtype, shift=shift, label_smoothing=label_smoothing, cache_bytes=cache_bytes
+    )
     op.note = note
     return op
 

@@ -19,8 +19,9 @@ without recomputing the forward and backward passes), 1.3-2x cheaper per vector 
 them on the peer benchmark's models (one-off timings; the end-to-end effect is in
 benchmarks/measured/dnn_peers_generic.md). The graph holds the chunk's activations and
 their gradients, so the cache is built only where its size, estimated from the tensors one chunk
-saves (twice that, for what the estimate misses), is at most CACHE_SHARE of the device's free
-memory; `cache=False` never builds it, `cache=True` always (an error where it cannot be).
+saves (twice that, for what the estimate misses), is at most `cache_limit` bytes (default:
+CACHE_SHARE of the device's free memory); `cache=False` never builds it, `cache=True` always
+(an error where it cannot be).
 
 Uncached products are forward-over-reverse; where torch's forward mode fails on the first product
 (nn.MSELoss: "ZeroTensors are immutable", weight_norm, operations without a forward-mode rule)
@@ -98,6 +99,7 @@ class LossHessian:
     ):
         self.model = model = own_copy(model, dtype)
         self.cache, self._pullbacks, self.cache_bytes = cache, None, 0
+        self.cache_limit = None  # bytes the cached graphs may take (None: CACHE_SHARE of free memory)
         self.loss_fn, self.dtype, self.chunk_size = loss_fn, dtype, chunk_size
         first = next(model.parameters(), None)
         if first is None:
@@ -211,7 +213,8 @@ class LossHessian:
         if not chunks:
             raise ValueError(self._no_samples())
         estimate = 2 * self._graph_bytes(*chunks[0]) * len(self.data[0]) / len(chunks[0][0])
-        if self.cache is None and estimate > CACHE_SHARE * available_bytes(self.device):
+        limit = CACHE_SHARE * available_bytes(self.device) if self.cache_limit is None else self.cache_limit
+        if self.cache is None and estimate > limit:
             return []
         try:
             pullbacks = [

@@ -96,19 +96,14 @@ class _PooledConv:
         self.idx = idx.flatten(2)  # (N, O, Q) positions in the conv output's H*W grid
         self.active = (pooled > 0).flatten(2)
         self.in_shape, self.full = z.shape[2:], z.shape[2] * z.shape[3]
-        (kh, kw), (ph, pw), width = module.kernel_size, module.padding, z.shape[3]
-        padded = F.pad(a, (pw, pw, ph, ph))
-        c, wp = padded.shape[1], padded.shape[3]
-        corner = (self.idx // width) * wp + self.idx % width  # each patch's top-left, padded grid
-        offsets = (
-            torch.arange(kh, device=a.device)[:, None] * wp + torch.arange(kw, device=a.device)
-        ).flatten()
-        index = (corner.unsqueeze(-1) + offsets).flatten(2)  # (N, O, Q*kh*kw)
-        flat = padded.flatten(2).unsqueeze(1).expand(n, o, c, -1)
-        patches = flat.gather(3, index.unsqueeze(2).expand(n, o, c, -1)).unflatten(3, (ho * wo, kh * kw))
-        patches = patches.permute(1, 0, 3, 2, 4).reshape(o, n * ho * wo, c * kh * kw)
-        mask = self.active.permute(1, 0, 2).reshape(o, n * ho * wo, 1).to(patches.dtype)
-        self.patches = torch.cat([patches * mask, mask], 2) if bias else patches * mask
+        # im2col rows (N*L, C*kh*kw [+1 for the bias]) in the weight's (C, kh, kw) order; each
+        # selection picks its row, straight into the (O, N*Q, ...) layout of the products
+        cols = F.unfold(a, module.kernel_size, padding=module.padding).transpose(1, 2)
+        cols = torch.cat([cols, cols.new_ones(*cols.shape[:2], 1)], 2) if bias else cols.contiguous()
+        rows = self.idx + torch.arange(n, device=a.device).view(n, 1, 1) * self.full
+        patches = cols.view(n * self.full, -1).index_select(0, rows.transpose(0, 1).flatten())
+        mask = self.active.transpose(0, 1).reshape(o, n * ho * wo, 1).to(patches.dtype)
+        self.patches = patches.view(o, n * ho * wo, -1).mul_(mask)
         self.bias = bias
         self.shape = (n, o, ho, wo)
 
@@ -200,7 +195,8 @@ class SequentialHessian:
 
     Each chunk's primal pass (masks, pool choices, selected patches, gradients) is kept between
     products while the kept chunks fit in `cache_bytes` (default: 4 GiB or a quarter of the
-    device's free memory, whichever is less); chunks beyond that are recomputed.
+    device's free memory, whichever is less); chunks beyond that are recomputed (the same
+    products: the cache changes the time, not the numbers).
     A block runs through each chunk `group_size` vectors at a time: on CPU small steps (128
     images x 16 vectors by default) are fastest, as their tangents stay in the processor's cache.
     """
