@@ -130,3 +130,17 @@ def test_one_blas_thread_holds_openblas_to_one_thread_and_restores_it():
         assert inside and set(inside) == {1}
     else:
         assert inside == before
+
+
+def test_cache_limit_caps_the_cached_graphs():
+    model, data = _problem()
+    loss = nn.CrossEntropyLoss()
+    v = torch.randn(LossHessian(model, loss, data).n, 2, dtype=torch.float64)
+    products = {}
+    for limit in (0, 1 << 30):
+        op = LossHessian(model, loss, data, dtype=torch.float64, cache_limit=limit)
+        products[limit] = op.matmat(v)
+        assert op.cached == (limit > 0) and (op.cache_bytes > 0) == (limit > 0)
+    torch.testing.assert_close(products[0], products[1 << 30], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cache_limit must be None or at least 0 bytes, got -1"):
+        LossHessian(model, loss, data, cache_limit=-1)

@@ -219,3 +219,7 @@ def test_make_operator_passes_the_cache_budget_to_either_implementation():
             assert (cached > 0) == (budget > 0), (implementation, budget)
     torch.testing.assert_close(kept["sequential", 0], kept["sequential", 1 << 30], rtol=0, atol=0)
     torch.testing.assert_close(kept["autograd", 0], kept["autograd", 1 << 30], rtol=1e-5, atol=1e-6)
+    for implementation in ("sequential", "autograd"):
+        for bad in (-1, float("nan")):
+            with pytest.raises(ValueError, match="cache_bytes must be None or at least 0"):
+                make_operator(lenet, x, y, implementation, cache_bytes=bad)

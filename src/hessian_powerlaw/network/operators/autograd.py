@@ -12,6 +12,7 @@ import functools
 import torch
 from torch import nn
 
+from hessian_powerlaw.network.operators.base import cache_budget
 from hessian_powerlaw.network.operators.generic import LossHessian
 
 
@@ -34,8 +35,8 @@ class HessianOperator(LossHessian):
         cache_bytes: int | None = None,
     ):
         loss = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=label_smoothing)
-        super().__init__(model, loss, (x, y), dtype=dtype, chunk_size=chunk_size)
-        self.cache_limit = cache_bytes
+        cache_bytes = cache_budget(cache_bytes)
+        super().__init__(model, loss, (x, y), dtype=dtype, chunk_size=chunk_size, cache_limit=cache_bytes)
         self.x, self.y = self.data
         self.shift = shift
         self.label_smoothing = label_smoothing

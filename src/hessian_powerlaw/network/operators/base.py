@@ -30,3 +30,11 @@ class Operator(Protocol):
 def own_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """A copy of `model` in eval mode at `dtype`: operators never change the caller's model."""
     return copy.deepcopy(model).eval().to(dtype)
+
+
+def cache_budget(budget: int | None, name: str = "cache_bytes") -> int | None:
+    """`budget` (the argument `name`) checked: None (the operator's default) or the bytes >= 0
+    that products may keep."""
+    if budget is not None and not budget >= 0:
+        raise ValueError(f"{name} must be None or at least 0 bytes, got {budget}")
+    return budget

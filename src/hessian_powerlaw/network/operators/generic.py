@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from hessian_powerlaw.network.device import available_bytes
-from hessian_powerlaw.network.operators.base import own_copy
+from hessian_powerlaw.network.operators.base import cache_budget, own_copy
 
 CACHE_SHARE = 0.25  # the cached gradient graphs may take this share of the free memory
 
@@ -96,10 +96,11 @@ class LossHessian:
         dtype: torch.dtype = torch.float32,
         chunk_size: int | None = None,
         cache: bool | None = None,
+        cache_limit: int | None = None,
     ):
+        self.cache_limit = cache_budget(cache_limit, "cache_limit")  # None: CACHE_SHARE of the free memory
         self.model = model = own_copy(model, dtype)
         self.cache, self._pullbacks, self.cache_bytes = cache, None, 0
-        self.cache_limit = None  # bytes the cached graphs may take (None: CACHE_SHARE of free memory)
         self.loss_fn, self.dtype, self.chunk_size = loss_fn, dtype, chunk_size
         first = next(model.parameters(), None)
         if first is None:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.grad import conv2d_input
 
 from hessian_powerlaw.network.device import available_bytes
-from hessian_powerlaw.network.operators.base import own_copy
+from hessian_powerlaw.network.operators.base import cache_budget, own_copy
 from hessian_powerlaw.network.operators.chain import UnsupportedModel, pair, plan
 from hessian_powerlaw.network.operators.conv_products import (
     input_products,
@@ -213,6 +213,7 @@ class SequentialHessian:
         cache_bytes: int | None = None,
         label_smoothing: float = 0.0,
     ):
+        cache_bytes = cache_budget(cache_bytes)
         plan(model)  # UnsupportedModel before any copy
         self.model = model = own_copy(model, dtype)
         self.prefix, self.layers = plan(model)
