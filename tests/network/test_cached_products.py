@@ -135,7 +135,7 @@ def test_one_blas_thread_holds_openblas_to_one_thread_and_restores_it():
 def test_cache_limit_caps_the_cached_graphs():
     model, data = _problem()
     loss = nn.CrossEntropyLoss()
-    v = torch.randn(LossHessian(model, loss, data).n, 2, dtype=torch.float64)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), 2, dtype=torch.float64)
     products = {}
     for limit in (0, 1 << 30):
         op = LossHessian(model, loss, data, dtype=torch.float64, cache_limit=limit)
@@ -144,3 +144,5 @@ def test_cache_limit_caps_the_cached_graphs():
     torch.testing.assert_close(products[0], products[1 << 30], rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="cache_limit must be None or at least 0 bytes, got -1"):
         LossHessian(model, loss, data, cache_limit=-1)
+    with pytest.raises(TypeError, match="cache_limit must be a number of bytes or None, got str"):
+        LossHessian(model, loss, data, cache_limit="1")

@@ -1,6 +1,7 @@
 """The interface every Hessian operator offers to the solvers, and what they share."""
 
 import copy
+import numbers
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -35,6 +36,10 @@ def own_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 def cache_budget(budget: int | None, name: str = "cache_bytes") -> int | None:
     """`budget` (the argument `name`) checked: None (the operator's default) or the bytes >= 0
     that products may keep."""
-    if budget is not None and not budget >= 0:
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
+        raise TypeError(f"{name} must be a number of bytes or None, got {type(budget).__name__}")
+    if not budget >= 0:
         raise ValueError(f"{name} must be None or at least 0 bytes, got {budget}")
     return budget
