@@ -6,7 +6,7 @@ import torch
 
 from hessian_powerlaw.network import datasets, training
 from hessian_powerlaw.network.model_files import load_model
-from hessian_powerlaw.network.optimizers import OPTIMIZERS, make_optimizer
+from hessian_powerlaw.network.optimizers import OPTIMIZERS, WEIGHT_DECAY_FORM, make_optimizer
 from hessian_powerlaw.network.training import STUDY_SPEC, TrainingError, train
 
 SPEC = {**STUDY_SPEC, "n_train": 1024, "epochs": 6}
@@ -64,6 +64,36 @@ def test_every_optimizer_steps(name):
     assert not torch.equal(before, model.weight)
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_weight_decay_takes_the_reference_implementations_form(name):
+    # Eight steps on fixed random gradients g_t (past RAdam's unrectified first steps, where the
+    # two forms coincide). The L2 form must step as the same optimizer without decay given
+    # g_t + wd * p_t; the decoupled form as that optimizer given g_t after shrinking p by lr * wd.
+    lr, wd, steps = 0.1, 0.05, 8
+    start = torch.nn.Linear(3, 2)
+    with_decay, reference = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    with_decay.load_state_dict(start.state_dict())
+    reference.load_state_dict(start.state_dict())
+    opt = make_optimizer(name, with_decay.parameters(), lr=lr, weight_decay=wd)
+    plain = make_optimizer(name, reference.parameters(), lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        grads = [torch.randn(p.shape, generator=gen) for p in start.parameters()]
+        for p, g in zip(with_decay.parameters(), grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+        with torch.no_grad():
+            for p, g in zip(reference.parameters(), grads, strict=True):
+                if WEIGHT_DECAY_FORM[name] == "decoupled":
+                    p.mul_(1 - lr * wd)
+                    p.grad = g.clone()
+                else:
+                    p.grad = g + wd * p
+        plain.step()
+    for got, want in zip(with_decay.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_unknown_optimizer():
     with pytest.raises(TrainingError, match="unknown optimizer"):
         make_optimizer("sgdd", torch.nn.Linear(2, 2).parameters())
@@ -101,6 +131,33 @@ def test_interrupted_training_resumes_bit_identically(tmp_path, data, monkeypatc
     monkeypatch.setattr(training, "evaluate", real)
     resumed, _ = train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_with_other_optimizer_settings_is_not_resumed(tmp_path, data, monkeypatch, capsys):
+    spec = {**SPEC, "epochs": 2}
+    reference, _ = train(spec, tmp_path / "ref.pt", progress=False, data=data)
+    calls = {"n": 0}
+    real = training.evaluate
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
+    monkeypatch.setattr(training, "evaluate", real)
+    state = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    assert state["epoch"] == 1
+    state["optimizer"]["param_groups"][0]["momentum"] = 0.5  # as if made by another form of SGD
+    torch.save(state, tmp_path / "run.ckpt")
+    capsys.readouterr()
+    again, _ = train(spec, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
+    assert "other optimizer settings; starting afresh" in capsys.readouterr().err
+    for a, b in zip(reference.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

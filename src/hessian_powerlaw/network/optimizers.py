@@ -6,28 +6,37 @@ import torch
 
 from hessian_powerlaw.network.errors import TrainingError
 
-# name -> (factory(params, lr, weight_decay), the study's learning rate)
+# name -> (factory(params, lr, weight_decay), the study's learning rate). Weight decay takes the
+# form of each optimizer's reference implementation (WEIGHT_DECAY_FORM): pytorch-optimizer
+# defaults to decoupled decay, which only PNM's and RAdam's authors use, so the L2 form is asked
+# for explicitly where the authors' code adds the decay to the gradient.
 OPTIMIZERS = {
     "sgd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
     "vanilla-sgd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd), 0.1),
     "adam": (lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd), 0.001),
     "amsgrad": (lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd, amsgrad=True), 0.001),
-    "radam": (lambda p, lr, wd: torch.optim.RAdam(p, lr=lr, weight_decay=wd), 0.001),
-    "adabound": (lambda p, lr, wd: _po().AdaBound(p, lr=lr, weight_decay=wd), 0.001),
-    "yogi": (lambda p, lr, wd: _po().Yogi(p, lr=lr, weight_decay=wd), 0.001),
-    "adai": (lambda p, lr, wd: _po().Adai(p, lr=lr, weight_decay=wd), 0.1),
-    "pnm": (lambda p, lr, wd: _po().PNM(p, lr=lr, weight_decay=wd), 0.1),
+    "radam": (
+        lambda p, lr, wd: torch.optim.RAdam(p, lr=lr, weight_decay=wd, decoupled_weight_decay=True),
+        0.001,
+    ),
+    "adabound": (lambda p, lr, wd: _po().AdaBound(p, lr=lr, weight_decay=wd, weight_decouple=False), 0.001),
+    "yogi": (lambda p, lr, wd: _po().Yogi(p, lr=lr, weight_decay=wd, weight_decouple=False), 0.001),
+    "adai": (lambda p, lr, wd: _po().Adai(p, lr=lr, weight_decay=wd, weight_decouple=False), 0.1),
+    "pnm": (lambda p, lr, wd: _po().PNM(p, lr=lr, weight_decay=wd, weight_decouple=True), 0.1),
     "lookahead": (
         lambda p, lr, wd: _po().Lookahead(torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd)),
         0.1,
     ),
-    "diffgrad": (lambda p, lr, wd: _po().DiffGrad(p, lr=lr, weight_decay=wd), 0.001),
+    "diffgrad": (lambda p, lr, wd: _po().DiffGrad(p, lr=lr, weight_decay=wd, weight_decouple=False), 0.001),
     # Full-batch gradient descent (momentum 0.9 like 'sgd', same number of steps per epoch),
     # alone or plus isotropic Gaussian noise whose expected squared norm equals that of the SGD
     # noise ||g_batch - g_full||^2 measured at the same step (the noise comparison).
     "gd": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
     "gd-noise": (lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd), 0.1),
 }
+# "l2": the decay is added to the gradient (p.grad + wd * p) before the optimizer's own update;
+# "decoupled": the weights shrink by lr * wd each step, apart from the update (AdamW's form).
+WEIGHT_DECAY_FORM = {name: "l2" for name in OPTIMIZERS} | {"radam": "decoupled", "pnm": "decoupled"}
 FULL_BATCH = ("gd", "gd-noise")
 SCHEDULES = ("step", "constant")
 

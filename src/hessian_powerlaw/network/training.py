@@ -198,11 +198,22 @@ def _resume(checkpoint, spec, curvature, trainer, device):
         print(f"train: {checkpoint} was made with other settings; starting afresh", file=sys.stderr)
         return [], [], 0
     model, optimizer, scheduler = trainer
+    if _optimizer_settings(state["optimizer"]) != _optimizer_settings(optimizer.state_dict()):
+        # e.g. a checkpoint from before the weight decay took each optimizer's reference form
+        print(f"train: {checkpoint} has other optimizer settings; starting afresh", file=sys.stderr)
+        return [], [], 0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     print(f"train: resuming after epoch {state['epoch']} from {checkpoint}", file=sys.stderr)
     return state["history"], state.get("curvature", []), state["epoch"]
+
+
+def _optimizer_settings(state_dict):
+    """The fixed settings of each parameter group (what the rate schedule and steps leave alone)."""
+    state_dict = state_dict.get("base_optimizer", state_dict)  # Lookahead keeps its base's groups
+    moving = {"params", "lr", "initial_lr", "step"}
+    return [{k: v for k, v in group.items() if k not in moving} for group in state_dict["param_groups"]]
 
 
 def _epoch(trainer, train_set, test_set, spec, epoch, device, bar=None):
