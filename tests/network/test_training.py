@@ -112,31 +112,8 @@ def test_training_learns_and_saves_safely(tmp_path, data):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_interrupted_training_resumes_bit_identically(tmp_path, data, monkeypatch):
-    reference, _ = train(SPEC, tmp_path / "ref.pt", progress=False, data=data)
-    calls = {"n": 0}
-    real = training.evaluate
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "evaluate", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
-    assert not (tmp_path / "run.pt").exists()
-    assert torch.load(tmp_path / "run.ckpt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(training, "evaluate", real)
-    resumed, _ = train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
-    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-
-
-def test_a_checkpoint_with_other_optimizer_settings_is_not_resumed(tmp_path, data, monkeypatch, capsys):
-    spec = {**SPEC, "epochs": 2}
-    reference, _ = train(spec, tmp_path / "ref.pt", progress=False, data=data)
+def _interrupt_in_second_epoch(spec, tmp_path, data, monkeypatch):
+    """Train `spec` with a checkpoint at tmp_path/run.ckpt until a kill in its second epoch."""
     calls = {"n": 0}
     real = training.evaluate
 
@@ -150,6 +127,22 @@ def test_a_checkpoint_with_other_optimizer_settings_is_not_resumed(tmp_path, dat
     with pytest.raises(KeyboardInterrupt):
         train(spec, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
     monkeypatch.setattr(training, "evaluate", real)
+
+
+def test_interrupted_training_resumes_bit_identically(tmp_path, data, monkeypatch):
+    reference, _ = train(SPEC, tmp_path / "ref.pt", progress=False, data=data)
+    _interrupt_in_second_epoch(SPEC, tmp_path, data, monkeypatch)
+    assert not (tmp_path / "run.pt").exists()
+    assert torch.load(tmp_path / "run.ckpt", weights_only=True)["epoch"] == 1
+    resumed, _ = train(SPEC, tmp_path / "run.pt", checkpoint=tmp_path / "run.ckpt", progress=False, data=data)
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_with_other_optimizer_settings_is_not_resumed(tmp_path, data, monkeypatch, capsys):
+    spec = {**SPEC, "epochs": 2}
+    reference, _ = train(spec, tmp_path / "ref.pt", progress=False, data=data)
+    _interrupt_in_second_epoch(spec, tmp_path, data, monkeypatch)
     state = torch.load(tmp_path / "run.ckpt", weights_only=True)
     assert state["epoch"] == 1
     state["optimizer"]["param_groups"][0]["momentum"] = 0.5  # as if made by another form of SGD
