@@ -1,6 +1,7 @@
 """The benchmarks' machine-read outputs: `protein_speed.py --entries` ends with the ratio line, the
 committed peer comparison holds one complete object per (tool, K), and `rerun_records.py` tells a
-record that re-runs to the same result from one that does not."""
+record that re-runs to the same result from one that does not, and `rerun_coverage.py` counts
+each record by the check of it as it is now."""
 
 import json
 import math
@@ -396,3 +397,51 @@ def test_saved_figures_hold_no_date_so_a_rerun_gives_the_same_bytes(tmp_path):
         contents.append([path.read_bytes() for path in save(fig, tmp_path, name)])
     assert contents[0] == contents[1] and contents[0][1].startswith(b"%PDF")
     assert b"CreationDate" not in contents[0][1]  # the same bytes in another second, too
+
+
+def _coverage(root, out):
+    command = [sys.executable, str(ROOT / "benchmarks" / "rerun_coverage.py"), str(root), "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_rerun_coverage_counts_each_record_by_its_latest_check_and_prices_the_rest(tmp_path):
+    root = tmp_path / "study"
+    (root / "diagnostics").mkdir(parents=True)
+    exact = _fake_record(root / "exact.json", 2.0, made_on="AVX2 CPU")
+    moved = _fake_record(root / "moved.json", 2.0 + 1e-3, made_on="AVX2 CPU")
+    for record, run in ((exact, "a_s0"), (moved, "b_s0")):
+        body = json.loads(record.read_text())
+        record.write_text(json.dumps({**body, "run": run}))
+        assert _rerun(record, "--out", root / "reruns.json").returncode in (0, 1)
+    # made again after its check: the old row compared another beta, so the record is not re-run
+    remade = json.loads(exact.read_text())
+    (root / "remade.json").write_text(json.dumps({**remade, "run": "b_s0", "beta": 1.5, "seconds": 5400}))
+    moved.unlink()
+    untimed = {"run": "c_s0", "command": "true", "power_law": False, "beta": None}
+    (root / "diagnostics" / "untimed.json").write_text(json.dumps(untimed))
+    (root / "made_with.json").write_text(json.dumps({"a_s0": {"train": 2}}))  # not a record
+    done = _coverage(root, tmp_path / "coverage.md")
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "coverage.md").read_text()
+    assert text.startswith("1 of 3 committed records re-ran")
+    assert "| AVX2 CPU | 2 | 1 | 0 | 0 | 1 | 1.5 |" in text
+    assert "| unnamed machine | 1 | 0 | 0 | 0 | 1 | 0.0 (+1 untimed) |" in text
+    assert "`remade`" in text and "`diagnostics/untimed`" in text and "`exact`" not in text
+
+
+def test_rerun_coverage_reads_a_verdict_held_with_beta_moved_apart_from_a_failure(tmp_path):
+    root = tmp_path / "study"
+    root.mkdir()
+    record = {"run": "a_s0", "command": "x", "power_law": True, "beta": 2.0}
+    (root / "a.json").write_text(json.dumps(record))
+    (root / "b.json").write_text(json.dumps({**record, "run": "b_s0"}))
+    rows = [
+        {"run": "a_s0", "beta": 2.0, "power_law": True, "rerun_power_law": True, "agrees": False},
+        {"run": "b_s0", "beta": 2.0, "power_law": True, "error": "exit 1", "agrees": False},
+    ]
+    (root / "reruns_other.json").write_text(json.dumps({"rows": rows}))
+    assert _coverage(root, tmp_path / "c.md").returncode == 0
+    assert "| unnamed machine | 2 | 0 | 1 | 1 | 0 | 0.0 |" in (tmp_path / "c.md").read_text()
+    (root / "bad.json").write_text("{")
+    done = _coverage(root, tmp_path / "c.md")
+    assert done.returncode != 0 and "bad.json: not a readable JSON file" in done.stderr
