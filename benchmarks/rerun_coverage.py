@@ -26,16 +26,21 @@ from hessian_powerlaw.io import atomic_path
 STATES = ("exact", "verdict held", "differs", "not re-run")
 
 
+def read_json(path: Path):
+    """The JSON value in ``path``; stops with one line naming the file if it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path}: not a readable JSON file ({error})") from error
+
+
 def load_records(root: Path) -> list[tuple[Path, dict]]:
     """(path, record) for every record JSON under ``root``, sorted by path."""
     found = []
     for path in sorted(root.rglob("*.json")):
         if path.name.startswith("reruns"):
             continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"{path}: not a readable JSON file ({error})") from error
+        record = read_json(path)
         if isinstance(record, dict) and {"run", "command", "power_law"} <= record.keys():
             found.append((path, record))
     return found
@@ -45,7 +50,10 @@ def load_rows(root: Path) -> list[dict]:
     """Every comparison row of the ``reruns*.json`` files directly in ``root``."""
     rows = []
     for path in sorted(root.glob("reruns*.json")):
-        rows += json.loads(path.read_text()).get("rows", [])
+        checked = read_json(path)
+        if not isinstance(checked, dict) or not isinstance(checked.get("rows", []), list):
+            raise SystemExit(f"{path}: not a rerun_records.py output (no list of rows)")
+        rows += checked.get("rows", [])
     return rows
 
 

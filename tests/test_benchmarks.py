@@ -445,3 +445,7 @@ def test_rerun_coverage_reads_a_verdict_held_with_beta_moved_apart_from_a_failur
     (root / "bad.json").write_text("{")
     done = _coverage(root, tmp_path / "c.md")
     assert done.returncode != 0 and "bad.json: not a readable JSON file" in done.stderr
+    (root / "bad.json").unlink()
+    (root / "reruns_broken.json").write_text("[1, 2]")
+    done = _coverage(root, tmp_path / "c.md")
+    assert done.returncode != 0 and "reruns_broken.json: not a rerun_records.py output" in done.stderr
