@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -62,16 +63,29 @@ def compare(committed: dict, rerun: dict, tol: float) -> dict:
     else:
         row["beta_diff"] = abs(committed["beta"] - rerun["beta"])
         same_beta = row["beta_diff"] <= tol
-    made = (committed.get("train_machine"), committed.get("machine"))
-    row["same_machine"] = (
-        None if made == (None, None) else made == (rerun.get("train_machine"), rerun.get("machine"))
-    )
+    row["same_machine"] = same_machine(committed, rerun)
     row["agrees"] = bool(
         same_beta
         and committed.get("power_law") == rerun.get("power_law")
         and row["status"] == row["rerun_status"]
     )
     return row
+
+
+def same_machine(committed: dict, rerun: dict) -> bool | None:
+    """Whether the rerun ran on a machine that reads as the record's (``train_machine`` and
+    ``machine``); None where the record cannot say: it names no machine, or names only the
+    instruction set (older records, before the label named the CPU model) and the rerun's reads
+    the same without its model, since two CPUs with one instruction set may round differently."""
+    made = (committed.get("train_machine"), committed.get("machine"))
+    ran = (rerun.get("train_machine"), rerun.get("machine"))
+    if made == (None, None):
+        return None
+    if made == ran:
+        return True
+    unnamed = [label for label in made if label and "CPU," in label]
+    without_model = tuple(re.sub(r" CPU \([^)]*\),", " CPU,", label or "") or None for label in ran)
+    return None if unnamed and made == without_model else False
 
 
 def stage_threads(record: dict, made_with: dict) -> dict:

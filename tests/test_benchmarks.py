@@ -113,8 +113,18 @@ def test_rerun_records_compares_beta_and_verdict_and_resumes(tmp_path):
 
 
 def test_rerun_records_says_whether_the_rerun_ran_on_the_machine_that_made_the_record(tmp_path):
-    cases = {"same": ("AVX2 CPU", "AVX2 CPU", True), "other": ("AVX2 CPU", "AVX512 CPU", False)}
-    for name, (made_on, rerun_on, same) in {**cases, "old": (None, "AVX2 CPU", None)}.items():
+    zen4, intel = (
+        "AVX512 CPU (AuthenticAMD family 25 model 17), t 2",
+        "AVX512 CPU (GenuineIntel family 6 model 85), t 2",
+    )
+    cases = {
+        "same": (zen4, zen4, True),
+        "other model": (intel, zen4, False),
+        "other set": ("AVX2 CPU, t 2", zen4, False),
+        "no model": ("AVX512 CPU, t 2", zen4, None),  # an older label: same set, model unknown
+        "old": (None, zen4, None),
+    }
+    for name, (made_on, rerun_on, same) in cases.items():
         record = _fake_record(tmp_path / f"{name}.json", 2.0, made_on=made_on, rerun_on=rerun_on)
         out = tmp_path / f"{name}_out.json"
         assert _rerun(record, "--out", out).returncode == 0

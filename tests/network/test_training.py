@@ -1,10 +1,12 @@
 import json
+import platform
 import subprocess
 
 import pytest
 import torch
 
 from hessian_powerlaw.network import datasets, training
+from hessian_powerlaw.network.device import cpu_model, machine
 from hessian_powerlaw.network.model_files import load_model
 from hessian_powerlaw.network.optimizers import OPTIMIZERS, WEIGHT_DECAY_FORM, make_optimizer
 from hessian_powerlaw.network.training import STUDY_SPEC, TrainingError, train
@@ -339,3 +341,15 @@ def test_cli_refuses_impossible_options_in_one_line(argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "error: argument" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_the_machine_label_names_the_instruction_set_the_cpu_model_and_torch(tmp_path):
+    info = tmp_path / "cpuinfo"
+    first = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Xeon\n"
+    info.write_text(first + "\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu_model(info) == "GenuineIntel family 6 model 143"  # the first processor's
+    (tmp_path / "bare").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # an ARM board names none
+    assert cpu_model(tmp_path / "bare") == cpu_model(tmp_path / "absent") == platform.processor()
+    label = machine("cpu")
+    assert label.startswith(f"{torch.backends.cpu.get_cpu_capability()} CPU")
+    assert label.endswith(f", torch {torch.__version__}") and (f"({cpu_model()})" in label or not cpu_model())
