@@ -6,10 +6,11 @@ it, and writes a Markdown table: for each machine the records were made on (thei
 ``train_machine`` / ``machine``, or "unnamed machine" for records older than those keys), how many
 re-ran to the same verdict and a beta within the check's tolerance, how many kept their verdict
 with beta moved (a rerun on another machine), how many differ or failed, how many were never
-re-run, and what re-running those would cost (the records' own ``seconds``). A rerun row counts
-for a record only if it compared that record as it is now (the same run, verdict and beta): a
-record made again after its check is "not re-run". The runs not re-run are listed under the
-table::
+re-run, and what re-running all but the first would cost (the records' own ``seconds``): a
+record whose beta moved, on another machine, still waits for a rerun on its own. A rerun row
+counts for a record only if it compared that record as it is now (the same run, verdict and
+beta): a record made again after its check is "not re-run". The runs left are listed under the
+table, by state::
 
     python benchmarks/rerun_coverage.py benchmarks/measured/reproduction_study \\
         --out benchmarks/measured/reproduction_study/rerun_coverage.md
@@ -24,6 +25,11 @@ from pathlib import Path
 from hessian_powerlaw.io import atomic_path
 
 STATES = ("exact", "verdict held", "differs", "not re-run")
+LEFT = {
+    "verdict held": "Same verdict, beta moved",
+    "differs": "Differs or failed",
+    "not re-run": "Not re-run",
+}
 
 
 def read_json(path: Path):
@@ -82,16 +88,17 @@ def made_on(record: dict) -> str:
 
 
 def coverage(records: list[tuple[Path, dict]], rows: list[dict], root: Path) -> dict:
-    """{machine: {"records": n, state: n for each state, "left": [names], "hours": h, "untimed": n}}."""
+    """{machine: {"records": n, state: n for each state, "left": {state: [names]}, "hours": h,
+    "untimed": n}}: the hours and untimed count are of the records not re-run to the same beta."""
     groups: dict[str, dict] = {}
     for path, record in records:
-        empty = {"records": 0, **dict.fromkeys(STATES, 0), "left": [], "hours": 0.0, "untimed": 0}
+        empty = {"records": 0, **dict.fromkeys(STATES, 0), "left": {}, "hours": 0.0, "untimed": 0}
         group = groups.setdefault(made_on(record), empty)
         group["records"] += 1
         outcome = state(record, rows)
         group[outcome] += 1
-        if outcome == "not re-run":
-            group["left"].append(str(path.relative_to(root).with_suffix("")))
+        if outcome != "exact":
+            group["left"].setdefault(outcome, []).append(str(path.relative_to(root).with_suffix("")))
             if record.get("seconds") is None:
                 group["untimed"] += 1
             else:
@@ -116,9 +123,10 @@ def markdown(groups: dict, command: str) -> str:
         cells = [name, group["records"], group["exact"], group["verdict held"], group["differs"]]
         lines.append("| " + " | ".join(map(str, [*cells, group["not re-run"], hours])) + " |")
     for name, group in sorted(groups.items()):
-        if group["left"]:
-            names = ", ".join(f"`{left}`" for left in group["left"])
-            lines += ["", f"Not re-run, made on {name}: {names}."]
+        for outcome, heading in LEFT.items():
+            if group["left"].get(outcome):
+                names = ", ".join(f"`{left}`" for left in group["left"][outcome])
+                lines += ["", f"{heading}, made on {name}: {names}."]
     return "\n".join(lines) + "\n"
 
 

@@ -451,7 +451,10 @@ def test_rerun_coverage_reads_a_verdict_held_with_beta_moved_apart_from_a_failur
     ]
     (root / "reruns_other.json").write_text(json.dumps({"rows": rows}))
     assert _coverage(root, tmp_path / "c.md").returncode == 0
-    assert "| unnamed machine | 2 | 0 | 1 | 1 | 0 | 0.0 |" in (tmp_path / "c.md").read_text()
+    text = (tmp_path / "c.md").read_text()
+    assert "| unnamed machine | 2 | 0 | 1 | 1 | 0 | 0.0 (+2 untimed) |" in text  # both still owed
+    assert "Same verdict, beta moved, made on unnamed machine: `a`." in text
+    assert "Differs or failed, made on unnamed machine: `b`." in text and "Not re-run" not in text
     (root / "bad.json").write_text("{")
     done = _coverage(root, tmp_path / "c.md")
     assert done.returncode != 0 and "bad.json: not a readable JSON file" in done.stderr
