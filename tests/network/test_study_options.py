@@ -12,6 +12,7 @@ import torch
 from hessian_powerlaw.cli import portable_command
 from hessian_powerlaw.fit import gap_fit, power_law_fit
 from hessian_powerlaw.network import datasets
+from hessian_powerlaw.network.device import cpu_model
 from hessian_powerlaw.network.eigensolvers import top_eigenpairs
 from hessian_powerlaw.network.models import build
 from hessian_powerlaw.network.operators import HessianOperator
@@ -173,8 +174,9 @@ def test_record_holds_the_command_that_remakes_it(tmp_path):
     assert record["gap_k"] == 9 and record["gap_beta_expected"] == pytest.approx(1 + 1 / (record["s"] + 1))
     # what a bit-identical rerun needs besides the command: each stage's threads and machine
     assert record["train_threads"] >= 1 and record["threads"] >= 1
-    capability = torch.backends.cpu.get_cpu_capability()
-    assert record["train_machine"] == record["machine"] == f"{capability} CPU, torch {torch.__version__}"
+    capability, model = torch.backends.cpu.get_cpu_capability(), cpu_model()
+    named = f"{capability} CPU ({model})" if model else f"{capability} CPU"
+    assert record["train_machine"] == record["machine"] == f"{named}, torch {torch.__version__}"
 
 
 def test_cache_gib_changes_what_is_kept_not_the_spectrum(tiny, tmp_path, capsys):

@@ -297,7 +297,7 @@ def _final_meta(model, spec, classes, device, train_set, test_set):
         "test_acc": test_acc,
         "device": device,
         "train_threads": torch.get_num_threads(),  # CPU rounding depends on it: reruns need the same
-        "train_machine": machine(device),  # and on the instruction set
+        "train_machine": machine(device),  # and on the instruction set and CPU model
         "in_shape": list(train_set[0].shape[1:]),
         "classes": classes,
     }
