@@ -83,9 +83,9 @@ def same_machine(committed: dict, rerun: dict) -> bool | None:
         return None
     if made == ran:
         return True
-    unnamed = [label for label in made if label and "CPU," in label]
+    set_only = [label for label in made if label and "CPU," in label]  # no "(model)" after CPU
     without_model = tuple(re.sub(r" CPU \([^)]*\),", " CPU,", label or "") or None for label in ran)
-    return None if unnamed and made == without_model else False
+    return None if set_only and made == without_model else False
 
 
 def stage_threads(record: dict, made_with: dict) -> dict:
