@@ -6,8 +6,8 @@ it, and writes a Markdown table: for each machine the records were made on (thei
 ``train_machine`` / ``machine``, or "unnamed machine" for records older than those keys), how many
 re-ran to the same verdict and a beta within the check's tolerance, how many kept their verdict
 with beta moved (a rerun on another machine), how many differ or failed, how many were never
-re-run, and what re-running all but the first would cost (the records' own ``seconds``): a
-record whose beta moved, on another machine, still waits for a rerun on its own. A rerun row
+re-run, and what re-running every record not yet re-run to the same beta would cost (the
+records' own ``seconds``): a record whose beta moved on another machine still waits for its own. A rerun row
 counts for a record only if it compared that record as it is now (the same run, verdict and
 beta): a record made again after its check is "not re-run". The runs left are listed under the
 table, by state::

@@ -83,7 +83,7 @@ def same_machine(committed: dict, rerun: dict) -> bool | None:
         return None
     if made == ran:
         return True
-    set_only = [label for label in made if label and "CPU," in label]  # no "(model)" after CPU
+    set_only = any(label and "CPU," in label for label in made)  # no "(model)" after CPU
     without_model = tuple(re.sub(r" CPU \([^)]*\),", " CPU,", label or "") or None for label in ran)
     return None if set_only and made == without_model else False
 
